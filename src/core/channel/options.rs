@@ -1,0 +1,228 @@
+//! Channel options, set by grpcio / C-core key names (`grpc.*`) so users can
+//! carry their settings over. Unknown keys, wrong-typed values and keys of
+//! features not built yet are reported, never silently dropped.
+
+/// A typed option value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionValue {
+    /// An integer (C-core's `GRPC_ARG_INTEGER`).
+    Int(i64),
+    /// A string (C-core's `GRPC_ARG_STRING`).
+    Str(String),
+}
+
+/// Why an option was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionError {
+    /// Not a key rgrpc or gRPC knows.
+    UnknownKey(String),
+    /// The key takes the other type.
+    WrongType { key: String, expected: &'static str },
+    /// The value is out of range or malformed.
+    InvalidValue { key: String, reason: String },
+    /// A gRPC key whose feature rgrpc does not implement yet.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionError::UnknownKey(k) => write!(f, "unknown channel option {k:?}"),
+            OptionError::WrongType { key, expected } => {
+                write!(f, "channel option {key:?} takes {expected} value")
+            }
+            OptionError::InvalidValue { key, reason } => {
+                write!(f, "invalid value for channel option {key:?}: {reason}")
+            }
+            OptionError::Unsupported(k) => write!(
+                f,
+                "channel option {k:?} is a gRPC option that this version of rgrpc does not support yet"
+            ),
+        }
+    }
+}
+
+/// Default receive limit: 4 MiB, as in grpcio and C-core.
+pub const DEFAULT_MAX_RECV: usize = 4 * 1024 * 1024;
+
+/// The settings of a channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelOptions {
+    /// Largest message accepted from the server (`None` = unlimited).
+    /// Key `grpc.max_receive_message_length`, -1 = unlimited.
+    pub max_receive_message_length: Option<usize>,
+    /// Largest message the client may send (`None` = unlimited, the default).
+    /// Key `grpc.max_send_message_length`, -1 = unlimited.
+    pub max_send_message_length: Option<usize>,
+    /// Prepended to the user-agent (`grpc.primary_user_agent`).
+    pub primary_user_agent: Option<String>,
+    /// Appended to the user-agent (`grpc.secondary_user_agent`).
+    pub secondary_user_agent: Option<String>,
+    /// The `:authority` to send instead of the target's (`grpc.default_authority`).
+    pub default_authority: Option<String>,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            max_receive_message_length: Some(DEFAULT_MAX_RECV),
+            max_send_message_length: None,
+            primary_user_agent: None,
+            secondary_user_agent: None,
+            default_authority: None,
+        }
+    }
+}
+
+/// gRPC channel argument keys that rgrpc recognises but has not built yet.
+const NOT_YET: &[&str] = &[
+    "grpc.keepalive_time_ms",
+    "grpc.keepalive_timeout_ms",
+    "grpc.keepalive_permit_without_calls",
+    "grpc.http2.max_pings_without_data",
+    "grpc.http2.min_time_between_pings_ms",
+    "grpc.http2.min_ping_interval_without_data_ms",
+    "grpc.max_connection_idle_ms",
+    "grpc.client_idle_timeout_ms",
+    "grpc.initial_reconnect_backoff_ms",
+    "grpc.min_reconnect_backoff_ms",
+    "grpc.max_reconnect_backoff_ms",
+    "grpc.service_config",
+    "grpc.service_config_disable_resolution",
+    "grpc.enable_retries",
+    "grpc.per_rpc_retry_buffer_size",
+    "grpc.lb_policy_name",
+    "grpc.ssl_target_name_override",
+    "grpc.default_compression_algorithm",
+    "grpc.default_compression_level",
+    "grpc.compression_enabled_algorithms_bitset",
+    "grpc.max_metadata_size",
+    "grpc.absolute_max_metadata_size",
+    "grpc.http2.max_frame_size",
+    "grpc.http2.lookahead_bytes",
+    "grpc.http2.bdp_probe",
+    "grpc.enable_http_proxy",
+    "grpc.dns_min_time_between_resolutions_ms",
+];
+
+fn limit(key: &str, v: i64) -> Result<Option<usize>, OptionError> {
+    match v {
+        -1 => Ok(None),
+        v if v < -1 => Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: format!("{v} (use -1 for unlimited or a size in bytes)"),
+        }),
+        v => usize::try_from(v)
+            .map(Some)
+            .map_err(|_| OptionError::InvalidValue {
+                key: key.into(),
+                reason: format!("{v} is too large"),
+            }),
+    }
+}
+
+impl ChannelOptions {
+    /// Sets an option by its gRPC key.
+    pub fn set(&mut self, key: &str, value: OptionValue) -> Result<(), OptionError> {
+        use OptionValue::*;
+        let wrong = |expected| OptionError::WrongType {
+            key: key.to_string(),
+            expected,
+        };
+        match (key, value) {
+            ("grpc.max_receive_message_length", Int(v)) => {
+                self.max_receive_message_length = limit(key, v)?
+            }
+            ("grpc.max_send_message_length", Int(v)) => {
+                self.max_send_message_length = limit(key, v)?
+            }
+            ("grpc.primary_user_agent", Str(s)) => {
+                check_header_text(key, &s)?;
+                self.primary_user_agent = Some(s)
+            }
+            ("grpc.secondary_user_agent", Str(s)) => {
+                check_header_text(key, &s)?;
+                self.secondary_user_agent = Some(s)
+            }
+            ("grpc.default_authority", Str(s)) => {
+                if s.is_empty() || s.parse::<http::uri::Authority>().is_err() {
+                    return Err(OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{s:?} is not a valid authority (host[:port])"),
+                    });
+                }
+                self.default_authority = Some(s)
+            }
+            ("grpc.max_receive_message_length" | "grpc.max_send_message_length", Str(_)) => {
+                return Err(wrong("an integer"))
+            }
+            (
+                "grpc.primary_user_agent" | "grpc.secondary_user_agent" | "grpc.default_authority",
+                Int(_),
+            ) => return Err(wrong("a string")),
+            (k, _) if NOT_YET.contains(&k) => return Err(OptionError::Unsupported(k.to_string())),
+            (k, _) => return Err(OptionError::UnknownKey(k.to_string())),
+        }
+        Ok(())
+    }
+}
+
+fn check_header_text(key: &str, s: &str) -> Result<(), OptionError> {
+    if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        Ok(())
+    } else {
+        Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: "must be printable ASCII".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_and_errors() {
+        let mut o = ChannelOptions::default();
+        assert_eq!(o.max_receive_message_length, Some(4 << 20));
+        o.set("grpc.max_receive_message_length", OptionValue::Int(-1))
+            .unwrap();
+        assert_eq!(o.max_receive_message_length, None);
+        o.set("grpc.max_send_message_length", OptionValue::Int(10))
+            .unwrap();
+        assert_eq!(o.max_send_message_length, Some(10));
+        assert!(matches!(
+            o.set("grpc.max_send_message_length", OptionValue::Str("x".into())),
+            Err(OptionError::WrongType { .. })
+        ));
+        assert!(matches!(
+            o.set("grpc.max_send_message_length", OptionValue::Int(-5)),
+            Err(OptionError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            o.set("grpc.nope", OptionValue::Int(1)),
+            Err(OptionError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            o.set("grpc.keepalive_time_ms", OptionValue::Int(1)),
+            Err(OptionError::Unsupported(_))
+        ));
+        assert!(o
+            .set(
+                "grpc.default_authority",
+                OptionValue::Str("bad authority".into())
+            )
+            .is_err());
+        o.set(
+            "grpc.default_authority",
+            OptionValue::Str("foo.test:443".into()),
+        )
+        .unwrap();
+        o.set(
+            "grpc.primary_user_agent",
+            OptionValue::Str("myapp/1.0".into()),
+        )
+        .unwrap();
+    }
+}

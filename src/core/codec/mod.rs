@@ -1,0 +1,6 @@
+//! Wire encodings: the 5-byte message framing, `grpc-timeout` and the
+//! `grpc-message` percent-encoding.
+
+pub mod framing;
+pub mod percent;
+pub mod timeout;

@@ -1,0 +1,764 @@
+//! Calls: per-call options, the call object (all four RPC patterns), the
+//! unary helpers, and the callbacks.
+
+use super::boundary::boundary;
+use super::buffer::rgrpc_buffer;
+use super::channel::rgrpc_channel;
+use super::error::{cstring, rgrpc_result};
+use super::handle::{
+    bytes_arg, free_boxed, to_arc, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, try_str,
+    write_out, Castable,
+};
+use super::metadata::rgrpc_metadata;
+use super::status::rgrpc_status;
+use super::version::monotonic_ms;
+use crate::core::call::StartError;
+use crate::core::{rt, Call, CallError, CallOptions, Metadata, SendFlags, Status};
+use bytes::Bytes;
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `rgrpc_call_send` flag: half-close after this message (as if
+/// `rgrpc_call_close_send` followed; saves a frame).
+pub const RGRPC_SEND_LAST: u32 = 1;
+/// `rgrpc_call_send` flag: do not compress this message (the CRIME/BEAST
+/// mitigation of the gRPC compression spec; compression itself is not in
+/// this version, so every message is sent uncompressed).
+pub const RGRPC_SEND_NO_COMPRESS: u32 = 2;
+
+/// Called once when a call ends.
+///
+/// `user_data` is the pointer given at registration. `status` is borrowed
+/// for the duration of the callback (call `rgrpc_status_get_code` etc.; do
+/// not free it).
+///
+/// Runs on a library thread. It must not unwind (no C++ exceptions, no
+/// longjmp out of it) and should not block for long. It may call any
+/// rgrpc function, including `rgrpc_call_free` on the call it is for.
+pub type rgrpc_call_done_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, status: *const rgrpc_status)>;
+
+/// Called for each received message of a call in push mode
+/// (`rgrpc_call_on_message`).
+///
+/// `data`/`len` are borrowed for the duration of the callback (copy what
+/// you keep). Runs on a library thread, one message at a time, in order.
+/// Same rules as `rgrpc_call_done_cb`, except that it must not free the
+/// call.
+pub type rgrpc_message_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
+
+/// Called once when a call started by `rgrpc_call_unary_async` ends.
+///
+/// `status` is borrowed for the callback's duration. `response`/
+/// `response_len` hold the response when the status is OK (borrowed for
+/// the callback's duration), otherwise NULL/0. Runs on a library thread;
+/// same rules as `rgrpc_call_done_cb`.
+pub type rgrpc_unary_done_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        status: *const rgrpc_status,
+        response: *const u8,
+        response_len: usize,
+    ),
+>;
+
+/// A `void *` that may move to the runtime threads (the caller promised
+/// the callback contract in the header).
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+// SAFETY: the header makes the caller responsible for user_data being
+// usable from the library thread that runs the callback.
+unsafe impl Send for UserData {}
+// SAFETY: as above; the pointer is only passed back, never dereferenced.
+unsafe impl Sync for UserData {}
+
+/// Per-call settings: timeout or deadline, metadata, wait-for-ready.
+///
+/// Box-owned, mutable: use from one thread at a time. Calls copy what they
+/// need at start, so one options object may serve many calls and be freed
+/// any time after. A timeout is measured from each call's start.
+///
+/// Methods: `rgrpc_call_options_new`, `rgrpc_call_options_set_timeout_ms`,
+/// `rgrpc_call_options_set_deadline_ms`, `rgrpc_call_options_add_metadata`,
+/// `rgrpc_call_options_add_metadata_string`,
+/// `rgrpc_call_options_set_wait_for_ready`,
+/// `rgrpc_call_options_last_error`, `rgrpc_call_options_free`.
+pub struct rgrpc_call_options {
+    _private: [u8; 0],
+}
+
+pub(crate) struct CallOptionsBuilder {
+    timeout: Option<Duration>,
+    deadline_ms: Option<i64>,
+    metadata: Metadata,
+    wait_for_ready: bool,
+    last_error: CString,
+}
+
+impl CallOptionsBuilder {
+    fn build(&self) -> CallOptions {
+        let now = Instant::now();
+        let mut deadline = self.timeout.map(|t| now + t);
+        if let Some(ms) = self.deadline_ms {
+            let left = ms.saturating_sub(monotonic_ms()).max(0) as u64;
+            let d = now + Duration::from_millis(left);
+            deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        }
+        CallOptions {
+            deadline,
+            metadata: self.metadata.clone(),
+            wait_for_ready: self.wait_for_ready,
+            unary_response: false,
+        }
+    }
+}
+
+impl Castable for rgrpc_call_options {
+    type Rust = CallOptionsBuilder;
+}
+
+/// Creates call options with no deadline, no metadata, fail-fast.
+/// Owned by the caller: free with `rgrpc_call_options_free`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_new() -> *mut rgrpc_call_options {
+    boundary(|| {
+        to_boxed::<rgrpc_call_options>(CallOptionsBuilder {
+            timeout: None,
+            deadline_ms: None,
+            metadata: Metadata::new(),
+            wait_for_ready: false,
+            last_error: CString::default(),
+        })
+    })
+}
+
+/// Sets a timeout in milliseconds, measured from the start of each call
+/// that uses these options (0 = already expired). It is sent to the server
+/// as `grpc-timeout`; when it passes, the call ends with DEADLINE_EXCEEDED,
+/// including while connecting. Replaces a previous timeout; with a deadline
+/// too, the earlier wins.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+/// `RGRPC_RESULT_INVALID_ARGUMENT` (negative).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_set_timeout_ms(
+    opts: *mut rgrpc_call_options,
+    timeout_ms: i64,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_call_options, opts);
+        if timeout_ms < 0 {
+            b.last_error = cstring(&format!("timeout {timeout_ms} ms is negative"));
+            return rgrpc_result::InvalidArgument;
+        }
+        b.timeout = Some(Duration::from_millis(timeout_ms as u64));
+        rgrpc_result::Ok
+    })
+}
+
+/// Sets an absolute deadline in milliseconds of `CLOCK_MONOTONIC`, the
+/// clock of `rgrpc_now_ms()` (e.g. `rgrpc_now_ms() + 500`). A deadline in
+/// the past makes calls end at once with DEADLINE_EXCEEDED.
+///
+/// Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_set_deadline_ms(
+    opts: *mut rgrpc_call_options,
+    deadline_ms: i64,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_call_options, opts);
+        b.deadline_ms = Some(deadline_ms);
+        rgrpc_result::Ok
+    })
+}
+
+/// Adds a metadata entry sent with the request headers.
+///
+/// `key`: lowercase ASCII `0-9 a-z _ - .`, not starting with `grpc-`.
+/// `value`/`value_len`: for keys ending in `-bin` any bytes (sent base64);
+/// otherwise printable ASCII (0x20-0x7E). Both are copied. `value` may be
+/// NULL when `value_len` is 0. Repeated keys are sent in order.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+/// `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_METADATA` (the
+/// reason in `rgrpc_call_options_last_error`).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_add_metadata(
+    opts: *mut rgrpc_call_options,
+    key: *const c_char,
+    value: *const u8,
+    value_len: usize,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_call_options, opts);
+        let key = try_str!(key);
+        // SAFETY: value is NULL or points to value_len readable bytes.
+        let Some(v) = (unsafe { bytes_arg(value, value_len) }) else {
+            b.last_error = cstring("value is NULL but value_len is not 0");
+            return rgrpc_result::NullParameter;
+        };
+        match b.metadata.add(key, v) {
+            Ok(()) => rgrpc_result::Ok,
+            Err(e) => {
+                b.last_error = cstring(&e.0);
+                rgrpc_result::InvalidMetadata
+            }
+        }
+    })
+}
+
+/// Adds a metadata entry whose value is a NUL-terminated string. Same
+/// rules and results as `rgrpc_call_options_add_metadata`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_add_metadata_string(
+    opts: *mut rgrpc_call_options,
+    key: *const c_char,
+    value: *const c_char,
+) -> rgrpc_result {
+    boundary(|| {
+        if value.is_null() {
+            return rgrpc_result::NullParameter;
+        }
+        // SAFETY: value is a NUL-terminated string per the header.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes();
+        rgrpc_call_options_add_metadata(opts, key, bytes.as_ptr(), bytes.len())
+    })
+}
+
+/// Sets wait-for-ready: the call waits for the channel to become ready
+/// instead of failing fast while it cannot connect. Stored; the
+/// connection-lifecycle work acts on it (today every call makes one
+/// connection attempt). Returns `RGRPC_RESULT_OK` or
+/// `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_set_wait_for_ready(
+    opts: *mut rgrpc_call_options,
+    wait_for_ready: bool,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_call_options, opts);
+        b.wait_for_ready = wait_for_ready;
+        rgrpc_result::Ok
+    })
+}
+
+/// The message of the most recent failure on `opts` (`""` if none or
+/// NULL). Borrowed: valid until the next call on `opts` or its free.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_last_error(opts: *const rgrpc_call_options) -> *const c_char {
+    boundary(|| {
+        // SAFETY: opts is NULL or live call options.
+        match unsafe { try_ref::<rgrpc_call_options>(opts) } {
+            Some(b) => b.last_error.as_ptr(),
+            None => c"".as_ptr(),
+        }
+    })
+}
+
+/// Frees call options. NULL is a no-op. Calls already started are not
+/// affected.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_free(opts: *mut rgrpc_call_options) {
+    boundary(|| {
+        // SAFETY: opts is NULL or live options owned by the caller.
+        unsafe { free_boxed::<rgrpc_call_options>(opts) }
+    })
+}
+
+/// One RPC. All four patterns are this object used differently:
+///
+/// 1. `rgrpc_call_start(channel, "/pkg.Service/Method", opts, &call)`.
+/// 2. Send requests with `rgrpc_call_send` (unary / server streaming: one
+///    message with `RGRPC_SEND_LAST`; client / bidi streaming: many), then
+///    `rgrpc_call_close_send`.
+/// 3. Read responses with `rgrpc_call_recv` until it returns
+///    `RGRPC_RESULT_END_OF_STREAM` (or take them in push mode with
+///    `rgrpc_call_on_message`).
+/// 4. `rgrpc_call_finish(call, &status)` for the final status; free it with
+///    `rgrpc_status_free`; free the call with `rgrpc_call_free`.
+///
+/// Blocking functions (`send`, `close_send`, `recv`, `finish`,
+/// `initial_metadata`, `wait`) run the call's I/O on the calling thread and
+/// return early when the call ends (deadline, cancel, channel close).
+///
+/// Thread rules: one thread may send while another receives; a second
+/// concurrent sender or receiver gets `RGRPC_RESULT_BUSY`.
+/// `rgrpc_call_cancel`, `rgrpc_call_is_active` and
+/// `rgrpc_call_time_remaining_ms` are safe from any thread at any time.
+/// `rgrpc_call_free` must not race with other use of the same handle.
+/// Box-owned handle to shared state: callbacks and the library's tasks
+/// keep what they need alive.
+///
+/// Methods: `rgrpc_call_start`, `rgrpc_call_send`, `rgrpc_call_close_send`,
+/// `rgrpc_call_recv`, `rgrpc_call_finish`, `rgrpc_call_initial_metadata`,
+/// `rgrpc_call_is_active`, `rgrpc_call_time_remaining_ms`,
+/// `rgrpc_call_cancel`, `rgrpc_call_wait`, `rgrpc_call_on_done`,
+/// `rgrpc_call_on_message`, `rgrpc_call_free`.
+pub struct rgrpc_call {
+    _private: [u8; 0],
+}
+
+impl Castable for rgrpc_call {
+    type Rust = Call;
+}
+
+fn start_error(e: StartError) -> rgrpc_result {
+    match e {
+        StartError::ChannelClosed => rgrpc_result::ChannelClosed,
+        StartError::InvalidMethod(_) => rgrpc_result::InvalidMethod,
+        StartError::Runtime(_) => rgrpc_result::Runtime,
+    }
+}
+
+fn call_error(e: CallError) -> rgrpc_result {
+    match e {
+        CallError::Ended => rgrpc_result::CallEnded,
+        CallError::SendClosed => rgrpc_result::SendClosed,
+        CallError::Busy(_) => rgrpc_result::Busy,
+        CallError::Timeout => rgrpc_result::Timeout,
+        CallError::Runtime(_) => rgrpc_result::Runtime,
+    }
+}
+
+/// Runs a future on the calling thread; `Runtime` when that is impossible.
+fn block<F: std::future::Future>(f: F) -> Result<F::Output, rgrpc_result> {
+    rt::block_on(f).ok_or(rgrpc_result::Runtime)
+}
+
+fn options_of(opts: *const rgrpc_call_options) -> CallOptions {
+    // SAFETY: opts is NULL or live call options (header contract).
+    match unsafe { try_ref::<rgrpc_call_options>(opts) } {
+        Some(b) => b.build(),
+        None => CallOptions::default(),
+    }
+}
+
+/// Starts a call of `method` (`"/package.Service/Method"`) on `channel`.
+/// Returns at once: the stream is opened (connecting if needed) by the
+/// first operation. The deadline clock starts now.
+///
+/// `opts` may be NULL (defaults); it is copied. On success writes the call
+/// to `*call_out`, owned by the caller (`rgrpc_call_free`).
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+/// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
+/// `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_RUNTIME`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_start(
+    channel: *mut rgrpc_channel,
+    method: *const c_char,
+    opts: *const rgrpc_call_options,
+    call_out: *mut *mut rgrpc_call,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        let method = try_str!(method);
+        if call_out.is_null() {
+            return rgrpc_result::NullParameter;
+        }
+        match ch.start_call(method, options_of(opts)) {
+            Ok(call) => {
+                write_out!(call_out, to_boxed::<rgrpc_call>(call));
+                rgrpc_result::Ok
+            }
+            Err(e) => start_error(e),
+        }
+    })
+}
+
+/// Sends one message (`data`/`len`, copied; `data` may be NULL when `len`
+/// is 0). Blocks while HTTP/2 flow control leaves no room (at most one
+/// message is buffered). `flags`: 0, or `RGRPC_SEND_LAST` to half-close
+/// after it, and/or `RGRPC_SEND_NO_COMPRESS`.
+///
+/// Returns `RGRPC_RESULT_OK`; `RGRPC_RESULT_CALL_ENDED` when the call has
+/// ended or the server closed the stream (`rgrpc_call_finish` says why; a
+/// message above `grpc.max_send_message_length` ends the call with
+/// RESOURCE_EXHAUSTED); `RGRPC_RESULT_SEND_CLOSED`; `RGRPC_RESULT_BUSY`
+/// (another thread is sending); `RGRPC_RESULT_NULL_PARAMETER`;
+/// `RGRPC_RESULT_INVALID_ARGUMENT` (unknown flag bits).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_send(
+    call: *mut rgrpc_call,
+    data: *const u8,
+    len: usize,
+    flags: u32,
+) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        if flags & !(RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS) != 0 {
+            return rgrpc_result::InvalidArgument;
+        }
+        // SAFETY: data is NULL or points to len readable bytes.
+        let Some(msg) = (unsafe { bytes_arg(data, len) }) else {
+            return rgrpc_result::NullParameter;
+        };
+        let f = SendFlags {
+            last: flags & RGRPC_SEND_LAST != 0,
+            no_compress: flags & RGRPC_SEND_NO_COMPRESS != 0,
+        };
+        match block(c.send(msg, f)) {
+            Ok(Ok(())) => rgrpc_result::Ok,
+            Ok(Err(e)) => call_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+/// Half-closes the call: no more messages will be sent. Idempotent.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED`,
+/// `RGRPC_RESULT_BUSY` or `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_close_send(call: *mut rgrpc_call) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        match block(c.close_send()) {
+            Ok(Ok(())) => rgrpc_result::Ok,
+            Ok(Err(e)) => call_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+/// Receives the next message, blocking until it arrives.
+///
+/// On `RGRPC_RESULT_OK` writes a buffer to `*msg_out`, owned by the caller
+/// (`rgrpc_buffer_free`). `RGRPC_RESULT_END_OF_STREAM`: no more messages —
+/// the server finished, or the call failed; `rgrpc_call_finish` gives the
+/// status. Also `RGRPC_RESULT_BUSY` (another thread is receiving, or a
+/// message callback is set) and `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_recv(
+    call: *mut rgrpc_call,
+    msg_out: *mut *mut rgrpc_buffer,
+) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        if msg_out.is_null() {
+            return rgrpc_result::NullParameter;
+        }
+        match block(c.recv()) {
+            Ok(Ok(Some(b))) => {
+                write_out!(msg_out, to_boxed::<rgrpc_buffer>(b));
+                rgrpc_result::Ok
+            }
+            Ok(Ok(None)) => rgrpc_result::EndOfStream,
+            Ok(Err(e)) => call_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+fn give_status(st: Arc<Status>, status_out: *mut *const rgrpc_status) -> rgrpc_result {
+    let ok = st.is_ok();
+    if !status_out.is_null() {
+        write_out!(status_out, to_arc::<rgrpc_status>(st));
+    }
+    if ok {
+        rgrpc_result::Ok
+    } else {
+        rgrpc_result::RpcFailed
+    }
+}
+
+/// Waits for the call's final status. Unread messages are discarded. For
+/// streaming requests, call `rgrpc_call_close_send` first, or the server
+/// may wait for more.
+///
+/// Returns `RGRPC_RESULT_OK` when the status is OK and
+/// `RGRPC_RESULT_RPC_FAILED` when it is not; in both cases, when
+/// `status_out` is not NULL, `*status_out` receives the status, owned by
+/// the caller (`rgrpc_status_free`). Also `RGRPC_RESULT_NULL_PARAMETER`.
+/// May be called again (returns the same status).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_finish(
+    call: *mut rgrpc_call,
+    status_out: *mut *const rgrpc_status,
+) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        match block(c.finish()) {
+            Ok(Ok(st)) => give_status(st, status_out),
+            Ok(Err(e)) => call_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+/// Waits for the server's initial metadata (response headers) and writes a
+/// borrowed view to `*md_out`, valid until `rgrpc_call_free`; do not free.
+/// Empty when the call ended without headers (e.g. a Trailers-Only error).
+///
+/// Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_initial_metadata(
+    call: *mut rgrpc_call,
+    md_out: *mut *const rgrpc_metadata,
+) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        if md_out.is_null() {
+            return rgrpc_result::NullParameter;
+        }
+        match block(c.initial_metadata()) {
+            Ok(Ok(md)) => {
+                write_out!(md_out, md as *const Metadata as *const rgrpc_metadata);
+                rgrpc_result::Ok
+            }
+            Ok(Err(e)) => call_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+/// True while the call has not ended; false for NULL. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_is_active(call: *const rgrpc_call) -> bool {
+    boundary(|| {
+        // SAFETY: call is NULL or a live call.
+        unsafe { try_ref::<rgrpc_call>(call) }.is_some_and(|c| c.is_active())
+    })
+}
+
+/// Milliseconds left before the call's deadline: -1 when it has none (or
+/// for NULL), 0 once passed. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_time_remaining_ms(call: *const rgrpc_call) -> i64 {
+    boundary(|| {
+        // SAFETY: call is NULL or a live call.
+        match unsafe { try_ref::<rgrpc_call>(call) }.and_then(|c| c.time_remaining()) {
+            Some(d) => d.as_millis().min(i64::MAX as u128) as i64,
+            None => -1,
+        }
+    })
+}
+
+/// Cancels the call: it ends with CANCELLED (DEADLINE_EXCEEDED if its
+/// deadline has passed), the server is told (RST_STREAM CANCEL) and
+/// blocked operations return. Idempotent; no effect on an ended call.
+/// Safe from any thread at any time, including concurrently with blocked
+/// operations on the call. Returns `RGRPC_RESULT_OK` or
+/// `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_cancel(call: *mut rgrpc_call) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        c.cancel();
+        rgrpc_result::Ok
+    })
+}
+
+/// Waits until the call has ended and its done callback (if any) has
+/// returned. `timeout_ms` < 0 waits without limit.
+///
+/// Note: a streaming call ends only when its status is known, which needs
+/// its messages to be read (or a deadline, cancel, or channel close).
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT` or
+/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_wait(call: *mut rgrpc_call, timeout_ms: i64) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        let r = block(async {
+            if timeout_ms < 0 {
+                c.wait().await;
+                true
+            } else {
+                tokio::time::timeout(Duration::from_millis(timeout_ms as u64), c.wait())
+                    .await
+                    .is_ok()
+            }
+        });
+        match r {
+            Ok(true) => rgrpc_result::Ok,
+            Ok(false) => rgrpc_result::Timeout,
+            Err(r) => r,
+        }
+    })
+}
+
+/// Registers `cb` to run once when the call ends, like grpcio's
+/// `add_callback`. One or more callbacks may be registered; they run in
+/// order on a library thread (see `rgrpc_call_done_cb`).
+///
+/// Returns `RGRPC_RESULT_OK` (registered), `RGRPC_RESULT_CALL_ENDED` (the
+/// call has already ended: `cb` is not registered and will not run),
+/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_on_done(
+    call: *mut rgrpc_call,
+    cb: rgrpc_call_done_cb,
+    user_data: *mut c_void,
+) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        let Some(f) = cb else {
+            return rgrpc_result::NullParameter;
+        };
+        let ud = UserData(user_data);
+        let r = c.on_done(Box::new(move |st: &Arc<Status>| {
+            let ud = ud;
+            // SAFETY: f is the caller's callback; status is borrowed for the call.
+            unsafe { f(ud.0, Arc::as_ptr(st) as *const rgrpc_status) }
+        }));
+        match r {
+            Ok(()) => rgrpc_result::Ok,
+            Err(_) => rgrpc_result::CallEnded,
+        }
+    })
+}
+
+/// Switches the call to push mode: every received message is passed to
+/// `cb` on a library thread, in order; afterwards the call ends as usual
+/// and done callbacks run after the last message. `rgrpc_call_recv` then
+/// returns `RGRPC_RESULT_BUSY`. Send and close as usual.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_BUSY` (already in push mode),
+/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL) or
+/// `RGRPC_RESULT_RUNTIME`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_on_message(
+    call: *mut rgrpc_call,
+    cb: rgrpc_message_cb,
+    user_data: *mut c_void,
+) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        let Some(f) = cb else {
+            return rgrpc_result::NullParameter;
+        };
+        let ud = UserData(user_data);
+        let r = c.on_message(move |m: Bytes| {
+            let ud = ud;
+            // SAFETY: f is the caller's callback; data is borrowed for the call.
+            unsafe { f(ud.0, m.as_ptr(), m.len()) }
+        });
+        match r {
+            Ok(()) => rgrpc_result::Ok,
+            Err(e) => call_error(e),
+        }
+    })
+}
+
+/// Frees the call handle. If the call is still active it is cancelled
+/// first (its done callbacks still run, with CANCELLED). NULL is a no-op.
+/// No other thread may be using the handle. Borrowed metadata from
+/// `rgrpc_call_initial_metadata` becomes invalid.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_free(call: *mut rgrpc_call) {
+    boundary(|| {
+        // SAFETY: call is NULL or a live call owned by the caller.
+        unsafe { free_boxed::<rgrpc_call>(call) }
+    })
+}
+
+/// Makes a unary call and blocks until it ends: the simple case in one
+/// function.
+///
+/// `opts` may be NULL. `request`/`request_len` are copied (`request` may be
+/// NULL when the length is 0).
+///
+/// Returns `RGRPC_RESULT_OK` when the RPC succeeded: `*response_out`
+/// receives the response, owned by the caller (`rgrpc_buffer_free`).
+/// Returns `RGRPC_RESULT_RPC_FAILED` when the RPC ended with a non-OK
+/// status: `*response_out` is untouched. In both cases, when `status_out`
+/// is not NULL, `*status_out` receives the status (owned:
+/// `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
+/// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
+/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_unary(
+    channel: *mut rgrpc_channel,
+    method: *const c_char,
+    opts: *const rgrpc_call_options,
+    request: *const u8,
+    request_len: usize,
+    response_out: *mut *mut rgrpc_buffer,
+    status_out: *mut *const rgrpc_status,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        let method = try_str!(method);
+        if response_out.is_null() {
+            return rgrpc_result::NullParameter;
+        }
+        // SAFETY: request is NULL or points to request_len readable bytes.
+        let Some(req) = (unsafe { bytes_arg(request, request_len) }) else {
+            return rgrpc_result::NullParameter;
+        };
+        let o = options_of(opts);
+        match block(ch.unary(method, o, req)) {
+            Ok(Ok((msg, st))) => {
+                if let Some(m) = msg {
+                    write_out!(response_out, to_boxed::<rgrpc_buffer>(m));
+                }
+                give_status(st, status_out)
+            }
+            Ok(Err(e)) => start_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+/// Starts a unary call that runs in the background (a future).
+///
+/// `cb` (may be NULL) runs once on a library thread when the call ends,
+/// with the status and, on OK, the response (see `rgrpc_unary_done_cb`).
+/// When `call_out` is not NULL it receives the call (owned by the caller):
+/// wait for it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
+/// `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the
+/// status with `rgrpc_call_finish` once it ended; freeing it while active
+/// cancels the call. When `call_out` is NULL the call runs to its end on
+/// its own.
+///
+/// Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
+/// `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
+/// `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
+/// `RGRPC_RESULT_RUNTIME` (then `cb` never runs). Thread-safe.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn rgrpc_call_unary_async(
+    channel: *mut rgrpc_channel,
+    method: *const c_char,
+    opts: *const rgrpc_call_options,
+    request: *const u8,
+    request_len: usize,
+    cb: rgrpc_unary_done_cb,
+    user_data: *mut c_void,
+    call_out: *mut *mut rgrpc_call,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        let method = try_str!(method);
+        // SAFETY: request is NULL or points to request_len readable bytes.
+        let Some(req) = (unsafe { bytes_arg(request, request_len) }) else {
+            return rgrpc_result::NullParameter;
+        };
+        let ud = UserData(user_data);
+        let done = move |st: &Arc<Status>, resp: Option<&Bytes>| {
+            let ud = ud;
+            if let Some(f) = cb {
+                let (p, n) = resp.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
+                // SAFETY: f is the caller's callback; arguments are borrowed for the call.
+                unsafe { f(ud.0, Arc::as_ptr(st) as *const rgrpc_status, p, n) }
+            }
+        };
+        match ch.unary_async(method, options_of(opts), Bytes::copy_from_slice(req), done) {
+            Ok(call) => {
+                if call_out.is_null() {
+                    call.detach();
+                } else {
+                    write_out!(call_out, to_boxed::<rgrpc_call>(call));
+                }
+                rgrpc_result::Ok
+            }
+            Err(e) => start_error(e),
+        }
+    })
+}

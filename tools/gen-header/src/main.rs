@@ -1,0 +1,79 @@
+//! Regenerates `include/rgrpc.h` from `src/ffi` with the pinned cbindgen.
+//!
+//! Usage (from the repository root): `cargo run -p rgrpc-gen-header`.
+//! `cargo run -p rgrpc-gen-header -- --check` exits 1 when the committed
+//! header differs from what cbindgen generates.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// The header text cbindgen generates for the crate at `root`, with the
+/// version macros checked against Cargo.toml.
+pub fn generate(root: &Path) -> String {
+    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut out = Vec::new();
+    cbindgen::Builder::new()
+        .with_crate(root)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen failed")
+        .write(&mut out);
+    String::from_utf8(out).expect("utf-8 header")
+}
+
+fn main() {
+    let root = root();
+    let text = generate(&root);
+    let path = root.join("include/rgrpc.h");
+    if std::env::args().any(|a| a == "--check") {
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current != text {
+            eprintln!("include/rgrpc.h is stale: run `cargo run -p rgrpc-gen-header`");
+            std::process::exit(1);
+        }
+        println!("include/rgrpc.h is up to date");
+        return;
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    println!("wrote {}", path.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_header_is_current() {
+        let root = root();
+        let current =
+            std::fs::read_to_string(root.join("include/rgrpc.h")).expect("include/rgrpc.h");
+        assert!(
+            current == generate(&root),
+            "include/rgrpc.h is stale: run `cargo run -p rgrpc-gen-header` and commit it"
+        );
+    }
+
+    #[test]
+    fn version_macros_match_cargo_toml() {
+        let root = root();
+        let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let line = toml
+            .lines()
+            .find(|l| l.starts_with("version = "))
+            .expect("version line");
+        let v = line.trim_start_matches("version = ").trim_matches('"');
+        let parts: Vec<&str> = v.split('.').collect();
+        let header = std::fs::read_to_string(root.join("include/rgrpc.h")).unwrap();
+        for (name, val) in ["MAJOR", "MINOR", "PATCH"].iter().zip(parts) {
+            let want = format!("#define RGRPC_VERSION_{name} {val}\n");
+            assert!(header.contains(&want), "header lacks {want:?}");
+        }
+    }
+}
