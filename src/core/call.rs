@@ -19,7 +19,7 @@ use crate::core::status::{self, Code, Status};
 use bytes::Bytes;
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, TE, USER_AGENT};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
+
+// Header names as constants: no parsing per call.
+static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+static GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 
 /// Per-call settings.
 #[derive(Clone, Debug, Default)]
@@ -553,14 +559,14 @@ impl CallShared {
             .body(())
             .map_err(|e| Status::new(Code::Internal, format!("building request: {e}")))?;
         let h = req.headers_mut();
-        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
         if let Some(d) = self.opts.deadline {
             let left = d.saturating_duration_since(Instant::now());
             let v = HeaderValue::from_str(&timeout::encode(left)).expect("ascii timeout");
-            h.insert("grpc-timeout", v);
+            h.insert(GRPC_TIMEOUT.clone(), v);
         }
-        h.insert("content-type", HeaderValue::from_static("application/grpc"));
-        h.insert("user-agent", self.channel.user_agent.clone());
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(USER_AGENT, self.channel.user_agent.clone());
         self.opts
             .metadata
             .append_to_headers(h)
@@ -772,7 +778,7 @@ impl CallShared {
         let http_status = parts.status.as_u16();
         let h = &parts.headers;
         if end_stream {
-            if h.contains_key("grpc-status") {
+            if h.contains_key(&GRPC_STATUS) {
                 let _ = self.initial_md.set(Metadata::new());
                 return Headers::TrailersOnly(status_from_trailers(h));
             }
@@ -781,7 +787,7 @@ impl CallShared {
         if http_status != 200 {
             return Headers::Fail(http_status_to_status(http_status, h));
         }
-        let ct = h.get("content-type").map(|v| v.as_bytes()).unwrap_or(b"");
+        let ct = h.get(CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or(b"");
         let is_grpc = ct == b"application/grpc"
             || ct.starts_with(b"application/grpc+")
             || ct.starts_with(b"application/grpc;");
@@ -795,7 +801,7 @@ impl CallShared {
             ));
         }
         let enc = h
-            .get("grpc-encoding")
+            .get(&GRPC_ENCODING)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .filter(|e| e != "identity");
         Headers::Ok(Metadata::from_headers(h), enc)
@@ -1000,7 +1006,7 @@ enum Headers {
 fn http_status_to_status(http_status: u16, h: &HeaderMap) -> Status {
     let code = Code::from_http_status(http_status);
     let ct = h
-        .get("content-type")
+        .get(CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     Status::new(
@@ -1014,10 +1020,10 @@ fn http_status_to_status(http_status: u16, h: &HeaderMap) -> Status {
 fn status_from_trailers(h: &HeaderMap) -> Status {
     let md = Metadata::from_headers(h);
     let message = h
-        .get("grpc-message")
+        .get(&GRPC_MESSAGE)
         .map(|v| percent::decode(v.as_bytes()))
         .unwrap_or_default();
-    match h.get("grpc-status") {
+    match h.get(&GRPC_STATUS) {
         Some(v) => match Code::parse_header(v.as_bytes()) {
             Some(code) => Status::with_trailers(code, message, md),
             None => Status::with_trailers(

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Checks that the shared library exports exactly the functions the header
+declares (no undeclared exports, no declared-but-missing functions), and
+that the library's soname is set.
+
+    check_symbols.py HEADER LIBRARY.so
+"""
+import re
+import subprocess
+import sys
+
+
+def main():
+    header, lib = sys.argv[1], sys.argv[2]
+    text = open(header).read()
+    declared = set(re.findall(r"^[A-Za-z_][\w\s\*]*?\b(rgrpc_\w+)\(", text, re.M))
+    nm = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True, check=True)
+    exported = {line.split()[-1] for line in nm.stdout.splitlines()
+                if line.split() and line.split()[-1].startswith("rgrpc_")}
+    ok = True
+    for name in sorted(exported - declared):
+        print(f"exported but not in the header: {name}")
+        ok = False
+    for name in sorted(declared - exported):
+        print(f"declared in the header but not exported: {name}")
+        ok = False
+    dyn = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True, check=True).stdout
+    if "SONAME" not in dyn:
+        print("no SONAME in", lib)
+        ok = False
+    print(f"{len(declared)} declared, {len(exported)} exported")
+    sys.exit(0 if ok and declared else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Run the rgrpc C interop client (examples-c/interop_client.c) against a real
+interop server.
+
+    run_interop.py --client PATH --server grpcio|tonic [--tonic-server PATH]
+                   [--valgrind] [--cases a,b,c]
+
+Starts one server (with with_server.py's start logic), then runs the client
+once per case, each in its own process so that a crash is attributed to its
+case:
+    CLIENT --server_host=127.0.0.1 --server_port=N --test_case=CASE
+(under valgrind memcheck with --valgrind: any error or definite/indirect leak
+fails the case). Without --cases it also checks, once each:
+  * --test_case=all               runs every case and passes;
+  * --use_tls=false               is accepted;
+  * --use_test_ca=false           (a flag not implemented) is accepted with a note;
+  * --use_tls=true                is refused with exit code 2 (TLS not supported);
+  * a compression case            is refused with exit code 2.
+Prints a summary table; exits 0 only if every case and check passed.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import with_server  # noqa: E402
+
+CASES = [
+    "empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong",
+    "empty_stream", "custom_metadata", "status_code_and_message", "special_status_message",
+    "unimplemented_method", "unimplemented_service", "cancel_after_begin",
+    "cancel_after_first_response", "timeout_on_sleeping_server",
+]
+VALGRIND_ERROR_EXIT = 99  # with_server.VALGRIND's --error-exitcode
+
+
+class Run:
+    """One client process: exit code, output, duration."""
+
+    def __init__(self, rc, out, err, seconds):
+        self.rc, self.out, self.err, self.seconds = rc, out, err, seconds
+
+    def lines(self, prefix):
+        return [l for l in self.out.splitlines() if l.startswith(prefix)]
+
+    def why(self):
+        """A one-line explanation of a failed run."""
+        fails = self.lines("FAIL ")
+        if fails:
+            return fails[0]
+        if self.rc == VALGRIND_ERROR_EXIT:
+            return "valgrind reported errors or leaks (see stderr above)"
+        if self.rc == 124:
+            return "timed out"
+        if self.rc < 0:
+            return f"killed by signal {-self.rc}"
+        tail = (self.err.strip().splitlines() or ["no output"])[-1]
+        return f"exit code {self.rc}: {tail}"
+
+
+def run_client(args, client_args, port):
+    cmd = [args.client, "--server_host=127.0.0.1", f"--server_port={port}"] + client_args
+    timeout = 60
+    if args.valgrind:
+        cmd = with_server.VALGRIND + cmd
+        timeout = 600
+    start = time.monotonic()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout)
+        run = Run(p.returncode, p.stdout, p.stderr, time.monotonic() - start)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        run = Run(124, out, err, time.monotonic() - start)
+    if args.verbose or run.rc not in (0, 2):
+        sys.stderr.write(run.err)
+    return run
+
+
+# Each check returns (ok, run, detail); detail explains a failure (None:
+# run.why()).
+
+def check_case(args, port, case):
+    run = run_client(args, [f"--test_case={case}"], port)
+    return run.rc == 0 and run.lines(f"PASS {case}") == [f"PASS {case}"], run, None
+
+
+def check_all(args, port):
+    run = run_client(args, ["--test_case=all"], port)
+    passed = [l.split()[1] for l in run.lines("PASS ")]
+    if run.rc == 0 and passed != CASES:
+        return False, run, f"passed {passed}, want {CASES}"
+    return run.rc == 0, run, None
+
+
+def check_flag_accepted(flag, note=None):
+    def check(args, port):
+        run = run_client(args, [flag, "--test_case=empty_unary"], port)
+        if run.rc == 0 and note and note not in run.err:
+            return False, run, f"stderr lacks the note {note!r}"
+        return run.rc == 0 and run.lines("PASS empty_unary") != [], run, None
+    return check
+
+
+def check_refused(flags, message):
+    def check(args, port):
+        run = run_client(args, flags, port)
+        if run.rc == 2 and message in run.err:
+            return True, run, None
+        return False, run, f"exit code {run.rc}, want 2 with {message!r} on stderr"
+    return check
+
+
+EXTRA_CHECKS = [
+    ("--test_case=all", check_all),
+    ("--use_tls=false accepted", check_flag_accepted("--use_tls=false")),
+    ("--use_test_ca=false ignored", check_flag_accepted(
+        "--use_test_ca=false", "flag --use_test_ca is not supported yet, ignored")),
+    ("--use_tls=true refused", check_refused(
+        ["--use_tls=true", "--test_case=empty_unary"], "TLS is not supported by this rgrpc version yet")),
+    ("compression case refused", check_refused(
+        ["--test_case=client_compressed_unary"], "not supported yet")),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--client", default=os.path.join(ROOT, "build", "examples-c", "interop_client"))
+    ap.add_argument("--server", default="grpcio", choices=["grpcio", "tonic"])
+    ap.add_argument("--tonic-server", default=None)
+    ap.add_argument("--valgrind", action="store_true")
+    ap.add_argument("--cases", default=None, help="comma-separated subset of the cases (skips the extra checks)")
+    ap.add_argument("--verbose", action="store_true", help="show the client's stderr for every run")
+    args = ap.parse_args()
+    if not os.access(args.client, os.X_OK):
+        sys.exit(f"run_interop.py: client not found at {args.client} "
+                 "(cmake --build build --target interop_client)")
+    cases = CASES
+    if args.cases:
+        cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+        unknown = [c for c in cases if c not in CASES]
+        if unknown:
+            sys.exit(f"run_interop.py: unknown cases {unknown}; known: {CASES}")
+    checks = [(c, lambda a, p, c=c: check_case(a, p, c)) for c in cases]
+    if not args.cases:
+        checks += EXTRA_CHECKS
+
+    proc, port = with_server.start_server(args.server, args.tonic_server, [])
+    results = []
+    try:
+        for name, check in checks:
+            if proc.poll() is not None:
+                results.append((name, False, None, f"server exited with {proc.returncode}"))
+                continue
+            ok, run, detail = check(args, port)
+            results.append((name, ok, run, "" if ok else detail or run.why()))
+    finally:
+        with_server.stop(proc)
+
+    width = max(len(name) for name, *_ in results)
+    mode = " under valgrind" if args.valgrind else ""
+    print(f"\ninterop: {args.client} against the {args.server} server{mode}")
+    print(f"{'case':<{width}}  result  seconds  detail")
+    for name, ok, run, detail in results:
+        seconds = f"{run.seconds:7.2f}" if run else "      -"
+        print(f"{name:<{width}}  {'PASS' if ok else 'FAIL':<6}  {seconds}  {detail}")
+    failed = sum(1 for _, ok, *_ in results if not ok)
+    print(f"{len(results) - failed} of {len(results)} passed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

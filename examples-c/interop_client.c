@@ -1,0 +1,749 @@
+/* The gRPC interop test client (grpc/grpc doc/interop-test-descriptions.md)
+ * over rgrpc's blocking C API, with protobuf-c messages.
+ *
+ * Usage: interop_client --server_port=N [--server_host=H] [--test_case=NAME|all]
+ *                       [--use_tls=false] [other flags of the C++ client]
+ * (defaults as in the C++ client: host localhost, test case large_unary).
+ *
+ * Flags follow the C++ client: --name=value, --name value or -name=value; a
+ * boolean flag alone means true. Flags this version does not implement are
+ * ignored with a note on stderr. Prints "PASS <case>" or "FAIL <case>: <reason>"
+ * for each case; exits 0 when all passed, 1 when one failed, 2 on a usage
+ * error or an unsupported case or feature (TLS, compression). */
+#include "grpc/testing/empty.pb-c.h"
+#include "grpc/testing/messages.pb-c.h"
+#include <assert.h>
+#include <rgrpc.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SERVICE "/grpc.testing.TestService/"
+#define LARGE_REQUEST 271828
+#define LARGE_RESPONSE 314159
+#define AGGREGATED_SIZE 74922
+#define MAX_RESPONSES 4
+
+/* Request sizes of client_streaming and ping_pong; response sizes of
+ * server_streaming and ping_pong. */
+static const size_t REQUEST_SIZES[] = {27182, 8, 1828, 45904};
+static const int32_t RESPONSE_SIZES[] = {31415, 9, 2653, 58979};
+#define N_EXCHANGES (sizeof REQUEST_SIZES / sizeof REQUEST_SIZES[0])
+
+#define ECHO_INITIAL_KEY "x-grpc-test-echo-initial"
+#define ECHO_INITIAL_VALUE "test_initial_metadata_value"
+#define ECHO_TRAILING_KEY "x-grpc-test-echo-trailing-bin"
+static const uint8_t ECHO_TRAILING_VALUE[] = {0xab, 0xab, 0xab};
+
+static char STATUS_MESSAGE[] = "test status message";
+/* "\t\ttest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n" */
+static char SPECIAL_STATUS_MESSAGE[] =
+    "\t\ttest with whitespace\r\nand Unicode BMP \xe2\x98\xba and non-BMP \xf0\x9f\x98\x88\t\n";
+
+/* Every request payload is zero bytes: their bodies all point here. */
+static uint8_t zeros[LARGE_REQUEST];
+
+/* ------------------------------------------------------------------ */
+/* Failure reasons                                                    */
+
+static char reason[2048];
+
+#if defined(__GNUC__)
+#define PRINTF_LIKE __attribute__((format(printf, 1, 2)))
+#else
+#define PRINTF_LIKE
+#endif
+
+/* Sets the reason of the current case's failure. Returns false, so that
+ * `return fail(...)` reads naturally. */
+static bool fail(const char *fmt, ...) PRINTF_LIKE;
+static bool fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  return false;
+}
+
+/* Prefixes the reason with where the failure happened. Returns false. */
+static bool fail_in(const char *fmt, ...) PRINTF_LIKE;
+static bool fail_in(const char *fmt, ...) {
+  char where[128], inner[sizeof reason];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(where, sizeof where, fmt, ap);
+  va_end(ap);
+  memcpy(inner, reason, sizeof inner);
+  if (snprintf(reason, sizeof reason, "%s: %s", where, inner) < 0)
+    reason[0] = '\0';
+  return false;
+}
+
+/* Writes `data` into `out` as the body of a C string literal (quotes,
+ * backslashes, \t \r \n and other bytes outside printable ASCII escaped),
+ * cut to fit. */
+static const char *quote(const void *data, size_t len, char *out, size_t size) {
+  const uint8_t *p = data;
+  size_t n = 0;
+  for (size_t i = 0; i < len && n + 8 < size; i++) {
+    if (p[i] == '"' || p[i] == '\\')
+      n += (size_t)sprintf(out + n, "\\%c", p[i]);
+    else if (p[i] == '\t' || p[i] == '\r' || p[i] == '\n')
+      n += (size_t)sprintf(out + n, "\\%c", p[i] == '\t' ? 't' : p[i] == '\r' ? 'r' : 'n');
+    else if (p[i] >= 0x20 && p[i] < 0x7f)
+      out[n++] = (char)p[i];
+    else
+      n += (size_t)sprintf(out + n, "\\x%02x", p[i]);
+  }
+  out[n] = '\0';
+  return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                           */
+
+static Grpc__Testing__Payload zero_payload(size_t len) {
+  Grpc__Testing__Payload payload = GRPC__TESTING__PAYLOAD__INIT;
+  payload.body.data = zeros;
+  payload.body.len = len;
+  return payload;
+}
+
+/* The large_unary request (also used by custom_metadata). */
+static void large_request(Grpc__Testing__SimpleRequest *req, Grpc__Testing__Payload *payload) {
+  Grpc__Testing__SimpleRequest init = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  *req = init;
+  *payload = zero_payload(LARGE_REQUEST);
+  req->response_size = LARGE_RESPONSE;
+  req->payload = payload;
+}
+
+/* A StreamingOutputCallRequest with the storage it points into. */
+typedef struct {
+  Grpc__Testing__StreamingOutputCallRequest msg;
+  Grpc__Testing__Payload payload;
+  Grpc__Testing__ResponseParameters params[MAX_RESPONSES];
+  Grpc__Testing__ResponseParameters *param_ptrs[MAX_RESPONSES];
+} OutputRequest;
+
+/* Fills `r`: a payload of `payload_len` zero bytes (none when 0) asking for
+ * one response per size in `sizes[0..n)` (n <= MAX_RESPONSES). */
+static void output_request(OutputRequest *r, size_t payload_len, const int32_t *sizes, size_t n) {
+  Grpc__Testing__StreamingOutputCallRequest init = GRPC__TESTING__STREAMING_OUTPUT_CALL_REQUEST__INIT;
+  Grpc__Testing__ResponseParameters param_init = GRPC__TESTING__RESPONSE_PARAMETERS__INIT;
+  r->msg = init;
+  r->payload = zero_payload(payload_len);
+  if (payload_len > 0)
+    r->msg.payload = &r->payload;
+  assert(n <= MAX_RESPONSES);
+  for (size_t i = 0; i < n; i++) {
+    r->params[i] = param_init;
+    r->params[i].size = sizes[i];
+    r->param_ptrs[i] = &r->params[i];
+  }
+  r->msg.n_response_parameters = n;
+  r->msg.response_parameters = r->param_ptrs;
+}
+
+/* Serializes `msg` into a malloc'ed buffer (NULL, with a reason, on failure). */
+static uint8_t *pack(const ProtobufCMessage *msg, size_t *len) {
+  *len = protobuf_c_message_get_packed_size(msg);
+  uint8_t *bytes = malloc(*len > 0 ? *len : 1);
+  if (!bytes) {
+    fail("out of memory");
+    return NULL;
+  }
+  protobuf_c_message_pack(msg, bytes);
+  return bytes;
+}
+
+/* Parses `buf` as a `desc` message (free with protobuf_c_message_free_unpacked). */
+static ProtobufCMessage *unpack(const rgrpc_buffer *buf, const ProtobufCMessageDescriptor *desc) {
+  size_t len = rgrpc_buffer_len(buf);
+  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, len > 0 ? rgrpc_buffer_data(buf) : zeros);
+  if (!msg)
+    fail("could not parse the %zu-byte response as %s", len, desc->name);
+  return msg;
+}
+
+/* Checks that the `payload` field of `msg` (a SimpleResponse or a
+ * StreamingOutputCallResponse) is `want` zero bytes of type COMPRESSABLE. */
+static bool check_payload(const ProtobufCMessage *msg, size_t want) {
+  const ProtobufCFieldDescriptor *field =
+      protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "payload");
+  const Grpc__Testing__Payload *payload = *(Grpc__Testing__Payload *const *)((const char *)msg + field->offset);
+  size_t len = payload ? payload->body.len : 0;
+  if (len != want)
+    return fail("response payload is %zu bytes, want %zu", len, want);
+  if (len > 0 && payload->type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE)
+    return fail("response payload type is %d, want COMPRESSABLE", (int)payload->type);
+  for (size_t i = 0; i < len; i++)
+    if (payload->body.data[i] != 0)
+      return fail("response payload byte %zu is 0x%02x, want 0", i, payload->body.data[i]);
+  return true;
+}
+
+/* Parses `buf` as a `desc` message and checks its payload (check_payload). */
+static bool check_response(const rgrpc_buffer *buf, const ProtobufCMessageDescriptor *desc, size_t want) {
+  ProtobufCMessage *msg = unpack(buf, desc);
+  bool ok = msg && check_payload(msg, want);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Statuses and metadata                                              */
+
+/* Checks that `status` has `code` and, unless `details` is NULL, exactly
+ * those details. */
+static bool check_status(const rgrpc_status *status, rgrpc_status_code code, const char *details) {
+  rgrpc_status_code got = rgrpc_status_get_code(status);
+  const char *got_details = rgrpc_status_details(status);
+  if (got == code && (!details || strcmp(got_details, details) == 0))
+    return true;
+  char g[512], w[512];
+  quote(got_details, strlen(got_details), g, sizeof g);
+  if (!details)
+    return fail("status %s \"%s\", want %s", rgrpc_status_code_name(got), g, rgrpc_status_code_name(code));
+  return fail("status %s \"%s\", want %s \"%s\"", rgrpc_status_code_name(got), g, rgrpc_status_code_name(code),
+              quote(details, strlen(details), w, sizeof w));
+}
+
+/* Checks the outcome of rgrpc_call_unary or rgrpc_call_finish (named `fn`):
+ * its result `rc` and `status`. */
+static bool check_outcome(const char *fn, rgrpc_result rc, const rgrpc_status *status, rgrpc_status_code code,
+                          const char *details) {
+  if (rc != RGRPC_RESULT_OK && rc != RGRPC_RESULT_RPC_FAILED)
+    return fail("%s: %s", fn, rgrpc_result_name(rc));
+  if (!check_status(status, code, details))
+    return false;
+  if ((rc == RGRPC_RESULT_OK) != (code == RGRPC_STATUS_CODE_OK))
+    return fail("%s returned %s with status %s", fn, rgrpc_result_name(rc), rgrpc_status_code_name(code));
+  return true;
+}
+
+/* Checks that `md` holds `key` with exactly the value `want`. */
+static bool check_metadata(const rgrpc_metadata *md, const char *which, const char *key, const void *want,
+                           size_t want_len) {
+  const uint8_t *value = NULL;
+  size_t len = 0;
+  char g[256], w[256];
+  if (rgrpc_metadata_find(md, key, &value, &len) != RGRPC_RESULT_OK)
+    return fail("%s metadata has no %s", which, key);
+  if (len != want_len || memcmp(value, want, len) != 0)
+    return fail("%s metadata %s is \"%s\", want \"%s\"", which, key, quote(value, len, g, sizeof g),
+                quote(want, want_len, w, sizeof w));
+  return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Calls                                                              */
+
+/* A unary call of `method` that must end with `code` (and exactly
+ * `details`, unless NULL). When `response` is not NULL it receives the
+ * response (rgrpc_buffer_free). */
+static bool unary_call(rgrpc_channel *ch, const char *method, const ProtobufCMessage *req, rgrpc_status_code code,
+                       const char *details, rgrpc_buffer **response) {
+  size_t len;
+  uint8_t *bytes = pack(req, &len);
+  if (!bytes)
+    return false;
+  rgrpc_buffer *buf = NULL;
+  const rgrpc_status *status = NULL;
+  rgrpc_result rc = rgrpc_call_unary(ch, method, NULL, bytes, len, &buf, &status);
+  free(bytes);
+  bool ok = check_outcome("rgrpc_call_unary", rc, status, code, details);
+  rgrpc_status_free(status);
+  if (ok && response)
+    *response = buf;
+  else
+    rgrpc_buffer_free(buf);
+  return ok;
+}
+
+/* Starts a call (NULL, with a reason, on failure). */
+static rgrpc_call *start(rgrpc_channel *ch, const char *method, const rgrpc_call_options *opts) {
+  rgrpc_call *call = NULL;
+  rgrpc_result rc = rgrpc_call_start(ch, method, opts, &call);
+  if (rc != RGRPC_RESULT_OK) {
+    fail("rgrpc_call_start: %s", rgrpc_result_name(rc));
+    return NULL;
+  }
+  return call;
+}
+
+/* Fails because `op` on `call` returned `rc`; when that means the call has
+ * ended, the reason includes its status. */
+static bool fail_call(rgrpc_call *call, const char *op, rgrpc_result rc) {
+  if (rc != RGRPC_RESULT_CALL_ENDED && rc != RGRPC_RESULT_END_OF_STREAM)
+    return fail("%s: %s", op, rgrpc_result_name(rc));
+  const rgrpc_status *status = NULL;
+  rgrpc_call_finish(call, &status);
+  const char *details = rgrpc_status_details(status);
+  char d[512];
+  fail("%s: %s, status %s \"%s\"", op, rgrpc_result_name(rc), rgrpc_status_code_name(rgrpc_status_get_code(status)),
+       quote(details, strlen(details), d, sizeof d));
+  rgrpc_status_free(status);
+  return false;
+}
+
+static bool send_msg(rgrpc_call *call, const ProtobufCMessage *msg, uint32_t flags) {
+  size_t len;
+  uint8_t *bytes = pack(msg, &len);
+  if (!bytes)
+    return false;
+  rgrpc_result rc = rgrpc_call_send(call, bytes, len, flags);
+  free(bytes);
+  return rc == RGRPC_RESULT_OK || fail_call(call, "send", rc);
+}
+
+static bool close_send(rgrpc_call *call) {
+  rgrpc_result rc = rgrpc_call_close_send(call);
+  return rc == RGRPC_RESULT_OK || fail_call(call, "close_send", rc);
+}
+
+static bool cancel(rgrpc_call *call) {
+  rgrpc_result rc = rgrpc_call_cancel(call);
+  return rc == RGRPC_RESULT_OK || fail("rgrpc_call_cancel: %s", rgrpc_result_name(rc));
+}
+
+/* Receives the next message (NULL, with a reason, when there is none). */
+static rgrpc_buffer *recv_buf(rgrpc_call *call) {
+  rgrpc_buffer *buf = NULL;
+  rgrpc_result rc = rgrpc_call_recv(call, &buf);
+  if (rc != RGRPC_RESULT_OK) {
+    fail_call(call, "recv", rc);
+    return NULL;
+  }
+  return buf;
+}
+
+/* Receives a `desc` message and checks its payload (check_payload). */
+static bool recv_response(rgrpc_call *call, const ProtobufCMessageDescriptor *desc, size_t want) {
+  rgrpc_buffer *buf = recv_buf(call);
+  bool ok = buf && check_response(buf, desc, want);
+  rgrpc_buffer_free(buf);
+  return ok;
+}
+
+/* Checks that the response stream has ended. */
+static bool expect_end(rgrpc_call *call) {
+  rgrpc_buffer *buf = NULL;
+  rgrpc_result rc = rgrpc_call_recv(call, &buf);
+  if (rc == RGRPC_RESULT_END_OF_STREAM)
+    return true;
+  if (rc != RGRPC_RESULT_OK)
+    return fail_call(call, "recv", rc);
+  size_t len = rgrpc_buffer_len(buf);
+  rgrpc_buffer_free(buf);
+  return fail("unexpected extra %zu-byte response", len);
+}
+
+/* Waits for the call's status, which must be `code` (and exactly
+ * `details`, unless NULL). */
+static bool finish_expect(rgrpc_call *call, rgrpc_status_code code, const char *details) {
+  const rgrpc_status *status = NULL;
+  rgrpc_result rc = rgrpc_call_finish(call, &status);
+  bool ok = check_outcome("rgrpc_call_finish", rc, status, code, details);
+  rgrpc_status_free(status);
+  return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Test cases                                                         */
+
+static const ProtobufCMessageDescriptor *const SIMPLE_RESPONSE = &grpc__testing__simple_response__descriptor;
+static const ProtobufCMessageDescriptor *const OUTPUT_RESPONSE =
+    &grpc__testing__streaming_output_call_response__descriptor;
+
+static bool empty_unary(rgrpc_channel *ch) {
+  Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
+  rgrpc_buffer *resp = NULL;
+  if (!unary_call(ch, SERVICE "EmptyCall", &req.base, RGRPC_STATUS_CODE_OK, NULL, &resp))
+    return false;
+  size_t len = rgrpc_buffer_len(resp);
+  rgrpc_buffer_free(resp);
+  return len == 0 || fail("response is %zu bytes, want an empty message", len);
+}
+
+static bool large_unary(rgrpc_channel *ch) {
+  Grpc__Testing__SimpleRequest req;
+  Grpc__Testing__Payload payload;
+  large_request(&req, &payload);
+  rgrpc_buffer *resp = NULL;
+  if (!unary_call(ch, SERVICE "UnaryCall", &req.base, RGRPC_STATUS_CODE_OK, NULL, &resp))
+    return false;
+  bool ok = check_response(resp, SIMPLE_RESPONSE, LARGE_RESPONSE);
+  rgrpc_buffer_free(resp);
+  return ok;
+}
+
+/* Receives the StreamingInputCallResponse and checks the aggregated size. */
+static bool recv_aggregated_size(rgrpc_call *call) {
+  rgrpc_buffer *buf = recv_buf(call);
+  ProtobufCMessage *msg = buf ? unpack(buf, &grpc__testing__streaming_input_call_response__descriptor) : NULL;
+  rgrpc_buffer_free(buf);
+  if (!msg)
+    return false;
+  int32_t size = ((Grpc__Testing__StreamingInputCallResponse *)msg)->aggregated_payload_size;
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return size == AGGREGATED_SIZE || fail("aggregated_payload_size %d, want %d", (int)size, AGGREGATED_SIZE);
+}
+
+static bool client_streaming(rgrpc_channel *ch) {
+  rgrpc_call *call = start(ch, SERVICE "StreamingInputCall", NULL);
+  bool ok = call != NULL;
+  for (size_t i = 0; ok && i < N_EXCHANGES; i++) {
+    Grpc__Testing__Payload payload = zero_payload(REQUEST_SIZES[i]);
+    Grpc__Testing__StreamingInputCallRequest req = GRPC__TESTING__STREAMING_INPUT_CALL_REQUEST__INIT;
+    req.payload = &payload;
+    ok = send_msg(call, &req.base, 0) || fail_in("request %zu", i + 1);
+  }
+  ok = ok && close_send(call) && recv_aggregated_size(call) && finish_expect(call, RGRPC_STATUS_CODE_OK, NULL);
+  rgrpc_call_free(call);
+  return ok;
+}
+
+static bool server_streaming(rgrpc_channel *ch) {
+  OutputRequest req;
+  output_request(&req, 0, RESPONSE_SIZES, N_EXCHANGES);
+  rgrpc_call *call = start(ch, SERVICE "StreamingOutputCall", NULL);
+  bool ok = call && send_msg(call, &req.msg.base, RGRPC_SEND_LAST);
+  for (size_t i = 0; ok && i < N_EXCHANGES; i++)
+    ok = recv_response(call, OUTPUT_RESPONSE, (size_t)RESPONSE_SIZES[i]) || fail_in("response %zu", i + 1);
+  ok = ok && expect_end(call) && finish_expect(call, RGRPC_STATUS_CODE_OK, NULL);
+  rgrpc_call_free(call);
+  return ok;
+}
+
+static bool ping_pong(rgrpc_channel *ch) {
+  rgrpc_call *call = start(ch, SERVICE "FullDuplexCall", NULL);
+  bool ok = call != NULL;
+  for (size_t i = 0; ok && i < N_EXCHANGES; i++) {
+    OutputRequest req;
+    output_request(&req, REQUEST_SIZES[i], &RESPONSE_SIZES[i], 1);
+    ok = (send_msg(call, &req.msg.base, 0) && recv_response(call, OUTPUT_RESPONSE, (size_t)RESPONSE_SIZES[i])) ||
+         fail_in("exchange %zu", i + 1);
+  }
+  ok = ok && close_send(call) && expect_end(call) && finish_expect(call, RGRPC_STATUS_CODE_OK, NULL);
+  rgrpc_call_free(call);
+  return ok;
+}
+
+static bool empty_stream(rgrpc_channel *ch) {
+  rgrpc_call *call = start(ch, SERVICE "FullDuplexCall", NULL);
+  bool ok = call && close_send(call) && expect_end(call) && finish_expect(call, RGRPC_STATUS_CODE_OK, NULL);
+  rgrpc_call_free(call);
+  return ok;
+}
+
+/* Call options carrying the two metadata entries the server echoes. */
+static rgrpc_call_options *echo_metadata_options(void) {
+  rgrpc_call_options *opts = rgrpc_call_options_new();
+  if (!opts) {
+    fail("out of memory");
+    return NULL;
+  }
+  if (rgrpc_call_options_add_metadata_string(opts, ECHO_INITIAL_KEY, ECHO_INITIAL_VALUE) != RGRPC_RESULT_OK ||
+      rgrpc_call_options_add_metadata(opts, ECHO_TRAILING_KEY, ECHO_TRAILING_VALUE, sizeof ECHO_TRAILING_VALUE) !=
+          RGRPC_RESULT_OK) {
+    fail("adding metadata: %s", rgrpc_call_options_last_error(opts));
+    rgrpc_call_options_free(opts);
+    return NULL;
+  }
+  return opts;
+}
+
+/* Calls `method` with the echo metadata: sends `req`, expects one `desc`
+ * response with a LARGE_RESPONSE payload, status OK, and the metadata
+ * echoed in the initial and trailing metadata. */
+static bool echo_metadata_call(rgrpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                               const ProtobufCMessageDescriptor *desc) {
+  rgrpc_call_options *opts = echo_metadata_options();
+  if (!opts)
+    return false;
+  rgrpc_call *call = start(ch, method, opts);
+  rgrpc_call_options_free(opts);
+  bool ok = call && send_msg(call, req, RGRPC_SEND_LAST) && recv_response(call, desc, LARGE_RESPONSE) &&
+            expect_end(call);
+  if (ok) {
+    const rgrpc_status *status = NULL;
+    const rgrpc_metadata *initial = NULL;
+    rgrpc_result rc = rgrpc_call_finish(call, &status);
+    ok = check_outcome("rgrpc_call_finish", rc, status, RGRPC_STATUS_CODE_OK, NULL) &&
+         rgrpc_call_initial_metadata(call, &initial) == RGRPC_RESULT_OK &&
+         check_metadata(initial, "initial", ECHO_INITIAL_KEY, ECHO_INITIAL_VALUE, strlen(ECHO_INITIAL_VALUE)) &&
+         check_metadata(rgrpc_status_trailing_metadata(status), "trailing", ECHO_TRAILING_KEY, ECHO_TRAILING_VALUE,
+                        sizeof ECHO_TRAILING_VALUE);
+    rgrpc_status_free(status);
+  }
+  rgrpc_call_free(call);
+  return ok;
+}
+
+static bool custom_metadata(rgrpc_channel *ch) {
+  Grpc__Testing__SimpleRequest unary_req;
+  Grpc__Testing__Payload payload;
+  large_request(&unary_req, &payload);
+  if (!echo_metadata_call(ch, SERVICE "UnaryCall", &unary_req.base, SIMPLE_RESPONSE))
+    return fail_in("unary");
+  const int32_t size = LARGE_RESPONSE;
+  OutputRequest duplex_req;
+  output_request(&duplex_req, LARGE_REQUEST, &size, 1);
+  return echo_metadata_call(ch, SERVICE "FullDuplexCall", &duplex_req.msg.base, OUTPUT_RESPONSE) ||
+         fail_in("full duplex");
+}
+
+/* Asks the server for status UNKNOWN with `message` in a unary call and,
+ * when `duplex`, a full-duplex call; both must end with exactly that. */
+static bool echo_status(rgrpc_channel *ch, char *message, bool duplex) {
+  Grpc__Testing__EchoStatus status = GRPC__TESTING__ECHO_STATUS__INIT;
+  status.code = RGRPC_STATUS_CODE_UNKNOWN;
+  status.message = message;
+  Grpc__Testing__SimpleRequest unary_req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
+  unary_req.response_status = &status;
+  if (!unary_call(ch, SERVICE "UnaryCall", &unary_req.base, RGRPC_STATUS_CODE_UNKNOWN, message, NULL))
+    return fail_in("unary");
+  if (!duplex)
+    return true;
+  OutputRequest duplex_req;
+  output_request(&duplex_req, 0, NULL, 0);
+  duplex_req.msg.response_status = &status;
+  rgrpc_call *call = start(ch, SERVICE "FullDuplexCall", NULL);
+  bool ok = call && send_msg(call, &duplex_req.msg.base, RGRPC_SEND_LAST) &&
+            finish_expect(call, RGRPC_STATUS_CODE_UNKNOWN, message);
+  rgrpc_call_free(call);
+  return ok || fail_in("full duplex");
+}
+
+static bool status_code_and_message(rgrpc_channel *ch) {
+  return echo_status(ch, STATUS_MESSAGE, true);
+}
+
+static bool special_status_message(rgrpc_channel *ch) {
+  return echo_status(ch, SPECIAL_STATUS_MESSAGE, false);
+}
+
+static bool expect_unimplemented(rgrpc_channel *ch, const char *method) {
+  Grpc__Testing__Empty req = GRPC__TESTING__EMPTY__INIT;
+  return unary_call(ch, method, &req.base, RGRPC_STATUS_CODE_UNIMPLEMENTED, NULL, NULL);
+}
+
+static bool unimplemented_method(rgrpc_channel *ch) {
+  return expect_unimplemented(ch, SERVICE "UnimplementedCall");
+}
+
+static bool unimplemented_service(rgrpc_channel *ch) {
+  return expect_unimplemented(ch, "/grpc.testing.UnimplementedService/UnimplementedCall");
+}
+
+static bool cancel_after_begin(rgrpc_channel *ch) {
+  rgrpc_call *call = start(ch, SERVICE "StreamingInputCall", NULL);
+  bool ok = call && cancel(call) && finish_expect(call, RGRPC_STATUS_CODE_CANCELLED, NULL);
+  rgrpc_call_free(call);
+  return ok;
+}
+
+static bool cancel_after_first_response(rgrpc_channel *ch) {
+  OutputRequest req;
+  output_request(&req, REQUEST_SIZES[0], &RESPONSE_SIZES[0], 1);
+  rgrpc_call *call = start(ch, SERVICE "FullDuplexCall", NULL);
+  bool ok = call && send_msg(call, &req.msg.base, 0) &&
+            recv_response(call, OUTPUT_RESPONSE, (size_t)RESPONSE_SIZES[0]) && cancel(call) &&
+            finish_expect(call, RGRPC_STATUS_CODE_CANCELLED, NULL);
+  rgrpc_call_free(call);
+  return ok;
+}
+
+static bool timeout_on_sleeping_server(rgrpc_channel *ch) {
+  rgrpc_call_options *opts = rgrpc_call_options_new();
+  if (!opts || rgrpc_call_options_set_timeout_ms(opts, 1) != RGRPC_RESULT_OK) {
+    rgrpc_call_options_free(opts);
+    return fail("could not set a 1 ms timeout");
+  }
+  rgrpc_call *call = start(ch, SERVICE "FullDuplexCall", opts);
+  rgrpc_call_options_free(opts);
+  if (!call)
+    return false;
+  OutputRequest req;
+  output_request(&req, REQUEST_SIZES[0], NULL, 0);
+  (void)send_msg(call, &req.msg.base, 0); /* may fail: the deadline may have passed already */
+  bool ok = finish_expect(call, RGRPC_STATUS_CODE_DEADLINE_EXCEEDED, NULL);
+  rgrpc_call_free(call);
+  return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command line                                                       */
+
+typedef struct {
+  const char *name;
+  bool (*run)(rgrpc_channel *ch);
+} TestCase;
+
+/* The cases `--test_case=all` runs, in order. */
+static const TestCase CASES[] = {
+    {"empty_unary", empty_unary},
+    {"large_unary", large_unary},
+    {"client_streaming", client_streaming},
+    {"server_streaming", server_streaming},
+    {"ping_pong", ping_pong},
+    {"empty_stream", empty_stream},
+    {"custom_metadata", custom_metadata},
+    {"status_code_and_message", status_code_and_message},
+    {"special_status_message", special_status_message},
+    {"unimplemented_method", unimplemented_method},
+    {"unimplemented_service", unimplemented_service},
+    {"cancel_after_begin", cancel_after_begin},
+    {"cancel_after_first_response", cancel_after_first_response},
+    {"timeout_on_sleeping_server", timeout_on_sleeping_server},
+};
+#define N_CASES (sizeof CASES / sizeof CASES[0])
+
+/* Cases of the spec and the C++ client that need what rgrpc lacks
+ * (compression, TLS and credentials, a caching proxy, ...). */
+static const char *const UNSUPPORTED_CASES[] = {
+    "client_compressed_unary", "server_compressed_unary", "client_compressed_streaming",
+    "server_compressed_streaming", "cacheable_unary", "compute_engine_creds", "jwt_token_creds",
+    "oauth2_auth_token", "per_rpc_creds", "google_default_credentials", "compute_engine_channel_credentials",
+    "half_duplex", "slow_consumer", "pick_first_unary", "rpc_soak", "channel_soak", "long_lived_channel",
+    "concurrent_large_unary", "orca_per_rpc", "orca_oob",
+};
+
+typedef struct {
+  const char *host;
+  const char *port;
+  const char *test_case;
+  bool use_tls;
+} Flags;
+
+/* Prints a usage error; returns the exit code 2. */
+static int usage(const char *fmt, ...) PRINTF_LIKE;
+static int usage(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nusage: interop_client --server_port=N [--server_host=H] [--test_case=NAME|all]\n");
+  return 2;
+}
+
+static bool flag_is(const char *name, size_t len, const char *flag) {
+  return strlen(flag) == len && strncmp(name, flag, len) == 0;
+}
+
+/* A boolean flag value: NULL (the flag alone) means true. */
+static bool parse_bool(const char *value, bool *out) {
+  if (!value || strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0)
+    *out = true;
+  else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 || strcmp(value, "no") == 0)
+    *out = false;
+  else
+    return false;
+  return true;
+}
+
+/* Parses the flags into `f`. Returns 0, or the exit code of a usage error. */
+static int parse_flags(int argc, char **argv, Flags *f) {
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (arg[0] != '-')
+      return usage("unexpected argument %s", arg);
+    const char *name = arg + (arg[1] == '-' ? 2 : 1);
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const char *value = eq ? eq + 1 : NULL;
+    if (flag_is(name, len, "use_tls")) {
+      if (!parse_bool(value, &f->use_tls))
+        return usage("bad boolean value in %s", arg);
+      continue;
+    }
+    if (!value && i + 1 < argc && argv[i + 1][0] != '-')
+      value = argv[++i];
+    const char **slot = flag_is(name, len, "server_host") ? &f->host
+                        : flag_is(name, len, "server_port") ? &f->port
+                        : flag_is(name, len, "test_case") ? &f->test_case
+                        : NULL;
+    if (slot && !value)
+      return usage("flag %s needs a value", arg);
+    if (slot)
+      *slot = value;
+    else
+      fprintf(stderr, "flag --%.*s is not supported yet, ignored\n", (int)len, name);
+  }
+  return 0;
+}
+
+static bool valid_port(const char *port) {
+  char *end;
+  long n = strtol(port, &end, 10);
+  return port[0] >= '0' && port[0] <= '9' && *end == '\0' && n > 0 && n <= 65535;
+}
+
+/* Selects the cases to run into CASES[*first .. *first + *count).
+ * Returns 0, or the exit code when the name is not a runnable case. */
+static int select_cases(const char *name, size_t *first, size_t *count) {
+  if (strcmp(name, "all") == 0) {
+    *first = 0;
+    *count = N_CASES;
+    return 0;
+  }
+  for (size_t i = 0; i < N_CASES; i++) {
+    if (strcmp(name, CASES[i].name) == 0) {
+      *first = i;
+      *count = 1;
+      return 0;
+    }
+  }
+  for (size_t i = 0; i < sizeof UNSUPPORTED_CASES / sizeof UNSUPPORTED_CASES[0]; i++) {
+    if (strcmp(name, UNSUPPORTED_CASES[i]) == 0) {
+      fprintf(stderr, "test case %s is not supported yet\n", name);
+      return 2;
+    }
+  }
+  return usage("unknown test case %s", name);
+}
+
+int main(int argc, char **argv) {
+  Flags flags = {"localhost", NULL, "large_unary", false}; /* the C++ client's defaults */
+  size_t first = 0, count = 0;
+  int rc = parse_flags(argc, argv, &flags);
+  if (rc != 0)
+    return rc;
+  if (flags.use_tls) {
+    fprintf(stderr, "TLS is not supported by this rgrpc version yet\n");
+    return 2;
+  }
+  if (!flags.port || !valid_port(flags.port))
+    return usage("--server_port must be a port number (got %s)", flags.port ? flags.port : "none");
+  rc = select_cases(flags.test_case, &first, &count);
+  if (rc != 0)
+    return rc;
+
+  char target[512];
+  bool ipv6 = strchr(flags.host, ':') && flags.host[0] != '[';
+  snprintf(target, sizeof target, "%s%s%s:%s", ipv6 ? "[" : "", flags.host, ipv6 ? "]" : "", flags.port);
+  rgrpc_channel *ch = NULL;
+  rgrpc_error *err = NULL;
+  if (rgrpc_channel_new(target, NULL, NULL, &ch, &err) != RGRPC_RESULT_OK) {
+    fprintf(stderr, "cannot create a channel to %s: %s\n", target, rgrpc_error_message(err));
+    rgrpc_error_free(err);
+    return 1;
+  }
+
+  size_t failed = 0;
+  for (size_t i = first; i < first + count; i++) {
+    reason[0] = '\0';
+    if (CASES[i].run(ch)) {
+      printf("PASS %s\n", CASES[i].name);
+    } else {
+      printf("FAIL %s: %s\n", CASES[i].name, reason[0] ? reason : "(no reason given)");
+      failed++;
+    }
+    fflush(stdout);
+  }
+  rgrpc_channel_free(ch);
+  return failed == 0 ? 0 : 1;
+}
