@@ -15,7 +15,7 @@ fails the case). Without --cases it also checks, once each:
   * --use_tls=false               is accepted;
   * --use_test_ca=false           (a flag not implemented) is accepted with a note;
   * --use_tls=true                is refused with exit code 2 (TLS not supported);
-  * a compression case            is refused with exit code 2.
+  * an unsupported case           is refused with exit code 2.
 Prints a summary table; exits 0 only if every case and check passed.
 """
 import argparse
@@ -30,8 +30,9 @@ sys.path.insert(0, HERE)
 import with_server  # noqa: E402
 
 CASES = [
-    "empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong",
-    "empty_stream", "custom_metadata", "status_code_and_message", "special_status_message",
+    "empty_unary", "large_unary", "client_compressed_unary", "server_compressed_unary",
+    "client_streaming", "client_compressed_streaming", "server_streaming",
+    "server_compressed_streaming", "ping_pong", "empty_stream", "custom_metadata", "status_code_and_message", "special_status_message",
     "unimplemented_method", "unimplemented_service", "cancel_after_begin",
     "cancel_after_first_response", "timeout_on_sleeping_server",
 ]
@@ -122,8 +123,8 @@ EXTRA_CHECKS = [
         "--use_test_ca=false", "flag --use_test_ca is not supported yet, ignored")),
     ("--use_tls=true refused", check_refused(
         ["--use_tls=true", "--test_case=empty_unary"], "TLS is not supported by this rgrpc version yet")),
-    ("compression case refused", check_refused(
-        ["--test_case=client_compressed_unary"], "not supported yet")),
+    ("unsupported case refused", check_refused(
+        ["--test_case=cacheable_unary"], "not supported yet")),
 ]
 
 

@@ -38,9 +38,9 @@
 #define RGRPC_SEND_LAST 1
 
 /**
- * `rgrpc_call_send` flag: do not compress this message (the CRIME/BEAST
- * mitigation of the gRPC compression spec; compression itself is not in
- * this version, so every message is sent uncompressed).
+ * `rgrpc_call_send` flag: send this message uncompressed even when the
+ * call compresses (the CRIME/BEAST mitigation of the gRPC compression
+ * spec: use it for messages mixing secrets with attacker-chosen data).
  */
 #define RGRPC_SEND_NO_COMPRESS 2
 
@@ -240,6 +240,36 @@ typedef uint32_t rgrpc_status_code;
 #endif // __cplusplus
 
 /**
+ * Message compression algorithms (numbered as C-core's
+ * `grpc_compression_algorithm`). Functions take them as `uint32_t`.
+ */
+enum rgrpc_compression
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No compression.
+   */
+  RGRPC_COMPRESSION_NONE = 0,
+  /**
+   * zlib format, called "deflate" in gRPC.
+   */
+  RGRPC_COMPRESSION_DEFLATE = 1,
+  /**
+   * gzip.
+   */
+  RGRPC_COMPRESSION_GZIP = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rgrpc_compression rgrpc_compression;
+#else
+typedef uint32_t rgrpc_compression;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A received message: bytes owned by the library until
  * `rgrpc_buffer_free`. Immutable; may be read from any thread.
  *
@@ -276,9 +306,25 @@ typedef struct rgrpc_buffer rgrpc_buffer;
  * `rgrpc_call_recv`, `rgrpc_call_finish`, `rgrpc_call_initial_metadata`,
  * `rgrpc_call_is_active`, `rgrpc_call_time_remaining_ms`,
  * `rgrpc_call_cancel`, `rgrpc_call_wait`, `rgrpc_call_on_done`,
- * `rgrpc_call_on_message`, `rgrpc_call_free`.
+ * `rgrpc_call_on_message`, `rgrpc_call_response_encoding`, `rgrpc_call_free`.
  */
 typedef struct rgrpc_call rgrpc_call;
+
+/**
+ * Per-call authentication: an access token, a metadata plugin, or several
+ * of these in order (composite). Added to a channel with
+ * `rgrpc_channel_credentials_composite`, or to one call with
+ * `rgrpc_call_options_set_credentials`. Sent only on secure channels (TLS
+ * or local); on an insecure channel the call ends with UNAUTHENTICATED.
+ *
+ * Reference-counted (`Arc`), immutable, thread-safe; objects that use it
+ * keep their own reference.
+ *
+ * Methods: `rgrpc_call_credentials_access_token`,
+ * `rgrpc_call_credentials_plugin`, `rgrpc_call_credentials_composite`,
+ * `rgrpc_call_credentials_free`.
+ */
+typedef struct rgrpc_call_credentials rgrpc_call_credentials;
 
 /**
  * Per-call settings: timeout or deadline, metadata, wait-for-ready.
@@ -291,6 +337,7 @@ typedef struct rgrpc_call rgrpc_call;
  * `rgrpc_call_options_set_deadline_ms`, `rgrpc_call_options_add_metadata`,
  * `rgrpc_call_options_add_metadata_string`,
  * `rgrpc_call_options_set_wait_for_ready`,
+ * `rgrpc_call_options_set_compression`, `rgrpc_call_options_set_credentials`,
  * `rgrpc_call_options_last_error`, `rgrpc_call_options_free`.
  */
 typedef struct rgrpc_call_options rgrpc_call_options;
@@ -317,16 +364,16 @@ typedef struct rgrpc_call_options rgrpc_call_options;
 typedef struct rgrpc_channel rgrpc_channel;
 
 /**
- * How a channel secures its connections. Reference-counted (`Arc`),
- * immutable, thread-safe; a channel keeps its own reference, so the
- * credentials may be freed right after `rgrpc_channel_new`.
+ * How a channel secures its connections: insecure, local, or TLS, with
+ * optional call credentials applied to every call (composite).
  *
- * This version provides insecure (plaintext HTTP/2) credentials only;
- * passing NULL to `rgrpc_channel_new` means the same. TLS and call
- * credentials come with the secure-channels work.
+ * Reference-counted (`Arc`), immutable, thread-safe. A channel keeps its
+ * own reference, so credentials may be freed right after
+ * `rgrpc_channel_new`; one credentials object may serve many channels.
  *
  * Methods: `rgrpc_channel_credentials_insecure`,
- * `rgrpc_channel_credentials_free`.
+ * `rgrpc_channel_credentials_local`, `rgrpc_channel_credentials_tls`,
+ * `rgrpc_channel_credentials_composite`, `rgrpc_channel_credentials_free`.
  */
 typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
 
@@ -341,6 +388,7 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * | `grpc.primary_user_agent` | string | prepended to the user-agent |
  * | `grpc.secondary_user_agent` | string | appended to the user-agent |
  * | `grpc.default_authority` | string | `:authority` sent instead of the target's |
+ * | `grpc.default_compression_algorithm` | int | compression of sent messages: 0 none, 1 deflate, 2 gzip (default 0) |
  *
  * Other gRPC keys (keepalive, backoff, service config, ...) are reported
  * as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
@@ -352,7 +400,9 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * copies it, so it may be reused or freed afterwards.
  *
  * Methods: `rgrpc_channel_options_new`, `rgrpc_channel_options_set_int`,
- * `rgrpc_channel_options_set_string`, `rgrpc_channel_options_last_error`,
+ * `rgrpc_channel_options_set_string`,
+ * `rgrpc_channel_options_set_default_compression`,
+ * `rgrpc_channel_options_last_error`,
  * `rgrpc_channel_options_free`.
  */
 typedef struct rgrpc_channel_options rgrpc_channel_options;
@@ -382,6 +432,16 @@ typedef struct rgrpc_error rgrpc_error;
  * Methods: `rgrpc_metadata_len`, `rgrpc_metadata_get`, `rgrpc_metadata_find`.
  */
 typedef struct rgrpc_metadata rgrpc_metadata;
+
+/**
+ * A metadata plugin's request for one call's metadata. Add entries with
+ * `rgrpc_plugin_request_add_metadata`, then answer exactly once with
+ * `rgrpc_plugin_request_complete` or `rgrpc_plugin_request_fail`, which
+ * free the request. The answer may come later and from any thread; until
+ * it comes the call waits (bounded by its deadline). Box-owned; one
+ * thread at a time.
+ */
+typedef struct rgrpc_plugin_request rgrpc_plugin_request;
 
 /**
  * The final status of an RPC: code, details text, trailing metadata.
@@ -434,9 +494,22 @@ typedef void (*rgrpc_unary_done_cb)(void *user_data,
                                     size_t response_len);
 
 /**
- * All codes, in numeric order.
+ * Asked for metadata once per call, on a library thread that may block:
+ * `method` is the call's path (`/package.Service/Method`), `authority` its
+ * `:authority`; both borrowed for the duration of the callback. The
+ * callback owns `request` and must answer it (now or later, from any
+ * thread). It must not unwind.
  */
-#define rgrpc_status_code_ALL { rgrpc_status_code_Ok, rgrpc_status_code_Cancelled, rgrpc_status_code_Unknown, rgrpc_status_code_InvalidArgument, rgrpc_status_code_DeadlineExceeded, rgrpc_status_code_NotFound, rgrpc_status_code_AlreadyExists, rgrpc_status_code_PermissionDenied, rgrpc_status_code_ResourceExhausted, rgrpc_status_code_FailedPrecondition, rgrpc_status_code_Aborted, rgrpc_status_code_OutOfRange, rgrpc_status_code_Unimplemented, rgrpc_status_code_Internal, rgrpc_status_code_Unavailable, rgrpc_status_code_DataLoss, rgrpc_status_code_Unauthenticated, }
+typedef void (*rgrpc_metadata_plugin_cb)(void *user_data,
+                                         const char *method,
+                                         const char *authority,
+                                         rgrpc_plugin_request *request);
+
+/**
+ * Called once with `user_data` when the last reference to plugin
+ * credentials is released, to free what `user_data` points to.
+ */
+typedef void (*rgrpc_destroy_cb)(void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -519,6 +592,27 @@ rgrpc_result rgrpc_call_options_add_metadata_string(rgrpc_call_options *opts,
  * `RGRPC_RESULT_NULL_PARAMETER`.
  */
 rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts, bool wait_for_ready);
+
+/**
+ * Sets the compression of messages this call sends, overriding the
+ * channel's default: `RGRPC_COMPRESSION_NONE`, `RGRPC_COMPRESSION_DEFLATE`
+ * or `RGRPC_COMPRESSION_GZIP`. Messages that compression would not make
+ * smaller, and messages sent with `RGRPC_SEND_NO_COMPRESS`, go
+ * uncompressed (the message's flag says so). Responses are decompressed
+ * whatever this says.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (not an `rgrpc_compression` value).
+ */
+rgrpc_result rgrpc_call_options_set_compression(rgrpc_call_options *opts, uint32_t compression);
+
+/**
+ * Sets call credentials for calls using these options, added after the
+ * channel's own (NULL clears). Borrowed: the options keep a reference.
+ * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (opts NULL).
+ */
+rgrpc_result rgrpc_call_options_set_credentials(rgrpc_call_options *opts,
+                                                const rgrpc_call_credentials *creds);
 
 /**
  * The message of the most recent failure on `opts` (`""` if none or
@@ -662,6 +756,15 @@ rgrpc_result rgrpc_call_on_done(rgrpc_call *call, rgrpc_call_done_cb cb, void *u
 rgrpc_result rgrpc_call_on_message(rgrpc_call *call, rgrpc_message_cb cb, void *user_data);
 
 /**
+ * The compression the server used for its messages: the response's
+ * `grpc-encoding` (`"identity"` when it sent none), NUL-terminated,
+ * valid until `rgrpc_call_free`. NULL until the response headers have
+ * arrived (after `rgrpc_call_initial_metadata` or a first message), and
+ * for NULL. Thread-safe.
+ */
+const char *rgrpc_call_response_encoding(const rgrpc_call *call);
+
+/**
  * Frees the call handle. If the call is still active it is cancelled
  * first (its done callbacks still run, with CANCELLED). NULL is a no-op.
  * No other thread may be using the handle. Borrowed metadata from
@@ -749,6 +852,19 @@ rgrpc_result rgrpc_channel_options_set_string(rgrpc_channel_options *opts,
                                               const char *value);
 
 /**
+ * Sets the channel's default compression for sent messages, the typed
+ * form of `grpc.default_compression_algorithm` (grpcio's `compression=`
+ * argument of `insecure_channel`): `RGRPC_COMPRESSION_NONE` (default),
+ * `RGRPC_COMPRESSION_DEFLATE` or `RGRPC_COMPRESSION_GZIP`. A call may
+ * override it with `rgrpc_call_options_set_compression`.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_INVALID_OPTION_VALUE`.
+ */
+rgrpc_result rgrpc_channel_options_set_default_compression(rgrpc_channel_options *opts,
+                                                           uint32_t compression);
+
+/**
  * The message of the most recent failed setter on `opts` (`""` if none,
  * or for NULL). Borrowed: valid until the next setter call or
  * `rgrpc_channel_options_free`.
@@ -761,27 +877,14 @@ const char *rgrpc_channel_options_last_error(const rgrpc_channel_options *opts);
 void rgrpc_channel_options_free(rgrpc_channel_options *opts);
 
 /**
- * Creates insecure (plaintext) channel credentials, like grpcio's
- * `insecure_channel`. Owned by the caller: free with
- * `rgrpc_channel_credentials_free`.
- */
-const rgrpc_channel_credentials *rgrpc_channel_credentials_insecure(void);
-
-/**
- * Releases the caller's reference. NULL is a no-op. Channels made with
- * the credentials keep working.
- */
-void rgrpc_channel_credentials_free(const rgrpc_channel_credentials *creds);
-
-/**
  * Creates a channel to `target`. No connection is made until the first
  * call.
  *
  * `target`: `host:port`, `dns:///host:port`, `ipv4:addr:port[,addr:port...]`,
  * `ipv6:[addr]:port[,...]`, `unix:/path` or `unix:///abs/path`. Without a
  * port, 443. With several addresses, the first that accepts is used.
- * `creds`: NULL or insecure credentials (borrowed; the channel keeps its
- * own reference). `opts`: NULL for defaults (copied; may be freed after).
+ * `creds`: NULL (insecure) or channel credentials (borrowed; the channel
+ * keeps its own reference, so they may be freed right after). `opts`: NULL for defaults (copied; may be freed after).
  *
  * On success writes a new channel to `*channel_out` (owned by the caller:
  * `rgrpc_channel_free`). On failure `*channel_out` is untouched and, when
@@ -790,7 +893,8 @@ void rgrpc_channel_credentials_free(const rgrpc_channel_credentials *creds);
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (target or
  * channel_out NULL), `RGRPC_RESULT_INVALID_UTF8`,
- * `RGRPC_RESULT_INVALID_TARGET`. Thread-safe.
+ * `RGRPC_RESULT_INVALID_TARGET`, `RGRPC_RESULT_INVALID_ARGUMENT` (local
+ * credentials with a non-local target). Thread-safe.
  */
 rgrpc_result rgrpc_channel_new(const char *target,
                                const rgrpc_channel_credentials *creds,
@@ -816,13 +920,156 @@ void rgrpc_channel_free(rgrpc_channel *channel);
 /**
  * Writes the channel's `:authority` (NUL-terminated) into `buf` of
  * `buf_len` bytes, truncating if needed, and the full length (without NUL)
- * to `*len_out` when not NULL. Returns `RGRPC_RESULT_OK` or
+ * to `*len_out` when not NULL. With `buf` NULL (or `buf_len` 0) nothing
+ * is copied: a size query. Returns `RGRPC_RESULT_OK` or
  * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
  */
 rgrpc_result rgrpc_channel_authority(const rgrpc_channel *channel,
                                      char *buf,
                                      size_t buf_len,
                                      size_t *len_out);
+
+/**
+ * Insecure (plaintext HTTP/2) channel credentials, like grpcio's
+ * `insecure_channel`; NULL credentials mean the same. Owned by the caller:
+ * `rgrpc_channel_credentials_free`. Never NULL.
+ */
+const rgrpc_channel_credentials *rgrpc_channel_credentials_insecure(void);
+
+/**
+ * Local channel credentials, like grpcio's `local_channel_credentials`:
+ * plaintext HTTP/2 to a loopback address, `localhost` or a Unix socket
+ * (`rgrpc_channel_new` refuses other targets), on which call credentials
+ * are allowed. Owned by the caller: `rgrpc_channel_credentials_free`.
+ */
+const rgrpc_channel_credentials *rgrpc_channel_credentials_local(void);
+
+/**
+ * TLS channel credentials (rustls; ALPN `h2`; the server's certificate is
+ * always verified, there is no way to skip it).
+ *
+ * `root_pem`/`root_pem_len`: trusted root certificates (PEM); NULL/0 for
+ * the default: the file named by `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` if
+ * set, else the system trust store, else the built-in Mozilla roots.
+ * `cert_chain_pem` and `private_key_pem` (both NULL/0 or both set): a
+ * client certificate chain and its key (PEM; RSA, ECDSA or Ed25519) for
+ * mutual TLS. All inputs are copied.
+ *
+ * The name checked in the certificate is the target's host, or
+ * `grpc.ssl_target_name_override`. Handshake failures (bad, expired or
+ * untrusted certificate, name mismatch, plaintext server, no h2) end
+ * calls with UNAVAILABLE and a message saying which.
+ *
+ * On success writes new credentials to `*creds_out` (owned:
+ * `rgrpc_channel_credentials_free`). On failure, `*error_out` (when not
+ * NULL) receives an error saying why (owned: `rgrpc_error_free`).
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (bad PEM, key without chain, ...).
+ */
+rgrpc_result rgrpc_channel_credentials_tls(const uint8_t *root_pem,
+                                           size_t root_pem_len,
+                                           const uint8_t *cert_chain_pem,
+                                           size_t cert_chain_pem_len,
+                                           const uint8_t *private_key_pem,
+                                           size_t private_key_pem_len,
+                                           const rgrpc_channel_credentials **creds_out,
+                                           rgrpc_error **error_out);
+
+/**
+ * Channel credentials that apply `call_creds` to every call on channels
+ * made with them, like grpcio's `composite_channel_credentials`. Both
+ * inputs are borrowed (the result keeps its own references).
+ *
+ * Writes new credentials to `*creds_out` (owned:
+ * `rgrpc_channel_credentials_free`). Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`.
+ */
+rgrpc_result rgrpc_channel_credentials_composite(const rgrpc_channel_credentials *channel_creds,
+                                                 const rgrpc_call_credentials *call_creds,
+                                                 const rgrpc_channel_credentials **creds_out);
+
+/**
+ * Releases the caller's reference. NULL is a no-op; channels made with
+ * the credentials keep working.
+ */
+void rgrpc_channel_credentials_free(const rgrpc_channel_credentials *creds);
+
+/**
+ * Access-token call credentials: every call sends
+ * `authorization: Bearer <token>`, like grpcio's
+ * `access_token_call_credentials`. `token` is copied; it must be printable
+ * ASCII without spaces.
+ *
+ * Writes new credentials to `*creds_out` (owned:
+ * `rgrpc_call_credentials_free`). Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT`.
+ */
+rgrpc_result rgrpc_call_credentials_access_token(const char *token,
+                                                 const rgrpc_call_credentials **creds_out);
+
+/**
+ * Metadata-plugin call credentials, like grpcio's
+ * `metadata_call_credentials`: `cb` is asked for metadata on every call
+ * (see `rgrpc_metadata_plugin_cb`); it may answer later from another
+ * thread, and may fail the call. `destroy` (may be NULL) runs when the
+ * credentials are no longer used by anything.
+ *
+ * Writes new credentials to `*creds_out` (owned:
+ * `rgrpc_call_credentials_free`). Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER` (cb or creds_out NULL).
+ */
+rgrpc_result rgrpc_call_credentials_plugin(rgrpc_metadata_plugin_cb cb,
+                                           void *user_data,
+                                           rgrpc_destroy_cb destroy,
+                                           const rgrpc_call_credentials **creds_out);
+
+/**
+ * Adds an entry to a plugin request (same key and value rules as
+ * `rgrpc_call_options_add_metadata`; copied). Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8` or
+ * `RGRPC_RESULT_INVALID_METADATA`.
+ */
+rgrpc_result rgrpc_plugin_request_add_metadata(rgrpc_plugin_request *request,
+                                               const char *key,
+                                               const uint8_t *value,
+                                               size_t value_len);
+
+/**
+ * Answers a plugin request with the metadata added to it; the call
+ * proceeds. Frees `request`. Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`. Any thread.
+ */
+rgrpc_result rgrpc_plugin_request_complete(rgrpc_plugin_request *request);
+
+/**
+ * Fails the call a plugin request is for, with `code` (a gRPC status
+ * code; 0 or out of range means UNAUTHENTICATED) and `details` (UTF-8, may
+ * be NULL). Frees `request`. Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`. Any thread.
+ */
+rgrpc_result rgrpc_plugin_request_fail(rgrpc_plugin_request *request,
+                                       uint32_t code,
+                                       const char *details);
+
+/**
+ * Call credentials applying each of `list[0..count]` in order, like
+ * grpcio's `composite_call_credentials`. The inputs are borrowed.
+ *
+ * Writes new credentials to `*creds_out` (owned:
+ * `rgrpc_call_credentials_free`). Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER` (list, an element or creds_out NULL) or
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (count 0).
+ */
+rgrpc_result rgrpc_call_credentials_composite(const rgrpc_call_credentials *const *list,
+                                              size_t count,
+                                              const rgrpc_call_credentials **creds_out);
+
+/**
+ * Releases the caller's reference. NULL is a no-op; channels, channel
+ * credentials and call options using them keep their own.
+ */
+void rgrpc_call_credentials_free(const rgrpc_call_credentials *creds);
 
 /**
  * The name of a result code, e.g. `"RGRPC_RESULT_TIMEOUT"`; `"UNKNOWN"`

@@ -5,42 +5,14 @@
 mod support;
 use bytes::{BufMut, Bytes, BytesMut};
 use h2::server::SendResponse;
-use http::{HeaderMap, Response};
+use http::Response;
 use rgrpc::core::{CallOptions, Code};
-use std::net::SocketAddr;
+use support::raw::*;
 use support::*;
 
-fn frame(flag: u8, payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_u8(flag);
-    b.put_u32(payload.len() as u32);
-    b.put_slice(payload);
-    b.freeze()
-}
-
-fn grpc_headers(extra: &[(&str, &str)]) -> Response<()> {
-    let mut r = Response::builder()
-        .status(200)
-        .header("content-type", "application/grpc");
-    for (k, v) in extra {
-        r = r.header(*k, *v);
-    }
-    r.body(()).unwrap()
-}
-
-fn trailers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.append(
-            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    h
-}
-
 /// Answers according to the method name.
-async fn respond(path: &str, mut tx: SendResponse<Bytes>) {
+async fn respond(path: String, mut tx: SendResponse<Bytes>) {
+    let path = path.as_str();
     let ok = [("grpc-status", "0")];
     match path {
         "/t/TrailersOnly" => {
@@ -150,42 +122,8 @@ async fn respond(path: &str, mut tx: SendResponse<Bytes>) {
     }
 }
 
-struct RawServer {
-    addr: SocketAddr,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn start_raw() -> RawServer {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let l = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = l.local_addr().unwrap();
-    rt.spawn(async move {
-        while let Ok((sock, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(sock).await else {
-                    return;
-                };
-                while let Some(Ok((req, tx))) = conn.accept().await {
-                    let path = req.uri().path().to_string();
-                    tokio::spawn(async move {
-                        // Read (and discard) the request so flow control moves.
-                        let mut body = req.into_body();
-                        while let Some(Ok(c)) = body.data().await {
-                            let _ = body.flow_control().release_capacity(c.len());
-                        }
-                        respond(&path, tx).await;
-                    });
-                }
-            });
-        }
-    });
-    RawServer { addr, _rt: rt }
+fn start() -> RawServer {
+    start_raw(|req, tx| respond(req.path, tx))
 }
 
 fn call(srv: &RawServer, path: &str) -> (Vec<Bytes>, std::sync::Arc<rgrpc::core::Status>) {
@@ -197,7 +135,7 @@ fn call(srv: &RawServer, path: &str) -> (Vec<Bytes>, std::sync::Arc<rgrpc::core:
 
 #[test]
 fn trailers_only_response() {
-    let srv = start_raw();
+    let srv = start();
     let (msgs, st) = call(&srv, "/t/TrailersOnly");
     assert!(msgs.is_empty());
     assert_code(&st, Code::PermissionDenied);
@@ -206,7 +144,7 @@ fn trailers_only_response() {
 
 #[test]
 fn http_status_without_grpc_status() {
-    let srv = start_raw();
+    let srv = start();
     for (p, code) in [
         ("/t/Http503", Code::Unavailable),
         ("/t/Http404", Code::Unimplemented),
@@ -221,7 +159,7 @@ fn http_status_without_grpc_status() {
 
 #[test]
 fn bad_or_missing_trailers() {
-    let srv = start_raw();
+    let srv = start();
     for p in ["/t/NoGrpcStatus", "/t/BadStatus"] {
         let (_, st) = call(&srv, p);
         assert_code(&st, Code::Unknown);
@@ -233,7 +171,7 @@ fn bad_or_missing_trailers() {
 
 #[test]
 fn compressed_flag_rules() {
-    let srv = start_raw();
+    let srv = start();
     let (msgs, st) = call(&srv, "/t/CompressedNoEncoding");
     assert!(msgs.is_empty());
     assert_code(&st, Code::Internal);
@@ -248,7 +186,7 @@ fn compressed_flag_rules() {
 
 #[test]
 fn rst_stream_codes() {
-    let srv = start_raw();
+    let srv = start();
     for (p, code) in [
         ("/t/RstRefused", Code::Unavailable),
         ("/t/RstCancel", Code::Cancelled),
@@ -263,7 +201,7 @@ fn rst_stream_codes() {
 
 #[test]
 fn framing_across_data_frames_and_invalid_percent_encoding() {
-    let srv = start_raw();
+    let srv = start();
     let (msgs, st) = call(&srv, "/t/Fragmented");
     assert_code(&st, Code::Ok);
     let v: Vec<&[u8]> = msgs.iter().map(|b| b.as_ref()).collect();
@@ -273,7 +211,7 @@ fn framing_across_data_frames_and_invalid_percent_encoding() {
 
 #[test]
 fn unary_cardinality() {
-    let srv = start_raw();
+    let srv = start();
     let ch = channel(&srv.addr.to_string());
     let (resp, st) = unary(&ch, "/t/TwoResponses", CallOptions::default(), b"x");
     assert!(resp.is_none());
@@ -289,7 +227,7 @@ fn unary_cardinality() {
 
 #[test]
 fn truncated_message_and_huge_prefix() {
-    let srv = start_raw();
+    let srv = start();
     let (msgs, st) = call(&srv, "/t/Truncated");
     assert!(msgs.is_empty());
     assert_code(&st, Code::Internal);

@@ -11,8 +11,10 @@
 //! runs the done callbacks on a runtime thread.
 
 use crate::core::channel::{Channel, ChannelInner};
+use crate::core::codec::compression::{self, Compression, DecompressError};
 use crate::core::codec::framing::{self, DecodeError, Decoder};
 use crate::core::codec::{percent, timeout};
+use crate::core::credentials::CallCredentials;
 use crate::core::metadata::Metadata;
 use crate::core::rt;
 use crate::core::status::{self, Code, Status};
@@ -33,6 +35,7 @@ static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 static GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+static GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 /// Per-call settings.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +47,10 @@ pub struct CallOptions {
     /// Queue the call until the channel is ready instead of failing fast.
     /// Stored now; acted on by the connection-lifecycle work.
     pub wait_for_ready: bool,
+    /// Credentials for this call, added to the channel's.
+    pub credentials: Option<CallCredentials>,
+    /// Compression of this call's messages (None = the channel default).
+    pub compression: Option<Compression>,
     /// The method returns exactly one response (unary / client streaming):
     /// zero or two responses end the call with UNIMPLEMENTED.
     pub unary_response: bool,
@@ -62,7 +69,8 @@ impl CallOptions {
 pub struct SendFlags {
     /// Half-close after this message (saves a frame).
     pub last: bool,
-    /// Do not compress this message (honoured once compression exists).
+    /// Do not compress this message even if the call compresses (the
+    /// CRIME/BEAST mitigation of the compression spec).
     pub no_compress: bool,
 }
 
@@ -150,6 +158,10 @@ pub(crate) struct CallShared {
     id: OnceLock<u64>,
     uri: http::Uri,
     opts: CallOptions,
+    /// The algorithm messages are sent with.
+    compression: Compression,
+    /// The response's `grpc-encoding` ("identity" when absent).
+    response_encoding: OnceLock<std::ffi::CString>,
     status_tx: watch::Sender<Option<Arc<Status>>>,
     finished_tx: watch::Sender<bool>,
     opened: tokio::sync::OnceCell<()>,
@@ -159,6 +171,8 @@ pub(crate) struct CallShared {
     send_busy: AtomicBool,
     recv_busy: AtomicBool,
     push_mode: AtomicBool,
+    /// An `ensure_progress` reader is running.
+    driving: AtomicBool,
     initial_md: OnceLock<Metadata>,
     initial_notify: Notify,
     callbacks: Mutex<Vec<DoneCallback>>,
@@ -221,12 +235,15 @@ impl Channel {
             .build()
             .map_err(|e| StartError::InvalidMethod(format!("{method:?}: {e}")))?;
         let max_recv = inner.opts.max_receive_message_length;
+        let compression = opts.compression.unwrap_or(inner.opts.default_compression);
         let shared = Arc::new_cyclic(|me| CallShared {
             me: me.clone(),
             channel: inner.clone(),
             id: OnceLock::new(),
             uri,
             opts,
+            compression,
+            response_encoding: OnceLock::new(),
             status_tx: watch::channel(None).0,
             finished_tx: watch::channel(false).0,
             opened: tokio::sync::OnceCell::new(),
@@ -244,6 +261,7 @@ impl Channel {
             send_busy: AtomicBool::new(false),
             recv_busy: AtomicBool::new(false),
             push_mode: AtomicBool::new(false),
+            driving: AtomicBool::new(false),
             initial_md: OnceLock::new(),
             initial_notify: Notify::new(),
             callbacks: Mutex::new(Vec::new()),
@@ -337,7 +355,7 @@ impl Channel {
         }
         let shared = call.shared.clone();
         handle.spawn(async move {
-            if let Ok(frame) = framing_or_limit(&shared, &request) {
+            if let Ok(frame) = encode_message(&shared, &request, SendFlags::default()) {
                 let _ = shared
                     .send(
                         frame,
@@ -386,7 +404,7 @@ impl Call {
     /// (at most one message is buffered).
     pub async fn send(&self, msg: &[u8], flags: SendFlags) -> Result<(), CallError> {
         self.shared
-            .send(framing_or_limit(&self.shared, msg)?, flags)
+            .send(encode_message(&self.shared, msg, flags)?, flags)
             .await
     }
 
@@ -442,6 +460,12 @@ impl Call {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// The `grpc-encoding` of the response ("identity" when the server sent
+    /// none), once the response headers have arrived.
+    pub fn response_encoding(&self) -> Option<&std::ffi::CStr> {
+        self.shared.response_encoding.get().map(|c| c.as_c_str())
+    }
+
     /// Releases the handle without cancelling the call: it runs to its end
     /// (its driver task and callbacks keep it alive).
     pub fn detach(mut self) {
@@ -450,6 +474,7 @@ impl Call {
 
     /// Waits until the call has terminated and its done callbacks have run.
     pub async fn wait(&self) {
+        self.shared.ensure_progress();
         let mut rx = self.shared.finished_tx.subscribe();
         let _ = rx.wait_for(|f| *f).await;
     }
@@ -468,7 +493,14 @@ impl Call {
     }
 }
 
-fn framing_or_limit(shared: &Arc<CallShared>, msg: &[u8]) -> Result<Bytes, CallError> {
+/// Checks the send limit (on the uncompressed size) and frames the
+/// message, compressed when the call compresses, the message does not opt
+/// out, and compression makes it smaller (the flag says which).
+fn encode_message(
+    shared: &Arc<CallShared>,
+    msg: &[u8],
+    flags: SendFlags,
+) -> Result<Bytes, CallError> {
     if let Some(max) = shared.channel.opts.max_send_message_length {
         if msg.len() > max {
             shared.terminate_local(Status::new(
@@ -476,6 +508,12 @@ fn framing_or_limit(shared: &Arc<CallShared>, msg: &[u8]) -> Result<Bytes, CallE
                 format!("Sent message larger than max ({} vs. {})", msg.len(), max),
             ));
             return Err(CallError::Ended);
+        }
+    }
+    if shared.compression != Compression::Identity && !flags.no_compress {
+        let z = shared.compression.compress(msg);
+        if z.len() < msg.len() {
+            return Ok(framing::encode(&z, true));
         }
     }
     Ok(framing::encode(msg, false))
@@ -523,8 +561,9 @@ impl CallShared {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let auth = self.auth_metadata().await?;
             let sender = self.channel.connection().await?;
-            let req = self.build_request()?;
+            let req = self.build_request(&auth)?;
             let result = async {
                 let mut sender = sender.ready().await?;
                 sender.send_request(req, false)
@@ -551,7 +590,29 @@ impl CallShared {
         }
     }
 
-    fn build_request(&self) -> Result<http::Request<()>, Status> {
+    /// Metadata from the channel's and the call's credentials, in that
+    /// order. Refused on insecure channels.
+    async fn auth_metadata(&self) -> Result<Metadata, Status> {
+        let chan = self.channel.creds.call.as_ref();
+        let call = self.opts.credentials.as_ref();
+        let mut md = Metadata::new();
+        if chan.is_none() && call.is_none() {
+            return Ok(md);
+        }
+        if !self.channel.creds.allows_call_credentials() {
+            return Err(Status::new(
+                Code::Unauthenticated,
+                "call credentials need a secure channel: use TLS credentials, or local credentials for a loopback or Unix socket target",
+            ));
+        }
+        let (method, authority) = (self.uri.path(), self.channel.authority.as_str());
+        for c in [chan, call].into_iter().flatten() {
+            c.apply(method, authority, &mut md).await?;
+        }
+        Ok(md)
+    }
+
+    fn build_request(&self, auth: &Metadata) -> Result<http::Request<()>, Status> {
         let mut req = http::Request::builder()
             .method(http::Method::POST)
             .uri(self.uri.clone())
@@ -566,11 +627,21 @@ impl CallShared {
             h.insert(GRPC_TIMEOUT.clone(), v);
         }
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        if self.compression != Compression::Identity {
+            h.insert(
+                GRPC_ENCODING.clone(),
+                HeaderValue::from_static(self.compression.name()),
+            );
+        }
+        h.insert(
+            GRPC_ACCEPT_ENCODING.clone(),
+            HeaderValue::from_static(compression::ACCEPT_ENCODING),
+        );
         h.insert(USER_AGENT, self.channel.user_agent.clone());
-        self.opts
-            .metadata
-            .append_to_headers(h)
-            .map_err(|e| Status::new(Code::Internal, e.0))?;
+        for md in [&self.opts.metadata, auth] {
+            md.append_to_headers(h)
+                .map_err(|e| Status::new(Code::Internal, e.0))?;
+        }
         Ok(req)
     }
 
@@ -627,8 +698,21 @@ impl CallShared {
     }
 
     async fn recv(&self) -> Result<Option<Bytes>, CallError> {
-        if let Some(m) = lock(&self.stash).pop_front() {
-            return Ok(Some(m));
+        self.recv_inner(true).await
+    }
+
+    /// The next message. `use_stash`: first take messages that internal
+    /// readers kept for the application (false when `finish` drains the
+    /// stream: those stay for `recv`). After the call has ended there are
+    /// no more messages from the stream.
+    async fn recv_inner(&self, use_stash: bool) -> Result<Option<Bytes>, CallError> {
+        if use_stash {
+            if let Some(m) = lock(&self.stash).pop_front() {
+                return Ok(Some(m));
+            }
+        }
+        if self.status().is_some() {
+            return Ok(None);
         }
         let _busy =
             BusyGuard::acquire(&self.recv_busy, "another thread is receiving on this call")?;
@@ -636,6 +720,11 @@ impl CallShared {
             .guarded(async {
                 self.ensure_open().await?;
                 let mut st = self.recv.lock().await;
+                if use_stash {
+                    if let Some(m) = lock(&self.stash).pop_front() {
+                        return Ok(Some(m));
+                    }
+                }
                 self.recv_locked(&mut st).await
             })
             .await
@@ -643,6 +732,39 @@ impl CallShared {
             Err(CallError::Ended) => Ok(None),
             other => other,
         }
+    }
+
+    /// Makes sure the response side advances when nobody reads, so that a
+    /// call whose status needs no message reading (Trailers-Only, errors,
+    /// an ended stream) ends on its own: a background task reads until the
+    /// call ends or one message arrives, which it keeps for `recv`. It never
+    /// buffers more than one message, so flow control still applies.
+    fn ensure_progress(&self) {
+        if self.status().is_some()
+            || self.push_mode.load(Ordering::Acquire)
+            || self.driving.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) else {
+            self.driving.store(false, Ordering::Release);
+            return;
+        };
+        h.spawn(async move {
+            let _ = me
+                .guarded(async {
+                    me.ensure_open().await?;
+                    let mut st = me.recv.lock().await;
+                    if lock(&me.stash).is_empty() {
+                        if let Some(m) = me.recv_locked(&mut st).await? {
+                            lock(&me.stash).push_back(m);
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            me.driving.store(false, Ordering::Release);
+        });
     }
 
     /// Advances the response half until a message, the end, or termination.
@@ -682,17 +804,18 @@ impl CallShared {
                 RecvPhase::Body(body) => {
                     match st.decoder.next_frame() {
                         Ok(Some(frame)) => {
-                            if frame.compressed {
-                                let msg = match &st.encoding {
-                                    None => "received a compressed message but the response has no grpc-encoding header".to_string(),
-                                    Some(e) => format!(
-                                        "received a message compressed with {e:?}, which this client does not support (supported: identity)"
-                                    ),
-                                };
-                                st.phase = RecvPhase::Done;
-                                self.terminate(Status::new(Code::Internal, msg), false);
-                                return Ok(None);
-                            }
+                            let data = if frame.compressed {
+                                match self.decompress(st.encoding.as_deref(), &frame.data) {
+                                    Ok(d) => d,
+                                    Err(status) => {
+                                        st.phase = RecvPhase::Done;
+                                        self.terminate(status, false);
+                                        return Ok(None);
+                                    }
+                                }
+                            } else {
+                                frame.data
+                            };
                             st.received += 1;
                             if self.opts.unary_response && st.received > 1 {
                                 st.phase = RecvPhase::Done;
@@ -705,7 +828,7 @@ impl CallShared {
                                 );
                                 return Ok(None);
                             }
-                            return Ok(Some(frame.data));
+                            return Ok(Some(data));
                         }
                         Ok(None) => {}
                         Err(DecodeError::TooLarge { len, max }) => {
@@ -774,6 +897,40 @@ impl CallShared {
         }
     }
 
+    /// Inflates a message flagged as compressed, with the limit applied to
+    /// the decompressed size.
+    fn decompress(&self, encoding: Option<&str>, data: &[u8]) -> Result<Bytes, Status> {
+        let Some(name) = encoding else {
+            return Err(Status::new(
+                Code::Internal,
+                "received a compressed message but the response has no grpc-encoding header",
+            ));
+        };
+        let Some(alg) = Compression::from_name(name) else {
+            return Err(Status::new(
+                Code::Internal,
+                format!(
+                    "received a message compressed with {name:?}, which this client does not support (supported: {})",
+                    compression::SUPPORTED
+                ),
+            ));
+        };
+        let limit = self.channel.opts.max_receive_message_length;
+        match alg.decompress(data, limit) {
+            Ok(v) => Ok(Bytes::from(v)),
+            Err(DecompressError::TooLarge { limit }) => Err(Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "Received message larger than max: decompressed size exceeds {limit} bytes"
+                ),
+            )),
+            Err(DecompressError::Corrupt(e)) => Err(Status::new(
+                Code::Internal,
+                format!("could not decompress a {name} message: {e}"),
+            )),
+        }
+    }
+
     fn check_headers(&self, parts: &http::response::Parts, end_stream: bool) -> Headers {
         let http_status = parts.status.as_u16();
         let h = &parts.headers;
@@ -800,6 +957,13 @@ impl CallShared {
                 ),
             ));
         }
+        let raw_enc = h
+            .get(&GRPC_ENCODING)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_else(|| "identity".into());
+        let _ = self
+            .response_encoding
+            .set(crate::core::status::c_string(&raw_enc));
         let enc = h
             .get(&GRPC_ENCODING)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -813,7 +977,7 @@ impl CallShared {
         }
         if !self.push_mode.load(Ordering::Acquire) {
             loop {
-                match self.recv().await {
+                match self.recv_inner(false).await {
                     Ok(Some(_)) => continue,
                     Ok(None) => break,
                     // Another thread is receiving: just wait for the status.
@@ -876,11 +1040,14 @@ impl CallShared {
     }
 
     fn on_done(&self, cb: DoneCallback) -> Result<(), DoneCallback> {
-        let mut cbs = lock(&self.callbacks);
-        if self.status().is_some() {
-            return Err(cb);
+        {
+            let mut cbs = lock(&self.callbacks);
+            if self.status().is_some() {
+                return Err(cb);
+            }
+            cbs.push(cb);
         }
-        cbs.push(cb);
+        self.ensure_progress();
         Ok(())
     }
 

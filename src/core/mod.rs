@@ -3,6 +3,7 @@
 pub mod call;
 pub mod channel;
 pub mod codec;
+pub mod credentials;
 pub mod metadata;
 pub mod rt;
 pub mod status;

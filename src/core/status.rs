@@ -49,7 +49,7 @@ pub enum Code {
 
 impl Code {
     /// All codes, in numeric order.
-    pub const ALL: [Code; 17] = [
+    pub(crate) const ALL: [Code; 17] = [
         Code::Ok,
         Code::Cancelled,
         Code::Unknown,
@@ -178,9 +178,7 @@ impl Status {
     /// The details as a C string (an embedded NUL, possible only from a
     /// `%00` in `grpc-message`, becomes U+FFFD).
     pub fn message_cstr(&self) -> &std::ffi::CStr {
-        self.message_c.get_or_init(|| {
-            std::ffi::CString::new(self.message.replace('\0', "\u{FFFD}")).unwrap_or_default()
-        })
+        self.message_c.get_or_init(|| c_string(&self.message))
     }
 
     /// The trailing metadata (without `grpc-status` and `grpc-message`).
@@ -198,6 +196,11 @@ impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
     }
+}
+
+/// A C string from text, with NUL bytes replaced by U+FFFD.
+pub fn c_string(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
 }
 
 /// Maps an h2 error seen on a stream to the status the client reports.

@@ -3,6 +3,7 @@
 
 use super::boundary::boundary;
 use super::buffer::rgrpc_buffer;
+use super::callback::UserData;
 use super::channel::rgrpc_channel;
 use super::error::{cstring, rgrpc_result};
 use super::handle::{
@@ -13,6 +14,8 @@ use super::metadata::rgrpc_metadata;
 use super::status::rgrpc_status;
 use super::version::monotonic_ms;
 use crate::core::call::StartError;
+use crate::core::codec::compression::Compression;
+use crate::core::credentials::CallCredentials;
 use crate::core::{rt, Call, CallError, CallOptions, Metadata, SendFlags, Status};
 use bytes::Bytes;
 use std::ffi::{c_char, c_void, CString};
@@ -23,10 +26,23 @@ use tokio::time::Instant;
 /// `rgrpc_call_send` flag: half-close after this message (as if
 /// `rgrpc_call_close_send` followed; saves a frame).
 pub const RGRPC_SEND_LAST: u32 = 1;
-/// `rgrpc_call_send` flag: do not compress this message (the CRIME/BEAST
-/// mitigation of the gRPC compression spec; compression itself is not in
-/// this version, so every message is sent uncompressed).
+/// `rgrpc_call_send` flag: send this message uncompressed even when the
+/// call compresses (the CRIME/BEAST mitigation of the gRPC compression
+/// spec: use it for messages mixing secrets with attacker-chosen data).
 pub const RGRPC_SEND_NO_COMPRESS: u32 = 2;
+
+/// Message compression algorithms (numbered as C-core's
+/// `grpc_compression_algorithm`). Functions take them as `uint32_t`.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum rgrpc_compression {
+    /// No compression.
+    None = 0,
+    /// zlib format, called "deflate" in gRPC.
+    Deflate = 1,
+    /// gzip.
+    Gzip = 2,
+}
 
 /// Called once when a call ends.
 ///
@@ -65,16 +81,6 @@ pub type rgrpc_unary_done_cb = Option<
     ),
 >;
 
-/// A `void *` that may move to the runtime threads (the caller promised
-/// the callback contract in the header).
-#[derive(Clone, Copy)]
-struct UserData(*mut c_void);
-// SAFETY: the header makes the caller responsible for user_data being
-// usable from the library thread that runs the callback.
-unsafe impl Send for UserData {}
-// SAFETY: as above; the pointer is only passed back, never dereferenced.
-unsafe impl Sync for UserData {}
-
 /// Per-call settings: timeout or deadline, metadata, wait-for-ready.
 ///
 /// Box-owned, mutable: use from one thread at a time. Calls copy what they
@@ -85,6 +91,7 @@ unsafe impl Sync for UserData {}
 /// `rgrpc_call_options_set_deadline_ms`, `rgrpc_call_options_add_metadata`,
 /// `rgrpc_call_options_add_metadata_string`,
 /// `rgrpc_call_options_set_wait_for_ready`,
+/// `rgrpc_call_options_set_compression`, `rgrpc_call_options_set_credentials`,
 /// `rgrpc_call_options_last_error`, `rgrpc_call_options_free`.
 pub struct rgrpc_call_options {
     _private: [u8; 0],
@@ -95,6 +102,8 @@ pub(crate) struct CallOptionsBuilder {
     deadline_ms: Option<i64>,
     metadata: Metadata,
     wait_for_ready: bool,
+    compression: Option<Compression>,
+    credentials: Option<CallCredentials>,
     last_error: CString,
 }
 
@@ -111,6 +120,8 @@ impl CallOptionsBuilder {
             deadline,
             metadata: self.metadata.clone(),
             wait_for_ready: self.wait_for_ready,
+            compression: self.compression,
+            credentials: self.credentials.clone(),
             unary_response: false,
         }
     }
@@ -130,6 +141,8 @@ pub extern "C" fn rgrpc_call_options_new() -> *mut rgrpc_call_options {
             deadline_ms: None,
             metadata: Metadata::new(),
             wait_for_ready: false,
+            compression: None,
+            credentials: None,
             last_error: CString::default(),
         })
     })
@@ -195,7 +208,18 @@ pub extern "C" fn rgrpc_call_options_add_metadata(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_call_options, opts);
-        let key = try_str!(key);
+        // SAFETY: key is NULL or a NUL-terminated string per the header.
+        let key = match unsafe { super::handle::str_arg(key) } {
+            super::handle::StrArg::Ok(k) => k,
+            super::handle::StrArg::Null => {
+                b.last_error = cstring("metadata key is NULL");
+                return rgrpc_result::NullParameter;
+            }
+            super::handle::StrArg::NotUtf8 => {
+                b.last_error = cstring("metadata key is not valid UTF-8");
+                return rgrpc_result::InvalidUtf8;
+            }
+        };
         // SAFETY: value is NULL or points to value_len readable bytes.
         let Some(v) = (unsafe { bytes_arg(value, value_len) }) else {
             b.last_error = cstring("value is NULL but value_len is not 0");
@@ -242,6 +266,50 @@ pub extern "C" fn rgrpc_call_options_set_wait_for_ready(
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_call_options, opts);
         b.wait_for_ready = wait_for_ready;
+        rgrpc_result::Ok
+    })
+}
+
+/// Sets the compression of messages this call sends, overriding the
+/// channel's default: `RGRPC_COMPRESSION_NONE`, `RGRPC_COMPRESSION_DEFLATE`
+/// or `RGRPC_COMPRESSION_GZIP`. Messages that compression would not make
+/// smaller, and messages sent with `RGRPC_SEND_NO_COMPRESS`, go
+/// uncompressed (the message's flag says so). Responses are decompressed
+/// whatever this says.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+/// `RGRPC_RESULT_INVALID_ARGUMENT` (not an `rgrpc_compression` value).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_set_compression(
+    opts: *mut rgrpc_call_options,
+    compression: u32,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_call_options, opts);
+        match Compression::from_u32(compression) {
+            Some(c) => {
+                b.compression = Some(c);
+                rgrpc_result::Ok
+            }
+            None => {
+                b.last_error = cstring(&format!("{compression} is not an rgrpc_compression value"));
+                rgrpc_result::InvalidArgument
+            }
+        }
+    })
+}
+
+/// Sets call credentials for calls using these options, added after the
+/// channel's own (NULL clears). Borrowed: the options keep a reference.
+/// Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (opts NULL).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_set_credentials(
+    opts: *mut rgrpc_call_options,
+    creds: *const super::credentials::rgrpc_call_credentials,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_call_options, opts);
+        b.credentials = super::credentials::call_credentials_of(creds);
         rgrpc_result::Ok
     })
 }
@@ -297,7 +365,7 @@ pub extern "C" fn rgrpc_call_options_free(opts: *mut rgrpc_call_options) {
 /// `rgrpc_call_recv`, `rgrpc_call_finish`, `rgrpc_call_initial_metadata`,
 /// `rgrpc_call_is_active`, `rgrpc_call_time_remaining_ms`,
 /// `rgrpc_call_cancel`, `rgrpc_call_wait`, `rgrpc_call_on_done`,
-/// `rgrpc_call_on_message`, `rgrpc_call_free`.
+/// `rgrpc_call_on_message`, `rgrpc_call_response_encoding`, `rgrpc_call_free`.
 pub struct rgrpc_call {
     _private: [u8; 0],
 }
@@ -642,6 +710,22 @@ pub extern "C" fn rgrpc_call_on_message(
         match r {
             Ok(()) => rgrpc_result::Ok,
             Err(e) => call_error(e),
+        }
+    })
+}
+
+/// The compression the server used for its messages: the response's
+/// `grpc-encoding` (`"identity"` when it sent none), NUL-terminated,
+/// valid until `rgrpc_call_free`. NULL until the response headers have
+/// arrived (after `rgrpc_call_initial_metadata` or a first message), and
+/// for NULL. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_response_encoding(call: *const rgrpc_call) -> *const c_char {
+    boundary(|| {
+        // SAFETY: call is NULL or a live call.
+        match unsafe { try_ref::<rgrpc_call>(call) }.and_then(|c| c.response_encoding()) {
+            Some(s) => s.as_ptr(),
+            None => std::ptr::null(),
         }
     })
 }

@@ -1,15 +1,15 @@
 //! Channels, channel options and channel credentials.
 
 use super::boundary::boundary;
+use super::credentials::rgrpc_channel_credentials;
 use super::error::{cstring, rgrpc_error, rgrpc_result, set_error};
 use super::handle::{
-    free_arc, free_boxed, to_arc, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, try_str,
-    write_out, Castable,
+    free_boxed, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, write_out, Castable,
 };
 use crate::core::channel::{ChannelError, OptionError, OptionValue};
+use crate::core::credentials::ChannelCredentials;
 use crate::core::{Channel, ChannelOptions};
 use std::ffi::{c_char, CString};
-use std::sync::Arc;
 
 /// A builder of channel settings, keyed by the gRPC channel-argument names
 /// grpcio and C-core use, so settings carry over:
@@ -21,6 +21,7 @@ use std::sync::Arc;
 /// | `grpc.primary_user_agent` | string | prepended to the user-agent |
 /// | `grpc.secondary_user_agent` | string | appended to the user-agent |
 /// | `grpc.default_authority` | string | `:authority` sent instead of the target's |
+/// | `grpc.default_compression_algorithm` | int | compression of sent messages: 0 none, 1 deflate, 2 gzip (default 0) |
 ///
 /// Other gRPC keys (keepalive, backoff, service config, ...) are reported
 /// as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
@@ -32,7 +33,9 @@ use std::sync::Arc;
 /// copies it, so it may be reused or freed afterwards.
 ///
 /// Methods: `rgrpc_channel_options_new`, `rgrpc_channel_options_set_int`,
-/// `rgrpc_channel_options_set_string`, `rgrpc_channel_options_last_error`,
+/// `rgrpc_channel_options_set_string`,
+/// `rgrpc_channel_options_set_default_compression`,
+/// `rgrpc_channel_options_last_error`,
 /// `rgrpc_channel_options_free`.
 pub struct rgrpc_channel_options {
     _private: [u8; 0],
@@ -58,6 +61,26 @@ pub extern "C" fn rgrpc_channel_options_new() -> *mut rgrpc_channel_options {
             last_error: CString::default(),
         })
     })
+}
+
+/// Reads a string argument, recording why it is unusable in `last_error`.
+fn str_or_error<'a>(
+    b: &mut OptionsBuilder,
+    p: *const c_char,
+    what: &str,
+) -> Result<&'a str, rgrpc_result> {
+    // SAFETY: p is NULL or a NUL-terminated string per the header.
+    match unsafe { super::handle::str_arg(p) } {
+        super::handle::StrArg::Ok(s) => Ok(s),
+        super::handle::StrArg::Null => {
+            b.last_error = cstring(&format!("{what} is NULL"));
+            Err(rgrpc_result::NullParameter)
+        }
+        super::handle::StrArg::NotUtf8 => {
+            b.last_error = cstring(&format!("{what} is not valid UTF-8"));
+            Err(rgrpc_result::InvalidUtf8)
+        }
+    }
 }
 
 fn apply(b: &mut OptionsBuilder, key: &str, v: OptionValue) -> rgrpc_result {
@@ -91,7 +114,10 @@ pub extern "C" fn rgrpc_channel_options_set_int(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_channel_options, opts);
-        let key = try_str!(key);
+        let key = match str_or_error(b, key, "key") {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
         apply(b, key, OptionValue::Int(value))
     })
 }
@@ -107,9 +133,38 @@ pub extern "C" fn rgrpc_channel_options_set_string(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_channel_options, opts);
-        let key = try_str!(key);
-        let value = try_str!(value);
+        let key = match str_or_error(b, key, "key") {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+        let value = match str_or_error(b, value, "value") {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
         apply(b, key, OptionValue::Str(value.to_string()))
+    })
+}
+
+/// Sets the channel's default compression for sent messages, the typed
+/// form of `grpc.default_compression_algorithm` (grpcio's `compression=`
+/// argument of `insecure_channel`): `RGRPC_COMPRESSION_NONE` (default),
+/// `RGRPC_COMPRESSION_DEFLATE` or `RGRPC_COMPRESSION_GZIP`. A call may
+/// override it with `rgrpc_call_options_set_compression`.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+/// `RGRPC_RESULT_INVALID_OPTION_VALUE`.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_set_default_compression(
+    opts: *mut rgrpc_channel_options,
+    compression: u32,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_channel_options, opts);
+        apply(
+            b,
+            "grpc.default_compression_algorithm",
+            OptionValue::Int(i64::from(compression)),
+        )
     })
 }
 
@@ -135,47 +190,6 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
     boundary(|| {
         // SAFETY: opts is NULL or a live builder owned by the caller.
         unsafe { free_boxed::<rgrpc_channel_options>(opts) }
-    })
-}
-
-/// How a channel secures its connections. Reference-counted (`Arc`),
-/// immutable, thread-safe; a channel keeps its own reference, so the
-/// credentials may be freed right after `rgrpc_channel_new`.
-///
-/// This version provides insecure (plaintext HTTP/2) credentials only;
-/// passing NULL to `rgrpc_channel_new` means the same. TLS and call
-/// credentials come with the secure-channels work.
-///
-/// Methods: `rgrpc_channel_credentials_insecure`,
-/// `rgrpc_channel_credentials_free`.
-pub struct rgrpc_channel_credentials {
-    _private: [u8; 0],
-}
-
-/// The credential kinds behind `rgrpc_channel_credentials`.
-pub(crate) enum Credentials {
-    Insecure,
-}
-
-impl Castable for rgrpc_channel_credentials {
-    type Rust = Credentials;
-}
-
-/// Creates insecure (plaintext) channel credentials, like grpcio's
-/// `insecure_channel`. Owned by the caller: free with
-/// `rgrpc_channel_credentials_free`.
-#[no_mangle]
-pub extern "C" fn rgrpc_channel_credentials_insecure() -> *const rgrpc_channel_credentials {
-    boundary(|| to_arc::<rgrpc_channel_credentials>(Arc::new(Credentials::Insecure)))
-}
-
-/// Releases the caller's reference. NULL is a no-op. Channels made with
-/// the credentials keep working.
-#[no_mangle]
-pub extern "C" fn rgrpc_channel_credentials_free(creds: *const rgrpc_channel_credentials) {
-    boundary(|| {
-        // SAFETY: creds is NULL or a reference owned by the caller.
-        unsafe { free_arc::<rgrpc_channel_credentials>(creds) }
     })
 }
 
@@ -210,8 +224,8 @@ impl Castable for rgrpc_channel {
 /// `target`: `host:port`, `dns:///host:port`, `ipv4:addr:port[,addr:port...]`,
 /// `ipv6:[addr]:port[,...]`, `unix:/path` or `unix:///abs/path`. Without a
 /// port, 443. With several addresses, the first that accepts is used.
-/// `creds`: NULL or insecure credentials (borrowed; the channel keeps its
-/// own reference). `opts`: NULL for defaults (copied; may be freed after).
+/// `creds`: NULL (insecure) or channel credentials (borrowed; the channel
+/// keeps its own reference, so they may be freed right after). `opts`: NULL for defaults (copied; may be freed after).
 ///
 /// On success writes a new channel to `*channel_out` (owned by the caller:
 /// `rgrpc_channel_free`). On failure `*channel_out` is untouched and, when
@@ -220,7 +234,8 @@ impl Castable for rgrpc_channel {
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (target or
 /// channel_out NULL), `RGRPC_RESULT_INVALID_UTF8`,
-/// `RGRPC_RESULT_INVALID_TARGET`. Thread-safe.
+/// `RGRPC_RESULT_INVALID_TARGET`, `RGRPC_RESULT_INVALID_ARGUMENT` (local
+/// credentials with a non-local target). Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_new(
     target: *const c_char,
@@ -254,20 +269,23 @@ pub extern "C" fn rgrpc_channel_new(
             }
         };
         // SAFETY: creds is NULL or a live credentials handle.
-        match unsafe { try_ref::<rgrpc_channel_credentials>(creds) } {
-            None | Some(Credentials::Insecure) => {}
-        }
+        let creds = unsafe { try_ref::<rgrpc_channel_credentials>(creds) }
+            .cloned()
+            .unwrap_or_else(ChannelCredentials::insecure);
         // SAFETY: opts is NULL or a live options builder.
         let options = unsafe { try_ref::<rgrpc_channel_options>(opts) }
             .map(|b| b.opts.clone())
             .unwrap_or_default();
-        match Channel::new(target, options) {
+        match Channel::with_credentials(target, creds, options) {
             Ok(ch) => {
                 write_out!(channel_out, to_boxed::<rgrpc_channel>(ch));
                 rgrpc_result::Ok
             }
             Err(e @ ChannelError::InvalidTarget(_)) => {
                 set_error(error_out, rgrpc_result::InvalidTarget, &e.to_string())
+            }
+            Err(e @ ChannelError::InvalidCredentials(_)) => {
+                set_error(error_out, rgrpc_result::InvalidArgument, &e.to_string())
             }
         }
     })
@@ -299,7 +317,8 @@ pub extern "C" fn rgrpc_channel_free(channel: *mut rgrpc_channel) {
 
 /// Writes the channel's `:authority` (NUL-terminated) into `buf` of
 /// `buf_len` bytes, truncating if needed, and the full length (without NUL)
-/// to `*len_out` when not NULL. Returns `RGRPC_RESULT_OK` or
+/// to `*len_out` when not NULL. With `buf` NULL (or `buf_len` 0) nothing
+/// is copied: a size query. Returns `RGRPC_RESULT_OK` or
 /// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_authority(

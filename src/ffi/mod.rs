@@ -10,7 +10,9 @@
 pub mod boundary;
 pub mod buffer;
 pub mod call;
+pub mod callback;
 pub mod channel;
+pub mod credentials;
 pub mod error;
 pub mod handle;
 pub mod metadata;

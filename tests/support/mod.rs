@@ -2,6 +2,8 @@
 //! protobuf helpers and thin wrappers over the rgrpc core API.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use bytes::Bytes;
 use prost::Message;
 use rgrpc::core::{rt, Call, CallOptions, Channel, ChannelOptions, Code, SendFlags, Status};

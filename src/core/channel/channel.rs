@@ -3,7 +3,8 @@
 use crate::core::call::CallShared;
 use crate::core::channel::connection::{connect, Connection};
 use crate::core::channel::options::ChannelOptions;
-use crate::core::channel::target::{self, Target};
+use crate::core::channel::target::{self, Address, Target};
+use crate::core::credentials::{ChannelCredentials, Transport};
 use crate::core::status::{Code, Status};
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -17,12 +18,15 @@ use std::sync::{Arc, Mutex, Weak};
 pub enum ChannelError {
     /// The target string is malformed or uses an unsupported form.
     InvalidTarget(String),
+    /// The credentials cannot be used with this target.
+    InvalidCredentials(String),
 }
 
 impl std::fmt::Display for ChannelError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChannelError::InvalidTarget(m) => write!(f, "invalid target: {m}"),
+            ChannelError::InvalidCredentials(m) => write!(f, "invalid credentials: {m}"),
         }
     }
 }
@@ -38,6 +42,9 @@ pub(crate) struct ChannelInner {
     pub(crate) opts: ChannelOptions,
     pub(crate) authority: http::uri::Authority,
     pub(crate) user_agent: HeaderValue,
+    pub(crate) creds: ChannelCredentials,
+    /// The name the server's certificate must match (TLS only).
+    pub(crate) tls_name: Option<rustls::pki_types::ServerName<'static>>,
     current: Mutex<Option<Connection>>,
     connect_lock: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -46,12 +53,37 @@ pub(crate) struct ChannelInner {
 }
 
 impl Channel {
-    /// Creates a channel. No connection is made until the first call.
+    /// Creates an insecure channel. No connection is made until the first call.
     pub fn new(target: &str, opts: ChannelOptions) -> Result<Channel, ChannelError> {
+        Channel::with_credentials(target, ChannelCredentials::insecure(), opts)
+    }
+
+    /// Creates a channel with credentials. No connection is made until the
+    /// first call. Local credentials need a loopback or Unix socket target.
+    pub fn with_credentials(
+        target: &str,
+        creds: ChannelCredentials,
+        opts: ChannelOptions,
+    ) -> Result<Channel, ChannelError> {
         let t = target::parse(target).map_err(ChannelError::InvalidTarget)?;
+        if matches!(creds.transport, Transport::Local) && !t.addresses.iter().all(is_local) {
+            return Err(ChannelError::InvalidCredentials(format!(
+                "local credentials need a loopback address, \"localhost\" or a Unix socket; {target:?} is not"
+            )));
+        }
         let authority_str = opts
             .default_authority
             .clone()
+            .or_else(|| {
+                let port = t
+                    .authority
+                    .rsplit_once(':')
+                    .map(|(_, p)| p)
+                    .unwrap_or("443");
+                opts.ssl_target_name_override
+                    .as_ref()
+                    .map(|o| format!("{o}:{port}"))
+            })
             .unwrap_or_else(|| t.authority.clone());
         let authority = authority_str.parse::<http::uri::Authority>().map_err(|e| {
             ChannelError::InvalidTarget(format!("{target:?}: authority {authority_str:?}: {e}"))
@@ -68,12 +100,34 @@ impl Channel {
         }
         let user_agent = HeaderValue::from_str(&ua)
             .map_err(|e| ChannelError::InvalidTarget(format!("user agent {ua:?}: {e}")))?;
+        let tls_name = match creds.transport {
+            Transport::Tls(_) => {
+                let host = opts
+                    .ssl_target_name_override
+                    .clone()
+                    .unwrap_or_else(|| authority.host().to_string());
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                Some(
+                    rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+                        ChannelError::InvalidTarget(format!(
+                            "{host:?} is not a valid TLS server name: {e}"
+                        ))
+                    })?,
+                )
+            }
+            _ => None,
+        };
         Ok(Channel {
             inner: Arc::new(ChannelInner {
                 target: t,
                 opts,
                 authority,
                 user_agent,
+                creds,
+                tls_name,
                 current: Mutex::new(None),
                 connect_lock: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
@@ -122,6 +176,14 @@ impl Channel {
     }
 }
 
+fn is_local(a: &Address) -> bool {
+    match a {
+        Address::Ip(sa) => sa.ip().is_loopback(),
+        Address::Dns { host, .. } => host == "localhost",
+        Address::Unix(_) => true,
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -162,7 +224,7 @@ impl ChannelInner {
                 return Ok(c.send.clone());
             }
         }
-        let conn = connect(&self.target, &self.opts).await?;
+        let conn = connect(&self.target, &self.creds.transport, self.tls_name.as_ref()).await?;
         let send = conn.send.clone();
         let mut cur = lock(&self.current);
         if self.is_closed() {

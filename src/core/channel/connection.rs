@@ -1,11 +1,12 @@
 //! One HTTP/2 connection (h2 over TCP or a Unix socket), shared by every call
 //! on a channel: many streams on one connection.
 
-use crate::core::channel::options::ChannelOptions;
 use crate::core::channel::target::{Address, Target};
+use crate::core::credentials::Transport;
 use crate::core::status::{Code, Status};
 use bytes::Bytes;
 use h2::client::SendRequest;
+use rustls::pki_types::ServerName;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -45,12 +46,16 @@ impl Connection {
 
 /// Connects to the first address of `target` that accepts, and performs the
 /// HTTP/2 handshake. Failures are UNAVAILABLE with the reason.
-pub(crate) async fn connect(target: &Target, _opts: &ChannelOptions) -> Result<Connection, Status> {
+pub(crate) async fn connect(
+    target: &Target,
+    transport: &Transport,
+    tls_name: Option<&ServerName<'static>>,
+) -> Result<Connection, Status> {
     let mut errors: Vec<String> = Vec::new();
     for addr in &target.addresses {
         match addr {
             Address::Ip(sa) => match tcp(*sa).await {
-                Ok(s) => return handshake(s).await,
+                Ok(s) => return secure(s, transport, tls_name).await,
                 Err(e) => errors.push(format!("{sa}: {e}")),
             },
             Address::Dns { host, port } => {
@@ -66,13 +71,13 @@ pub(crate) async fn connect(target: &Target, _opts: &ChannelOptions) -> Result<C
                 }
                 for sa in resolved {
                     match tcp(sa).await {
-                        Ok(s) => return handshake(s).await,
+                        Ok(s) => return secure(s, transport, tls_name).await,
                         Err(e) => errors.push(format!("{sa} ({host}): {e}")),
                     }
                 }
             }
             Address::Unix(path) => match tokio::net::UnixStream::connect(path).await {
-                Ok(s) => return handshake(s).await,
+                Ok(s) => return secure(s, transport, tls_name).await,
                 Err(e) => errors.push(format!("unix:{}: {e}", path.display())),
             },
         }
@@ -87,6 +92,74 @@ async fn tcp(sa: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream>
     let s = tokio::net::TcpStream::connect(sa).await?;
     s.set_nodelay(true)?;
     Ok(s)
+}
+
+/// Runs TLS (when the transport says so) and then HTTP/2 over `io`.
+async fn secure<T>(
+    io: T,
+    transport: &Transport,
+    tls_name: Option<&ServerName<'static>>,
+) -> Result<Connection, Status>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Transport::Tls(tls) = transport else {
+        return handshake(io).await;
+    };
+    let name = tls_name
+        .cloned()
+        .ok_or_else(|| Status::new(Code::Unavailable, "TLS without a server name"))?;
+    let shown = format!("{name:?}");
+    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(name, io)
+        .await
+        .map_err(|e| {
+            Status::new(
+                Code::Unavailable,
+                tls_error_message(&e, &shown, &tls.roots_source),
+            )
+        })?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(Status::new(
+            Code::Unavailable,
+            "TLS handshake succeeded but the server does not offer HTTP/2 (ALPN \"h2\"), which gRPC requires",
+        ));
+    }
+    handshake(stream).await
+}
+
+/// Says which TLS check failed, in words.
+pub(crate) fn tls_error_message(e: &std::io::Error, name: &str, roots: &str) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return format!("TLS handshake failed: {e}");
+    };
+    let what = match tls {
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired".to_string()
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet".to_string()
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "hostname mismatch: the server's certificate is not valid for {name} (grpc.ssl_target_name_override sets the name to check)"
+        ),
+        E::InvalidCertificate(C::UnknownIssuer) => format!(
+            "the server's certificate is signed by an unknown authority (not trusted by {roots})"
+        ),
+        E::InvalidCertificate(c) => format!("bad server certificate: {c:?}"),
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+            "the server did not answer with TLS (is it a plaintext server?)".to_string()
+        }
+        E::AlertReceived(a @ (A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::HandshakeFailure)) => {
+            format!("the server refused the handshake ({a:?}): it may require a client certificate, or not trust the one sent")
+        }
+        E::AlertReceived(A::NoApplicationProtocol) => {
+            "the server does not offer HTTP/2 (ALPN \"h2\"), which gRPC requires".to_string()
+        }
+        other => format!("{other}"),
+    };
+    format!("TLS handshake failed: {what}")
 }
 
 async fn handshake<T>(io: T) -> Result<Connection, Status>

@@ -2,6 +2,8 @@
 //! carry their settings over. Unknown keys, wrong-typed values and keys of
 //! features not built yet are reported, never silently dropped.
 
+use crate::core::codec::compression::Compression;
+
 /// A typed option value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OptionValue {
@@ -60,6 +62,12 @@ pub struct ChannelOptions {
     pub secondary_user_agent: Option<String>,
     /// The `:authority` to send instead of the target's (`grpc.default_authority`).
     pub default_authority: Option<String>,
+    /// The name checked in the server's certificate, and the `:authority`
+    /// unless `grpc.default_authority` is set (`grpc.ssl_target_name_override`).
+    pub ssl_target_name_override: Option<String>,
+    /// Compression of messages sent on calls that do not choose their own
+    /// (`grpc.default_compression_algorithm`: 0 none, 1 deflate, 2 gzip).
+    pub default_compression: Compression,
 }
 
 impl Default for ChannelOptions {
@@ -70,6 +78,8 @@ impl Default for ChannelOptions {
             primary_user_agent: None,
             secondary_user_agent: None,
             default_authority: None,
+            ssl_target_name_override: None,
+            default_compression: Compression::Identity,
         }
     }
 }
@@ -92,8 +102,6 @@ const NOT_YET: &[&str] = &[
     "grpc.enable_retries",
     "grpc.per_rpc_retry_buffer_size",
     "grpc.lb_policy_name",
-    "grpc.ssl_target_name_override",
-    "grpc.default_compression_algorithm",
     "grpc.default_compression_level",
     "grpc.compression_enabled_algorithms_bitset",
     "grpc.max_metadata_size",
@@ -153,11 +161,38 @@ impl ChannelOptions {
                 }
                 self.default_authority = Some(s)
             }
-            ("grpc.max_receive_message_length" | "grpc.max_send_message_length", Str(_)) => {
-                return Err(wrong("an integer"))
+            ("grpc.ssl_target_name_override", Str(s)) => {
+                if s.is_empty()
+                    || s.parse::<http::uri::Authority>().is_err()
+                    || s.contains(':') && !s.starts_with('[')
+                {
+                    return Err(OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{s:?} is not a valid host name"),
+                    });
+                }
+                self.ssl_target_name_override = Some(s)
+            }
+            ("grpc.default_compression_algorithm", Int(v)) => {
+                self.default_compression = u32::try_from(v)
+                    .ok()
+                    .and_then(Compression::from_u32)
+                    .ok_or_else(|| OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{v} (use 0 for none, 1 for deflate, 2 for gzip)"),
+                    })?
             }
             (
-                "grpc.primary_user_agent" | "grpc.secondary_user_agent" | "grpc.default_authority",
+                "grpc.max_receive_message_length"
+                | "grpc.max_send_message_length"
+                | "grpc.default_compression_algorithm",
+                Str(_),
+            ) => return Err(wrong("an integer")),
+            (
+                "grpc.primary_user_agent"
+                | "grpc.secondary_user_agent"
+                | "grpc.default_authority"
+                | "grpc.ssl_target_name_override",
                 Int(_),
             ) => return Err(wrong("a string")),
             (k, _) if NOT_YET.contains(&k) => return Err(OptionError::Unsupported(k.to_string())),

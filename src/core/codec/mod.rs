@@ -1,6 +1,7 @@
 //! Wire encodings: the 5-byte message framing, `grpc-timeout` and the
 //! `grpc-message` percent-encoding.
 
+pub mod compression;
 pub mod framing;
 pub mod percent;
 pub mod timeout;

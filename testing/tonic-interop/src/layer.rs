@@ -1,5 +1,6 @@
 //! HTTP-level behaviour shared by every method: metadata echo, request header
-//! reflection, the `x-rgrpc-sleep-ms` delay and the server-side deadline.
+//! reflection, the `x-rgrpc-sleep-ms` delay, the server-side deadline and
+//! message compression (see `compression.rs`).
 //!
 //! This runs as a tower layer around tonic's router, directly under hyper,
 //! so it sees the request headers exactly as hyper decoded them and can add
@@ -13,41 +14,60 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::compression::{
+    self, CallCompression, Encoding, Reframer, RequestBody, ResponseRewriter,
+};
+use crate::tls::PeerIdentity;
+
 pub(crate) const ECHO_INITIAL_PREFIX: &str = "x-grpc-test-echo-initial";
 pub(crate) const ECHO_TRAILING_PREFIX: &str = "x-grpc-test-echo-trailing";
 pub(crate) const ECHO_REQUEST_HEADERS: &str = "x-rgrpc-echo-request-headers";
 pub(crate) const SLEEP_MS: &str = "x-rgrpc-sleep-ms";
+pub(crate) const ECHO_ALL: &str = "x-rgrpc-echo-all";
+const ECHO_ALL_PREFIX: &str = "x-echo-";
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// The message C-core servers use for DEADLINE_EXCEEDED.
 const DEADLINE_MESSAGE: &str = "Deadline Exceeded";
 
 type Fields = Vec<(HeaderName, HeaderValue)>;
 
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct InteropLayer;
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InteropLayer {
+    /// Largest decompressed request message accepted.
+    max_message_size: usize,
+}
+
+impl InteropLayer {
+    pub(crate) fn new(max_message_size: usize) -> InteropLayer {
+        InteropLayer { max_message_size }
+    }
+}
 
 impl<S> Layer<S> for InteropLayer {
     type Service = InteropHttpService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        InteropHttpService { inner }
+        InteropHttpService {
+            inner,
+            max_message_size: self.max_message_size,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct InteropHttpService<S> {
     inner: S,
+    max_message_size: usize,
 }
 
 /// What to do around one call, decided from its request headers.
-#[derive(Default)]
 struct Plan {
     sleep: Option<Duration>,
     /// From the request's `grpc-timeout`, counted from its arrival here.
@@ -57,12 +77,32 @@ struct Plan {
     initial: Fields,
     /// Added to the trailers (or to the headers of a trailers-only response).
     trailing: Fields,
+    /// The request's `grpc-encoding` (`Err(name)`: not supported).
+    encoding: Result<Option<Encoding>, String>,
+    /// The client lists gzip in `grpc-accept-encoding`.
+    accepts_gzip: bool,
+    /// `x-rgrpc-echo-compression: 1`: report the request messages'
+    /// compressed flags in the trailers.
+    echo_compression: bool,
+    /// Shared with the handler.
+    call: CallCompression,
 }
 
 impl Plan {
     fn from_request<B>(req: &http::Request<B>) -> Plan {
         let headers = req.headers();
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            sleep: None,
+            deadline: None,
+            initial: Fields::new(),
+            trailing: Fields::new(),
+            encoding: compression::request_encoding(headers),
+            accepts_gzip: compression::accepts_gzip(headers),
+            echo_compression: headers
+                .get(compression::ECHO_COMPRESSION)
+                .is_some_and(|v| v.as_bytes() == b"1"),
+            call: CallCompression::default(),
+        };
         for (name, value) in headers.iter() {
             let n = name.as_str();
             if n.starts_with(ECHO_INITIAL_PREFIX) {
@@ -87,30 +127,56 @@ impl Plan {
         {
             reflect_request(req, &mut plan.initial);
         }
+        if headers.get(ECHO_ALL).is_some_and(|v| v.as_bytes() == b"1") {
+            echo_all(headers, &mut plan.initial);
+        }
         plan
     }
 
-    fn apply(self, resp: http::Response<Body>) -> http::Response<Body> {
+    fn apply(mut self, resp: http::Response<Body>) -> http::Response<Body> {
         let (mut parts, body) = resp.into_parts();
         for (name, value) in self.initial {
             parts.headers.append(name, value);
         }
+        if !parts.headers.contains_key("grpc-accept-encoding") {
+            parts.headers.insert(
+                "grpc-accept-encoding",
+                HeaderValue::from_static(compression::ACCEPTED),
+            );
+        }
+        let echo = self.echo_compression.then(|| self.call.clone());
         let trailers_only = parts.headers.contains_key("grpc-status");
         if trailers_only {
             // Trailers-only response (e.g. a unary call failing): the trailing
             // metadata travels in the only HEADERS frame there is.
+            if let Some(call) = echo {
+                self.trailing.push((
+                    HeaderName::from_static(compression::COMPRESSED_FLAGS),
+                    call.flags_value(),
+                ));
+            }
             for (name, value) in self.trailing {
                 parts.headers.append(name, value);
             }
             return http::Response::from_parts(parts, body);
         }
-        if self.trailing.is_empty() && self.deadline.is_none() {
+        // The handler has returned: a unary one has decided about its
+        // response, a streaming one has announced whether it may compress.
+        let compress = self.accepts_gzip && self.call.compressing();
+        if compress {
+            parts
+                .headers
+                .insert("grpc-encoding", HeaderValue::from_static("gzip"));
+        }
+        if self.trailing.is_empty() && self.deadline.is_none() && !compress && echo.is_none() {
             return http::Response::from_parts(parts, body);
         }
         let body = Body::new(ResponseBody {
             inner: Some(body),
             extra: Some(self.trailing),
+            echo,
             deadline: self.deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            compress: compress.then(|| (Reframer::new(), ResponseRewriter::new(self.call))),
         });
         http::Response::from_parts(parts, body)
     }
@@ -155,6 +221,9 @@ fn reflect_request<B>(req: &http::Request<B>, out: &mut Fields) {
         ("user-agent", "x-rgrpc-req-user-agent"),
         ("content-type", "x-rgrpc-req-content-type"),
         ("grpc-timeout", "x-rgrpc-req-grpc-timeout"),
+        ("grpc-encoding", "x-rgrpc-req-grpc-encoding"),
+        ("grpc-accept-encoding", "x-rgrpc-req-grpc-accept-encoding"),
+        ("authorization", "x-rgrpc-req-authorization"),
     ] {
         for value in headers.get_all(src) {
             out.push((HeaderName::from_static(dst), value.clone()));
@@ -182,6 +251,27 @@ fn reflect_request<B>(req: &http::Request<B>, out: &mut Fields) {
         HeaderName::from_static("x-rgrpc-req-header-order"),
         header_order(headers),
     ));
+
+    if let Some(peer) = req.extensions().get::<PeerIdentity>() {
+        if let Ok(cn) = HeaderValue::from_str(&peer.name) {
+            out.push((HeaderName::from_static("x-rgrpc-req-peer-cn"), cn));
+        }
+    }
+}
+
+/// `x-rgrpc-echo-all`: copies every request metadata item that is not
+/// reserved to `x-echo-<key>` (binary values stay base64, as received, under
+/// a name that still ends in `-bin`).
+fn echo_all(headers: &HeaderMap, out: &mut Fields) {
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n.starts_with("grpc-") || matches!(n, "user-agent" | "te" | "content-type") {
+            continue;
+        }
+        if let Ok(echoed) = HeaderName::from_bytes(format!("{ECHO_ALL_PREFIX}{n}").as_bytes()) {
+            out.push((echoed, value.clone()));
+        }
+    }
 }
 
 /// Names of all request header fields, one entry per field, in `HeaderMap`
@@ -195,9 +285,10 @@ fn header_order(headers: &HeaderMap) -> HeaderValue {
 
 impl<S, B> Service<http::Request<B>> for InteropHttpService<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: HttpBody<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
@@ -212,12 +303,29 @@ where
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let plan = Plan::from_request(&req);
+        // tonic gets the request with compressed messages already inflated
+        // (and no grpc-encoding, which it would refuse), and the handler
+        // finds the call's compression state in the extensions.
+        let (mut parts, body) = req.into_parts();
+        parts.headers.remove("grpc-encoding");
+        parts.extensions.insert(plan.call.clone());
+        let encoding = plan.encoding.clone();
+        let body = RequestBody::new(
+            body,
+            encoding.clone().unwrap_or(None),
+            self.max_message_size,
+            plan.call.clone(),
+        );
+        let req = http::Request::from_parts(parts, Body::new(body));
         Box::pin(async move {
             let respond = async {
                 if let Some(delay) = plan.sleep {
                     tokio::time::sleep(delay).await;
                 }
-                inner.call(req).await
+                match encoding {
+                    Err(name) => Ok(compression::unsupported_encoding_response(&name)),
+                    Ok(_) => inner.call(req).await,
+                }
             };
             let resp = match plan.deadline {
                 None => respond.await?,
@@ -240,13 +348,23 @@ where
 struct ResponseBody {
     inner: Option<Body>,
     extra: Option<Fields>,
+    /// Adds `x-rgrpc-req-compressed-flags` from this to the trailers.
+    echo: Option<CallCompression>,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// gzip-compresses the response messages the handler selected.
+    compress: Option<(Reframer, ResponseRewriter)>,
 }
 
 impl ResponseBody {
     fn with_extra(&mut self, mut trailers: HeaderMap) -> Frame<Bytes> {
         for (name, value) in self.extra.take().into_iter().flatten() {
             trailers.append(name, value);
+        }
+        if let Some(call) = self.echo.take() {
+            trailers.append(
+                HeaderName::from_static(compression::COMPRESSED_FLAGS),
+                call.flags_value(),
+            );
         }
         Frame::trailers(trailers)
     }
@@ -261,34 +379,48 @@ impl HttpBody for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                this.inner = None;
-                this.deadline = None;
-                let mut trailers = HeaderMap::new();
-                Status::deadline_exceeded(DEADLINE_MESSAGE).add_header(&mut trailers)?;
-                return Poll::Ready(Some(Ok(this.with_extra(trailers))));
-            }
-        }
-        let frame = match Pin::new(inner).poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => {
-                this.inner = None;
-                this.deadline = None;
+        loop {
+            let Some(inner) = this.inner.as_mut() else {
                 return Poll::Ready(None);
+            };
+            if let Some(deadline) = this.deadline.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    this.inner = None;
+                    this.deadline = None;
+                    let mut trailers = HeaderMap::new();
+                    Status::deadline_exceeded(DEADLINE_MESSAGE).add_header(&mut trailers)?;
+                    return Poll::Ready(Some(Ok(this.with_extra(trailers))));
+                }
             }
-        };
-        match frame.into_trailers() {
-            Ok(trailers) => {
-                this.deadline = None;
-                Poll::Ready(Some(Ok(this.with_extra(trailers))))
+            let frame = match Pin::new(inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    this.inner = None;
+                    this.deadline = None;
+                    return Poll::Ready(None);
+                }
+            };
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        this.deadline = None;
+                        return Poll::Ready(Some(Ok(this.with_extra(trailers))));
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+            };
+            let Some((reframer, rewriter)) = this.compress.as_mut() else {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            };
+            let mut out = BytesMut::new();
+            reframer.feed(&data, rewriter, &mut out)?;
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
             }
-            Err(frame) => Poll::Ready(Some(Ok(frame))),
+            // Only part of a message to be compressed so far: read on.
         }
     }
 

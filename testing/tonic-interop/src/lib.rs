@@ -17,8 +17,26 @@
 //!   `x-rgrpc-req-content-type`, `x-rgrpc-req-grpc-timeout`,
 //!   `x-rgrpc-req-authority`, `x-rgrpc-req-path` and
 //!   `x-rgrpc-req-header-order`.
+//!   With it, `grpc-encoding` and `grpc-accept-encoding` are reflected as
+//!   `x-rgrpc-req-grpc-encoding` and `x-rgrpc-req-grpc-accept-encoding`.
+//!   Also with it: `authorization`, when present, as
+//!   `x-rgrpc-req-authorization`, and on a mutual-TLS connection the client
+//!   certificate's subject CN as `x-rgrpc-req-peer-cn`.
+//! * `x-rgrpc-echo-all: 1`: every request metadata item that is not
+//!   reserved (a key starting with `grpc-`, or `user-agent`, `te`,
+//!   `content-type`) is copied to the response initial metadata as
+//!   `x-echo-<key>` (`-bin` values as they came).
+//! * `x-rgrpc-echo-compression: 1`: adds `x-rgrpc-req-compressed-flags` to
+//!   the trailing metadata: `0`/`1` per received request message (its
+//!   compressed flag), comma-separated.
 //! * `x-rgrpc-sleep-ms: N`: waits N ms before handling the call at all
 //!   (before any response headers).
+//!
+//! Compression follows the interop spec: gzip and deflate requests are
+//! accepted, `expect_compressed` is checked both ways per message, and
+//! `response_compressed` (UnaryCall) / `ResponseParameters.compressed`
+//! (StreamingOutputCall) gzip exactly the selected response messages when
+//! the client accepts gzip. See `compression.rs` and the README.
 //!
 //! A request's `grpc-timeout` is enforced by the server: if it passes before
 //! the response headers, the reply is a trailers-only DEADLINE_EXCEEDED; if
@@ -28,6 +46,8 @@
 //!
 //! Connections are served by hyper's HTTP/2 server directly (not tonic's
 //! `transport::Server`), with tonic's router and generated service inside.
+//! With [`ServerOptions::tls`] they are TLS (rustls, `ring` provider) with
+//! ALPN `h2`, optionally requiring a client certificate.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -41,8 +61,12 @@ use tokio::sync::oneshot;
 use tonic::service::Routes;
 use tower::{Layer, ServiceExt};
 
+mod compression;
 mod layer;
 mod service;
+mod tls;
+
+pub use tls::TlsServerOptions;
 
 /// Code generated from `grpc/testing/test.proto` (messages, tonic server and
 /// client for every service in it).
@@ -66,6 +90,10 @@ pub struct ServerOptions {
     /// TCP port to bind on 127.0.0.1 (SO_REUSEADDR is set, so a port of a
     /// killed server can be bound again at once). Default 0: any free port.
     pub port: Option<u16>,
+    /// Serve TLS instead of plaintext HTTP/2 (also on a Unix socket).
+    /// [`TestServer::target`] stays `127.0.0.1:PORT`: clients connect by
+    /// address and check a name of the certificate (e.g. with an override).
+    pub tls: Option<TlsServerOptions>,
 }
 
 /// A running interop server. Dropping it kills it.
@@ -181,6 +209,13 @@ fn server_thread(
     };
 
     let unix_path = opts.unix_path.clone();
+    let server = match Server::new(opts.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     let bound = rt.block_on(async {
         match &opts.unix_path {
             Some(path) => bind_unix(path).map(|l| (Listener::Unix(l), unspecified())),
@@ -201,12 +236,9 @@ fn server_thread(
     };
 
     rt.spawn(async move {
-        let res = match listener {
-            Listener::Tcp(l) => serve_tcp(l, opts).await,
-            Listener::Unix(l) => serve_unix(l, opts).await,
-        };
-        if let Err(e) = res {
-            eprintln!("tonic interop server stopped: {e}");
+        match listener {
+            Listener::Tcp(l) => server.serve_tcp(l).await,
+            Listener::Unix(l) => server.serve_unix(l).await,
         }
     });
     let _ = ready.send(Ok(addr));
@@ -259,28 +291,117 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
 
 type HttpService = layer::InteropHttpService<Routes>;
 
+/// tonic's default `max_decoding_message_size` (4 MiB).
+const TONIC_DEFAULT_MAX_DECODING_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
 fn http_service(opts: &ServerOptions) -> HttpService {
     let mut svc = pb::test_service_server::TestServiceServer::new(service::InteropTestService);
     if let Some(limit) = opts.max_decoding_message_size {
         svc = svc.max_decoding_message_size(limit);
     }
-    layer::InteropLayer.layer(Routes::new(svc).prepare())
+    let max_message_size = opts
+        .max_decoding_message_size
+        .unwrap_or(TONIC_DEFAULT_MAX_DECODING_MESSAGE_SIZE);
+    layer::InteropLayer::new(max_message_size).layer(Routes::new(svc).prepare())
 }
 
-/// Serves one connection (HTTP/2 only, like tonic's server) on its own task.
-fn spawn_connection<IO>(io: IO, svc: HttpService, opts: &ServerOptions)
-where
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every connection of one server shares.
+#[derive(Clone)]
+struct Server {
+    svc: HttpService,
+    opts: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Server {
+    fn new(opts: ServerOptions) -> io::Result<Server> {
+        let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
+        Ok(Server {
+            svc: http_service(&opts),
+            opts,
+            tls,
+        })
+    }
+
+    /// Serves one connection (HTTP/2 only, like tonic's server) on its own
+    /// task, after the TLS handshake when the server uses TLS.
+    fn spawn_connection<IO>(&self, io: IO)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let svc = self.svc.clone();
+        let max_concurrent_streams = self.opts.max_concurrent_streams;
+        let tls = self.tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_http(io, svc, max_concurrent_streams, None).await,
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(
+                        TLS_HANDSHAKE_TIMEOUT,
+                        acceptor.accept(io),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        // A failed handshake (the client did not trust us,
+                        // sent no or a bad certificate, spoke plaintext...):
+                        // rustls has sent its alert; drop the connection.
+                        Ok(Err(_)) | Err(_) => return,
+                    };
+                    let peer = tls::PeerIdentity::of(stream.get_ref().1);
+                    serve_http(stream, svc, max_concurrent_streams, peer).await
+                }
+            }
+        });
+    }
+
+    async fn serve_tcp(self, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.spawn_connection(stream);
+                }
+                Err(e) => accept_failed(e).await,
+            }
+        }
+    }
+
+    async fn serve_unix(self, listener: UnixListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => self.spawn_connection(stream),
+                Err(e) => accept_failed(e).await,
+            }
+        }
+    }
+}
+
+/// Serves HTTP/2 on an established connection until it ends. `peer` (the
+/// client's certificate identity) is added to every request's extensions.
+async fn serve_http<IO>(
+    io: IO,
+    svc: HttpService,
+    max_concurrent_streams: Option<u32>,
+    peer: Option<tls::PeerIdentity>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.max_concurrent_streams);
-    tokio::spawn(async move {
-        let hyper_svc = hyper::service::service_fn(move |req| svc.clone().oneshot(req));
-        // Errors here are the peer going away or misbehaving: nothing to do.
-        let _ = builder.serve_connection(TokioIo::new(io), hyper_svc).await;
+        .max_concurrent_streams(max_concurrent_streams);
+    let hyper_svc = hyper::service::service_fn(move |mut req: http::Request<_>| {
+        if let Some(peer) = &peer {
+            req.extensions_mut().insert(peer.clone());
+        }
+        svc.clone().oneshot(req)
     });
+    // Errors here are the peer going away or misbehaving: nothing to do.
+    let _ = builder.serve_connection(TokioIo::new(io), hyper_svc).await;
 }
 
 /// Backs off after a failed accept (e.g. out of file descriptors).
@@ -292,28 +413,16 @@ async fn accept_failed(e: io::Error) {
 /// Serves the interop TestService on an already bound TCP listener until the
 /// future is dropped; dropping it closes the listener but not the accepted
 /// connections, which run on tasks of their own (shut the runtime down to
-/// drop those). `opts.unix_path` and `opts.port` are ignored.
+/// drop those). `opts.unix_path` and `opts.port` are ignored. Fails at once
+/// (`InvalidInput`) when `opts.tls` holds unusable certificates or keys.
 pub async fn serve_tcp(listener: TcpListener, opts: ServerOptions) -> io::Result<()> {
-    let svc = http_service(&opts);
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                spawn_connection(stream, svc.clone(), &opts);
-            }
-            Err(e) => accept_failed(e).await,
-        }
-    }
+    Server::new(opts)?.serve_tcp(listener).await;
+    Ok(())
 }
 
 /// Serves the interop TestService on an already bound Unix socket listener,
 /// like [`serve_tcp`].
 pub async fn serve_unix(listener: UnixListener, opts: ServerOptions) -> io::Result<()> {
-    let svc = http_service(&opts);
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => spawn_connection(stream, svc.clone(), &opts),
-            Err(e) => accept_failed(e).await,
-        }
-    }
+    Server::new(opts)?.serve_unix(listener).await;
+    Ok(())
 }

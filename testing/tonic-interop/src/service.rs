@@ -3,7 +3,9 @@
 //! Only the message-level behaviour lives here. Metadata echo, header
 //! reflection and the `x-rgrpc-sleep-ms` delay are done for every method by
 //! the HTTP-level layer in `layer.rs`, so they also apply to error responses
-//! and to unimplemented methods.
+//! and to unimplemented methods. Compression is done there too: handlers
+//! learn whether each request message was compressed, and say which
+//! response messages to compress, through the call's [`CallCompression`].
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::compression::CallCompression;
 use crate::pb::test_service_server::TestService;
 use crate::pb::{
     BoolValue, EchoStatus, Empty, Payload, PayloadType, ResponseParameters, SimpleRequest,
@@ -42,32 +45,56 @@ fn requested_status(status: &Option<EchoStatus>) -> Option<Status> {
     }
 }
 
-/// This server never receives compressed messages it could accept (no
-/// compression is enabled), so a request that expects one fails.
-fn check_not_expecting_compression(expect: &Option<BoolValue>) -> Result<(), Status> {
-    if expect.as_ref().is_some_and(|b| b.value) {
-        Err(Status::invalid_argument(
-            "expected a compressed request, but the request was not compressed",
-        ))
-    } else {
-        Ok(())
+fn is_true(value: &Option<BoolValue>) -> bool {
+    value.as_ref().is_some_and(|b| b.value)
+}
+
+/// The call's compression state (a default one, which knows of no
+/// compressed message, when the service runs without the layer).
+fn call_compression<T>(request: &Request<T>) -> CallCompression {
+    request
+        .extensions()
+        .get::<CallCompression>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `expect_compressed` in both directions: present and true needs a
+/// compressed message, present and false an uncompressed one.
+fn check_compression(expect: &Option<BoolValue>, compressed: bool) -> Result<(), Status> {
+    match expect {
+        Some(b) if b.value && !compressed => Err(Status::invalid_argument(
+            "expected a compressed request message, but it was not compressed",
+        )),
+        Some(b) if !b.value && compressed => Err(Status::invalid_argument(
+            "expected an uncompressed request message, but it was compressed",
+        )),
+        _ => Ok(()),
     }
 }
 
-fn unary(req: SimpleRequest) -> Result<Response<SimpleResponse>, Status> {
-    check_not_expecting_compression(&req.expect_compressed)?;
+fn unary(request: Request<SimpleRequest>) -> Result<Response<SimpleResponse>, Status> {
+    let call = call_compression(&request);
+    let req = request.into_inner();
+    check_compression(&req.expect_compressed, call.request_compressed(0))?;
     if let Some(status) = requested_status(&req.response_status) {
         return Err(status);
     }
+    call.next_response(is_true(&req.response_compressed));
     Ok(Response::new(SimpleResponse {
         payload: Some(payload(req.response_size)),
         ..Default::default()
     }))
 }
 
-/// Sends one response per parameter entry, each after its interval.
+/// Sends one response per parameter entry, each after its interval and
+/// compressed as the entry asks (when the response headers allowed it).
 /// Returns false once the receiving side is gone (call cancelled).
-async fn send_responses(tx: &mpsc::Sender<OutputItem>, params: &[ResponseParameters]) -> bool {
+async fn send_responses(
+    tx: &mpsc::Sender<OutputItem>,
+    call: &CallCompression,
+    params: &[ResponseParameters],
+) -> bool {
     for p in params {
         if p.interval_us > 0 {
             tokio::time::sleep(Duration::from_micros(p.interval_us as u64)).await;
@@ -75,6 +102,7 @@ async fn send_responses(tx: &mpsc::Sender<OutputItem>, params: &[ResponseParamet
         let resp = StreamingOutputCallResponse {
             payload: Some(payload(p.size)),
         };
+        call.next_response(is_true(&p.compressed));
         if tx.send(Ok(resp)).await.is_err() {
             return false;
         }
@@ -86,9 +114,10 @@ async fn send_responses(tx: &mpsc::Sender<OutputItem>, params: &[ResponseParamet
 /// when the call is over (error status sent, or cancelled).
 async fn answer_duplex_request(
     tx: &mpsc::Sender<OutputItem>,
+    call: &CallCompression,
     req: &StreamingOutputCallRequest,
 ) -> bool {
-    if !send_responses(tx, &req.response_parameters).await {
+    if !send_responses(tx, call, &req.response_parameters).await {
         return false;
     }
     if let Some(status) = requested_status(&req.response_status) {
@@ -108,14 +137,14 @@ impl TestService for InteropTestService {
         &self,
         request: Request<SimpleRequest>,
     ) -> Result<Response<SimpleResponse>, Status> {
-        unary(request.into_inner())
+        unary(request)
     }
 
     async fn cacheable_unary_call(
         &self,
         request: Request<SimpleRequest>,
     ) -> Result<Response<SimpleResponse>, Status> {
-        unary(request.into_inner())
+        unary(request)
     }
 
     type StreamingOutputCallStream = ReceiverStream<OutputItem>;
@@ -124,10 +153,20 @@ impl TestService for InteropTestService {
         &self,
         request: Request<StreamingOutputCallRequest>,
     ) -> Result<Response<Self::StreamingOutputCallStream>, Status> {
+        let call = call_compression(&request);
         let req = request.into_inner();
+        // Decided before the response headers go out: they carry the
+        // response's grpc-encoding.
+        if req
+            .response_parameters
+            .iter()
+            .any(|p| is_true(&p.compressed))
+        {
+            call.may_compress();
+        }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
-            answer_duplex_request(&tx, &req).await;
+            answer_duplex_request(&tx, &call, &req).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -136,10 +175,13 @@ impl TestService for InteropTestService {
         &self,
         request: Request<Streaming<StreamingInputCallRequest>>,
     ) -> Result<Response<StreamingInputCallResponse>, Status> {
+        let call = call_compression(&request);
         let mut input = request.into_inner();
         let mut total: usize = 0;
+        let mut index = 0;
         while let Some(req) = input.message().await? {
-            check_not_expecting_compression(&req.expect_compressed)?;
+            check_compression(&req.expect_compressed, call.request_compressed(index))?;
+            index += 1;
             total += req.payload.map_or(0, |p| p.body.len());
         }
         Ok(Response::new(StreamingInputCallResponse {
@@ -153,13 +195,14 @@ impl TestService for InteropTestService {
         &self,
         request: Request<Streaming<StreamingOutputCallRequest>>,
     ) -> Result<Response<Self::FullDuplexCallStream>, Status> {
+        let call = call_compression(&request);
         let mut input = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             loop {
                 match input.message().await {
                     Ok(Some(req)) => {
-                        if !answer_duplex_request(&tx, &req).await {
+                        if !answer_duplex_request(&tx, &call, &req).await {
                             return;
                         }
                     }
@@ -181,6 +224,7 @@ impl TestService for InteropTestService {
         &self,
         request: Request<Streaming<StreamingOutputCallRequest>>,
     ) -> Result<Response<Self::HalfDuplexCallStream>, Status> {
+        let call = call_compression(&request);
         let mut input = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
@@ -196,7 +240,7 @@ impl TestService for InteropTestService {
                 }
             }
             for req in &buffered {
-                if !answer_duplex_request(&tx, req).await {
+                if !answer_duplex_request(&tx, &call, req).await {
                     return;
                 }
             }

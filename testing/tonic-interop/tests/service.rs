@@ -108,8 +108,10 @@ async fn expect_compressed_is_rejected() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    // expect_compressed = false, response_compressed = true: fine, uncompressed.
-    client
+    // expect_compressed = false, response_compressed = true: fine, and
+    // uncompressed, as this client does not accept gzip (tests/compression.rs
+    // has the compressed cases).
+    let resp = client
         .unary_call(SimpleRequest {
             response_size: 10,
             expect_compressed: Some(BoolValue { value: false }),
@@ -118,6 +120,7 @@ async fn expect_compressed_is_rejected() {
         })
         .await
         .unwrap();
+    assert!(resp.metadata().get("grpc-encoding").is_none());
 
     let err = client
         .streaming_input_call(tokio_stream::iter(vec![StreamingInputCallRequest {

@@ -1,10 +1,18 @@
 //! Standalone tonic interop `grpc.testing.TestService` server.
 //!
 //! Usage: tonic-interop-server [--port N] [--host H] [--uds PATH]
+//!            [--use_tls[=true|false] --tls_cert_file PATH --tls_key_file PATH
+//!             [--tls_client_ca_file PATH]]
 //!
 //! * `--port N`: TCP port (default 10000; 0 picks a free one).
 //! * `--host H`: address or name to bind (default 127.0.0.1).
 //! * `--uds PATH`: listen on this Unix socket instead of TCP.
+//! * `--use_tls`: serve TLS (ALPN `h2`) with the certificate chain and key
+//!   of `--tls_cert_file` and `--tls_key_file` (PEM, both required).
+//! * `--tls_client_ca_file PATH`: also require a client certificate signed
+//!   by a CA in this PEM file (mutual TLS).
+//!
+//! Bad arguments (including unreadable or unusable TLS files) exit with 2.
 //!
 //! Once listening it prints exactly one line, `LISTENING <port>` (`LISTENING 0`
 //! for a Unix socket), to stdout and flushes it; it then serves until it gets
@@ -12,25 +20,44 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use rgrpc_tonic_interop::{bind_tcp, bind_unix, serve_tcp, serve_unix, ServerOptions};
+use rgrpc_tonic_interop::{
+    bind_tcp, bind_unix, serve_tcp, serve_unix, ServerOptions, TlsServerOptions,
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 struct Args {
     port: u16,
     host: String,
     uds: Option<PathBuf>,
+    use_tls: bool,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_client_ca_file: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: tonic-interop-server [--port N] [--host H] [--uds PATH]";
+const USAGE: &str = "usage: tonic-interop-server [--port N] [--host H] [--uds PATH] \
+[--use_tls[=true|false] --tls_cert_file PATH --tls_key_file PATH [--tls_client_ca_file PATH]]";
+
+fn parse_bool(flag: &str, v: Option<&str>) -> Result<bool, String> {
+    match v {
+        None | Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(other) => Err(format!("bad {flag} value {other:?} (true or false)")),
+    }
+}
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         port: 10000,
         host: "127.0.0.1".to_string(),
         uds: None,
+        use_tls: false,
+        tls_cert_file: None,
+        tls_key_file: None,
+        tls_client_ca_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -55,10 +82,45 @@ fn parse_args() -> Result<Args, String> {
             }
             "--host" => args.host = value()?,
             "--uds" => args.uds = Some(PathBuf::from(value()?)),
+            // A boolean flag: alone means true; never takes the next argument.
+            "--use_tls" => args.use_tls = parse_bool(&flag, inline.as_deref())?,
+            "--tls_cert_file" => args.tls_cert_file = Some(PathBuf::from(value()?)),
+            "--tls_key_file" => args.tls_key_file = Some(PathBuf::from(value()?)),
+            "--tls_client_ca_file" => args.tls_client_ca_file = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
     Ok(args)
+}
+
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
+/// The TLS settings the arguments ask for (None: plaintext).
+fn tls_options(args: &Args) -> Result<Option<TlsServerOptions>, String> {
+    if !args.use_tls {
+        if args.tls_cert_file.is_some()
+            || args.tls_key_file.is_some()
+            || args.tls_client_ca_file.is_some()
+        {
+            return Err("--tls_* files given without --use_tls".to_string());
+        }
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) else {
+        return Err("--use_tls needs --tls_cert_file and --tls_key_file".to_string());
+    };
+    Ok(Some(TlsServerOptions {
+        cert_chain_pem: read("--tls_cert_file", cert)?,
+        key_pem: read("--tls_key_file", key)?,
+        client_ca_pem: args
+            .tls_client_ca_file
+            .as_deref()
+            .map(|p| read("--tls_client_ca_file", p))
+            .transpose()?,
+        no_alpn: false,
+    }))
 }
 
 fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
@@ -80,7 +142,24 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let opts = ServerOptions::default();
+    let opts = match tls_options(&args) {
+        Ok(tls) => ServerOptions {
+            tls,
+            ..ServerOptions::default()
+        },
+        Err(e) => {
+            eprintln!("tonic-interop-server: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    // Unusable certificates or keys are bad arguments too: find out before
+    // listening (serve_* would only fail once started).
+    if let Some(tls) = &opts.tls {
+        if let Err(e) = tls.check() {
+            eprintln!("tonic-interop-server: {e}");
+            return ExitCode::from(2);
+        }
+    }
 
     let (serve, port) = match &args.uds {
         Some(path) => match bind_unix(path) {

@@ -1,0 +1,109 @@
+//! A raw HTTP/2 server (the h2 crate) for responses no real gRPC server
+//! sends. Each request is read completely and handed, with its headers and
+//! body, to the test's handler.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use h2::server::SendResponse;
+use http::{HeaderMap, Response};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One received request.
+pub struct RawRequest {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub struct RawServer {
+    pub addr: SocketAddr,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// Frames a message with the 5-byte prefix.
+pub fn frame(flag: u8, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u8(flag);
+    b.put_u32(payload.len() as u32);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+/// Splits a request body into (flag, payload) messages.
+pub fn messages(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut v = Vec::new();
+    while body.len() >= 5 {
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        v.push((body[0], body[5..5 + len].to_vec()));
+        body = &body[5 + len..];
+    }
+    v
+}
+
+pub fn grpc_headers(extra: &[(&str, &str)]) -> Response<()> {
+    let mut r = Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc");
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    r.body(()).unwrap()
+}
+
+pub fn trailers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    h
+}
+
+/// Starts a server whose handler answers every request.
+pub fn start_raw<F, Fut>(handler: F) -> RawServer
+where
+    F: Fn(RawRequest, SendResponse<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Ok((sock, _)) = l.accept().await {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(sock).await else {
+                    return;
+                };
+                while let Some(Ok((req, tx))) = conn.accept().await {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let (parts, mut body) = req.into_parts();
+                        let mut buf = BytesMut::new();
+                        while let Some(Ok(c)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(c.len());
+                            buf.extend_from_slice(&c);
+                        }
+                        let r = RawRequest {
+                            path: parts.uri.path().to_string(),
+                            headers: parts.headers,
+                            body: buf.freeze(),
+                        };
+                        handler(r, tx).await;
+                    });
+                }
+            });
+        }
+    });
+    RawServer { addr, _rt: rt }
+}
