@@ -2,6 +2,7 @@
 //! protobuf helpers and thin wrappers over the rgrpc core API.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod raw;
 
 use bytes::Bytes;
