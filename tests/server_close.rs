@@ -1,7 +1,7 @@
 //! The server going away: mid-stream, refused connections, and coming back.
 mod support;
 use rgrpc::core::{CallOptions, Code};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::*;
 
 #[test]
@@ -38,13 +38,33 @@ fn calls_succeed_again_after_a_restart() {
     let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
     assert_code(&st, Code::Ok);
     srv.kill();
+    // Fail fast while the server is down.
     let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
     assert_code(&st, Code::Unavailable);
     let _srv = TestServer::start_with(ServerOptions {
         port: Some(port),
         ..Default::default()
     });
-    std::thread::sleep(Duration::from_millis(50));
-    let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
+    // The channel reconnects by itself within its backoff (about 1 s):
+    // fail-fast calls succeed again without any action by the user...
+    let t0 = Instant::now();
+    loop {
+        let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
+        if st.is_ok() {
+            break;
+        }
+        assert_code(&st, Code::Unavailable);
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no reconnect within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ...and wait-for-ready calls never see the outage.
+    let wfr = CallOptions {
+        wait_for_ready: true,
+        ..timeout(5000)
+    };
+    let (_, st) = unary(&ch, EMPTY, wfr, &[]);
     assert_code(&st, Code::Ok);
 }

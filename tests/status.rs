@@ -75,19 +75,29 @@ fn a_call_nobody_reads_still_ends() {
     let srv = TestServer::start();
     let ch = channel(&srv.target());
     let call = ch
-        .start_call("/grpc.testing.TestService/UnimplementedCall", CallOptions::default())
+        .start_call(
+            "/grpc.testing.TestService/UnimplementedCall",
+            CallOptions::default(),
+        )
         .unwrap();
     block(call.send(&[], last())).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    assert!(call.on_done(Box::new(move |st| tx.send(st.code()).unwrap())).is_ok());
-    assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap(), Code::Unimplemented);
+    assert!(call
+        .on_done(Box::new(move |st| tx.send(st.code()).unwrap()))
+        .is_ok());
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap(),
+        Code::Unimplemented
+    );
     block(call.wait());
     assert!(!call.is_active());
     // A unary response read by the background reader stays for recv.
     let call = ch.start_call(UNARY, CallOptions::default()).unwrap();
     block(call.send(&simple(0, 7), last())).unwrap();
     let _ = call.on_done(Box::new(|_| {}));
-    let m = block(call.recv()).unwrap().expect("the response is kept for recv");
+    let m = block(call.recv())
+        .unwrap()
+        .expect("the response is kept for recv");
     assert_eq!(body_len_simple(&m), 7);
     assert_code(&block(call.finish()).unwrap(), Code::Ok);
 }

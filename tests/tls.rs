@@ -34,13 +34,19 @@ fn tls_creds(roots: &[u8], identity: Option<&Pem>) -> ChannelCredentials {
 
 fn override_opts(name: &str) -> ChannelOptions {
     let mut o = ChannelOptions::default();
-    o.set("grpc.ssl_target_name_override", OptionValue::Str(name.into())).unwrap();
+    o.set(
+        "grpc.ssl_target_name_override",
+        OptionValue::Str(name.into()),
+    )
+    .unwrap();
     o
 }
 
 fn reflect(ch: &Channel, opts: CallOptions) -> (Metadata, Arc<Status>) {
     let mut opts = opts;
-    opts.metadata.add("x-rgrpc-echo-request-headers", b"1").unwrap();
+    opts.metadata
+        .add("x-rgrpc-echo-request-headers", b"1")
+        .unwrap();
     opts.metadata.add("x-rgrpc-echo-all", b"1").unwrap();
     let call = ch.start_call(UNARY, opts).unwrap();
     block(call.send(&simple(0, 3), last())).unwrap();
@@ -60,13 +66,23 @@ fn custom_roots_and_name_override() {
     // By IP (the certificate has 127.0.0.1) and by name.
     let port = srv.addr().port();
     for target in [srv.target(), format!("localhost:{port}")] {
-        let ch = Channel::with_credentials(&target, tls_creds(&ca.cert_pem, None), ChannelOptions::default()).unwrap();
+        let ch = Channel::with_credentials(
+            &target,
+            tls_creds(&ca.cert_pem, None),
+            ChannelOptions::default(),
+        )
+        .unwrap();
         let (resp, st) = unary(&ch, UNARY, CallOptions::default(), &simple(100, 200));
         assert_code(&st, Code::Ok);
         assert_eq!(body_len_simple(&resp.unwrap()), 200);
     }
     // The override names both the certificate check and the :authority.
-    let ch = Channel::with_credentials(&srv.target(), tls_creds(&ca.cert_pem, None), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        tls_creds(&ca.cert_pem, None),
+        override_opts(HOST),
+    )
+    .unwrap();
     let (md, st) = reflect(&ch, CallOptions::default());
     assert_code(&st, Code::Ok);
     assert_eq!(text(&md, "x-rgrpc-req-authority"), format!("{HOST}:{port}"));
@@ -83,24 +99,49 @@ fn verification_failures_are_unavailable_and_say_which() {
     let ca = Ca::new("test CA");
     // Hostname mismatch: the certificate is for other.example only.
     let srv = tls_server(&ca.server(&["other.example"], false, false), None, false);
-    let ch = Channel::with_credentials(&srv.target(), tls_creds(&ca.cert_pem, None), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        tls_creds(&ca.cert_pem, None),
+        override_opts(HOST),
+    )
+    .unwrap();
     expect_unavailable(&ch, "hostname mismatch");
     // Expired.
     let srv = tls_server(&ca.server(&[HOST], true, true), None, false);
-    let ch = Channel::with_credentials(&srv.target(), tls_creds(&ca.cert_pem, None), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        tls_creds(&ca.cert_pem, None),
+        override_opts(HOST),
+    )
+    .unwrap();
     expect_unavailable(&ch, "expired");
     // Unknown CA.
     let other = Ca::new("other CA");
     let srv = tls_server(&ca.server(&[HOST], true, false), None, false);
-    let ch = Channel::with_credentials(&srv.target(), tls_creds(&other.cert_pem, None), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        tls_creds(&other.cert_pem, None),
+        override_opts(HOST),
+    )
+    .unwrap();
     expect_unavailable(&ch, "unknown authority");
     // A plaintext server.
     let plain = TestServer::start();
-    let ch = Channel::with_credentials(&plain.target(), tls_creds(&ca.cert_pem, None), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &plain.target(),
+        tls_creds(&ca.cert_pem, None),
+        override_opts(HOST),
+    )
+    .unwrap();
     expect_unavailable(&ch, "did not answer with TLS");
     // A TLS server that does not offer h2.
     let srv = tls_server(&ca.server(&[HOST], true, false), None, true);
-    let ch = Channel::with_credentials(&srv.target(), tls_creds(&ca.cert_pem, None), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        tls_creds(&ca.cert_pem, None),
+        override_opts(HOST),
+    )
+    .unwrap();
     expect_unavailable(&ch, "HTTP/2");
 }
 
@@ -108,21 +149,39 @@ fn verification_failures_are_unavailable_and_say_which() {
 fn mutual_tls_with_each_key_type() {
     let ca = Ca::new("test CA");
     let srv = tls_server(&ca.server(&[HOST], true, false), Some(&ca), false);
-    for (name, key) in [("ecdsa", ecdsa_key()), ("ed25519", ed25519_key()), ("rsa", rsa_key())] {
+    for (name, key) in [
+        ("ecdsa", ecdsa_key()),
+        ("ed25519", ed25519_key()),
+        ("rsa", rsa_key()),
+    ] {
         let client = ca.client_with(&format!("client-{name}"), key);
-        let ch = Channel::with_credentials(&srv.target(), tls_creds(&ca.cert_pem, Some(&client)), override_opts(HOST))
-            .unwrap();
+        let ch = Channel::with_credentials(
+            &srv.target(),
+            tls_creds(&ca.cert_pem, Some(&client)),
+            override_opts(HOST),
+        )
+        .unwrap();
         let (md, st) = reflect(&ch, CallOptions::default());
         assert_code(&st, Code::Ok);
         assert_eq!(text(&md, "x-rgrpc-req-peer-cn"), format!("client-{name}"));
     }
     // No client certificate, and one from another CA: refused.
-    let ch = Channel::with_credentials(&srv.target(), tls_creds(&ca.cert_pem, None), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        tls_creds(&ca.cert_pem, None),
+        override_opts(HOST),
+    )
+    .unwrap();
     let (_, st) = unary(&ch, EMPTY, timeout(10_000), &[]);
     assert_code(&st, Code::Unavailable);
     let other = Ca::new("other CA");
     let bad = other.client_with("intruder", ecdsa_key());
-    let ch = Channel::with_credentials(&srv.target(), tls_creds(&ca.cert_pem, Some(&bad)), override_opts(HOST)).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        tls_creds(&ca.cert_pem, Some(&bad)),
+        override_opts(HOST),
+    )
+    .unwrap();
     let (_, st) = unary(&ch, EMPTY, timeout(10_000), &[]);
     assert_code(&st, Code::Unavailable);
 }
@@ -178,16 +237,28 @@ fn call_credentials_seen_by_the_server() {
     let ch = Channel::with_credentials(&srv.target(), creds, override_opts(HOST)).unwrap();
     let (md, st) = reflect(&ch, CallOptions::default());
     assert_code(&st, Code::Ok);
-    assert_eq!(text(&md, "x-rgrpc-req-authorization"), "Bearer sekrit-token");
+    assert_eq!(
+        text(&md, "x-rgrpc-req-authorization"),
+        "Bearer sekrit-token"
+    );
     let per_call = CallOptions {
-        credentials: Some(CallCredentials::Composite(vec![plugin(0, false), plugin(150, false)])),
+        credentials: Some(CallCredentials::Composite(vec![
+            plugin(0, false),
+            plugin(150, false),
+        ])),
         ..Default::default()
     };
     let (md, st) = reflect(&ch, per_call);
     assert_code(&st, Code::Ok);
-    assert_eq!(text(&md, "x-rgrpc-req-authorization"), "Bearer sekrit-token");
+    assert_eq!(
+        text(&md, "x-rgrpc-req-authorization"),
+        "Bearer sekrit-token"
+    );
     assert_eq!(text(&md, "x-echo-x-plugin-method"), UNARY);
-    assert_eq!(text(&md, "x-echo-x-plugin-authority"), format!("{HOST}:{port}"));
+    assert_eq!(
+        text(&md, "x-echo-x-plugin-authority"),
+        format!("{HOST}:{port}")
+    );
     // A failing plugin ends the call with UNAUTHENTICATED and its message.
     let failing = CallOptions {
         credentials: Some(plugin(50, true)),
@@ -218,15 +289,34 @@ fn call_credentials_refused_on_insecure_but_allowed_on_local() {
     let (_, st) = unary(&ch, EMPTY, with_token.clone(), &[]);
     assert_code(&st, Code::Unauthenticated);
     assert!(st.message().contains("secure channel"), "{st}");
-    let ch = Channel::with_credentials(&srv.target(), ChannelCredentials::insecure().compose(token), ChannelOptions::default())
-        .unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        ChannelCredentials::insecure().compose(token),
+        ChannelOptions::default(),
+    )
+    .unwrap();
     let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
     assert_code(&st, Code::Unauthenticated);
     // Local credentials: allowed on loopback, refused elsewhere.
-    let ch = Channel::with_credentials(&srv.target(), ChannelCredentials::local(), ChannelOptions::default()).unwrap();
+    let ch = Channel::with_credentials(
+        &srv.target(),
+        ChannelCredentials::local(),
+        ChannelOptions::default(),
+    )
+    .unwrap();
     let (md, st) = reflect(&ch, with_token);
     assert_code(&st, Code::Ok);
     assert_eq!(text(&md, "x-rgrpc-req-authorization"), "Bearer t0k");
-    assert!(Channel::with_credentials("10.1.2.3:5", ChannelCredentials::local(), ChannelOptions::default()).is_err());
-    assert!(Channel::with_credentials("unix:/tmp/x.sock", ChannelCredentials::local(), ChannelOptions::default()).is_ok());
+    assert!(Channel::with_credentials(
+        "10.1.2.3:5",
+        ChannelCredentials::local(),
+        ChannelOptions::default()
+    )
+    .is_err());
+    assert!(Channel::with_credentials(
+        "unix:/tmp/x.sock",
+        ChannelCredentials::local(),
+        ChannelOptions::default()
+    )
+    .is_ok());
 }

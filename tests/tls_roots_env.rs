@@ -28,7 +28,11 @@ fn default_roots_come_from_the_env_file() {
     let tls = TlsCredentials::new(None, None).unwrap();
     assert!(tls.roots_source.contains(ROOTS_ENV), "{}", tls.roots_source);
     let mut o = ChannelOptions::default();
-    o.set("grpc.ssl_target_name_override", OptionValue::Str("foo.test.google.fr".into())).unwrap();
+    o.set(
+        "grpc.ssl_target_name_override",
+        OptionValue::Str("foo.test.google.fr".into()),
+    )
+    .unwrap();
     let ch = Channel::with_credentials(&srv.target(), ChannelCredentials::tls(tls), o).unwrap();
     let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
     assert_code(&st, Code::Ok);

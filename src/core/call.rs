@@ -562,7 +562,7 @@ impl CallShared {
         loop {
             attempt += 1;
             let auth = self.auth_metadata().await?;
-            let sender = self.channel.connection().await?;
+            let sender = self.channel.connection(self.opts.wait_for_ready).await?;
             let req = self.build_request(&auth)?;
             let result = async {
                 let mut sender = sender.ready().await?;
@@ -581,7 +581,7 @@ impl CallShared {
                     if (e.is_go_away() || e.is_io() || e.to_string().contains("closed"))
                         && attempt == 1
                     {
-                        self.channel.connection_failed();
+                        self.channel.connection_failed(&e.to_string());
                         continue;
                     }
                     return Err(status::from_h2_error(&e));

@@ -36,11 +36,16 @@ impl Ca {
     /// unless `expired`.
     pub fn server(&self, names: &[&str], ip: bool, expired: bool) -> Pem {
         let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
         if ip {
-            p.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            p.subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         }
-        p.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("server"));
+        p.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("server"),
+        );
         if expired {
             p.not_before = date_time_ymd(2001, 1, 1);
             p.not_after = date_time_ymd(2002, 1, 1);
@@ -75,7 +80,13 @@ pub fn ed25519_key() -> KeyPair {
 /// An RSA 2048 key made by `openssl genpkey`.
 pub fn rsa_key() -> KeyPair {
     let out = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
         .output()
         .expect("the openssl command (Debian package openssl) makes the RSA test key");
     assert!(out.status.success());

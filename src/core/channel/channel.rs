@@ -1,9 +1,10 @@
 //! The channel object.
 
 use crate::core::call::CallShared;
-use crate::core::channel::connection::{connect, Connection};
+use crate::core::channel::lifecycle::{ConnectParams, Lifecycle, StateCallback};
 use crate::core::channel::options::ChannelOptions;
-use crate::core::channel::target::{self, Address, Target};
+use crate::core::channel::state::ConnectivityState;
+use crate::core::channel::target::{self, Address};
 use crate::core::credentials::{ChannelCredentials, Transport};
 use crate::core::status::{Code, Status};
 use bytes::Bytes;
@@ -38,15 +39,11 @@ pub struct Channel {
 }
 
 pub(crate) struct ChannelInner {
-    pub(crate) target: Target,
     pub(crate) opts: ChannelOptions,
     pub(crate) authority: http::uri::Authority,
     pub(crate) user_agent: HeaderValue,
     pub(crate) creds: ChannelCredentials,
-    /// The name the server's certificate must match (TLS only).
-    pub(crate) tls_name: Option<rustls::pki_types::ServerName<'static>>,
-    current: Mutex<Option<Connection>>,
-    connect_lock: tokio::sync::Mutex<()>,
+    pub(crate) lc: Arc<Lifecycle>,
     closed: AtomicBool,
     calls: Mutex<HashMap<u64, Weak<CallShared>>>,
     next_id: AtomicU64,
@@ -120,16 +117,21 @@ impl Channel {
             }
             _ => None,
         };
+        let lc = Lifecycle::new(
+            opts.lifecycle.clone(),
+            ConnectParams {
+                target: t.clone(),
+                transport: creds.transport.clone(),
+                tls_name: tls_name.clone(),
+            },
+        );
         Ok(Channel {
             inner: Arc::new(ChannelInner {
-                target: t,
                 opts,
                 authority,
                 user_agent,
+                lc,
                 creds,
-                tls_name,
-                current: Mutex::new(None),
-                connect_lock: tokio::sync::Mutex::new(()),
                 closed: AtomicBool::new(false),
                 calls: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
@@ -160,9 +162,43 @@ impl Channel {
         for c in calls {
             c.terminate_local(Status::new(Code::Cancelled, "channel closed"));
         }
-        if let Some(conn) = lock(&self.inner.current).take() {
-            conn.abort();
+        self.inner.lc.shutdown();
+    }
+
+    /// The connectivity state; with `try_to_connect`, IDLE starts connecting.
+    pub fn state(&self, try_to_connect: bool) -> ConnectivityState {
+        if try_to_connect && self.inner.lc.state() == ConnectivityState::Idle {
+            self.inner.lc.request_connect();
         }
+        self.inner.lc.state()
+    }
+
+    /// Waits until READY (connecting if needed); returns READY, or SHUTDOWN
+    /// if the channel was closed first.
+    pub async fn wait_for_ready(&self) -> ConnectivityState {
+        self.inner.lc.wait_for(ConnectivityState::Ready).await
+    }
+
+    /// Waits until the state is not `from`; returns the new state.
+    pub async fn wait_for_state_change(&self, from: ConnectivityState) -> ConnectivityState {
+        self.inner.lc.wait_for_change(from).await
+    }
+
+    /// Calls `cb` with the current state, then on every change, in order,
+    /// on a library thread. Returns an id for [`Channel::unsubscribe`].
+    pub fn subscribe(&self, cb: StateCallback, try_to_connect: bool) -> u64 {
+        self.inner.lc.subscribe(cb, try_to_connect)
+    }
+
+    /// Stops a subscription; once this returns its callback is not running
+    /// (unless called from it) and never runs again. False if unknown.
+    pub fn unsubscribe(&self, id: u64) -> bool {
+        self.inner.lc.unsubscribe(id)
+    }
+
+    /// Ends a reconnect backoff early: the next attempt starts now.
+    pub fn reset_connect_backoff(&self) {
+        self.inner.lc.reset_backoff();
     }
 
     /// True after `close`.
@@ -173,6 +209,13 @@ impl Channel {
     /// Number of calls that have started and not yet ended.
     pub fn active_calls(&self) -> usize {
         lock(&self.inner.calls).len()
+    }
+}
+
+impl Drop for ChannelInner {
+    fn drop(&mut self) {
+        // The last reference is gone: stop the manager and the connection.
+        self.lc.shutdown();
     }
 }
 
@@ -201,44 +244,27 @@ impl ChannelInner {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         map.insert(id, Arc::downgrade(call));
+        self.lc.call_started();
         Ok(id)
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        lock(&self.calls).remove(&id);
+        if lock(&self.calls).remove(&id).is_some() {
+            self.lc.call_ended();
+        }
     }
 
-    /// A handle on the shared connection, connecting if there is none.
-    pub(crate) async fn connection(&self) -> Result<SendRequest<Bytes>, Status> {
-        if let Some(c) = lock(&self.current).as_ref() {
-            if c.is_alive() {
-                return Ok(c.send.clone());
-            }
-        }
-        let _g = self.connect_lock.lock().await;
-        if self.is_closed() {
-            return Err(Status::new(Code::Cancelled, "channel closed"));
-        }
-        if let Some(c) = lock(&self.current).as_ref() {
-            if c.is_alive() {
-                return Ok(c.send.clone());
-            }
-        }
-        let conn = connect(&self.target, &self.creds.transport, self.tls_name.as_ref()).await?;
-        let send = conn.send.clone();
-        let mut cur = lock(&self.current);
-        if self.is_closed() {
-            conn.abort();
-            return Err(Status::new(Code::Cancelled, "channel closed"));
-        }
-        *cur = Some(conn);
-        Ok(send)
+    /// A stream handle on the channel's connection (see
+    /// `Lifecycle::connection_for_call`).
+    pub(crate) async fn connection(
+        &self,
+        wait_for_ready: bool,
+    ) -> Result<SendRequest<Bytes>, Status> {
+        self.lc.connection_for_call(wait_for_ready).await
     }
 
     /// Marks the current connection unusable so the next call reconnects.
-    pub(crate) fn connection_failed(&self) {
-        if let Some(c) = lock(&self.current).as_ref() {
-            c.mark_dead();
-        }
+    pub(crate) fn connection_failed(&self, reason: &str) {
+        self.lc.connection_failed(reason);
     }
 }

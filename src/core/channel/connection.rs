@@ -8,8 +8,9 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use rustls::pki_types::ServerName;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
 
 /// HTTP/2 receive window per stream (bytes).
 pub const STREAM_WINDOW: u32 = 1 << 20;
@@ -18,29 +19,157 @@ pub const CONNECTION_WINDOW: u32 = 2 << 20;
 /// Largest header list accepted from the server (bytes).
 pub const MAX_HEADER_LIST: u32 = 16 << 10;
 
-/// A live connection: a handle to open streams, and whether the connection
-/// task is still running.
+/// Why a connection ended.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CloseReason {
+    /// In words, for statuses and logs.
+    pub(crate) message: String,
+    /// The server closed it on purpose (GOAWAY NO_ERROR, clean EOF).
+    pub(crate) graceful: bool,
+    /// GOAWAY ENHANCE_YOUR_CALM with "too_many_pings".
+    pub(crate) too_many_pings: bool,
+}
+
+struct Shared {
+    alive: AtomicBool,
+    dead: Notify,
+    reason: Mutex<Option<CloseReason>>,
+    task: OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Shared {
+    /// Records the end (the first reason wins) and wakes watchers.
+    fn finish(&self, reason: CloseReason) {
+        {
+            let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            if r.is_none() {
+                *r = Some(reason);
+            }
+        }
+        self.alive.store(false, Ordering::Release);
+        self.dead.notify_waiters();
+    }
+}
+
+/// A live connection: a handle to open streams, and its end signal.
 pub(crate) struct Connection {
     pub(crate) send: SendRequest<Bytes>,
-    alive: Arc<AtomicBool>,
-    task: tokio::task::AbortHandle,
+    shared: Arc<Shared>,
+    ping_pong: Option<h2::PingPong>,
+}
+
+/// Ends a connection at once, from anywhere (keepalive, channel close).
+pub(crate) struct Killer(Arc<Shared>);
+
+impl Killer {
+    pub(crate) fn kill(&self, reason: &str) {
+        self.0.finish(CloseReason {
+            message: reason.to_string(),
+            ..Default::default()
+        });
+        if let Some(t) = self.0.task.get() {
+            t.abort();
+        }
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        !self.0.alive.load(Ordering::Acquire)
+    }
+}
+
+/// Completes when the connection has ended or was marked unusable.
+pub(crate) struct DeadSignal(Arc<Shared>);
+
+impl DeadSignal {
+    pub(crate) async fn notified_or_dead(&self) {
+        loop {
+            let n = self.0.dead.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if !self.0.alive.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// Reads why a connection ended.
+pub(crate) struct ReasonHandle(Arc<Shared>);
+
+impl ReasonHandle {
+    pub(crate) fn get(&self) -> CloseReason {
+        self.0
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| CloseReason {
+                message: "connection closed".into(),
+                ..Default::default()
+            })
+    }
 }
 
 impl Connection {
-    /// True while the connection task runs.
+    /// True until the connection ends or is marked unusable.
     pub(crate) fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Acquire)
+        self.shared.alive.load(Ordering::Acquire)
     }
 
-    /// Marks the connection as unusable for new streams.
-    pub(crate) fn mark_dead(&self) {
-        self.alive.store(false, Ordering::Release);
+    /// Stops new streams on this connection (e.g. after GOAWAY); streams in
+    /// flight finish normally.
+    pub(crate) fn mark_dead(&self, reason: &str) {
+        self.shared.finish(CloseReason {
+            message: reason.to_string(),
+            graceful: true,
+            ..Default::default()
+        });
     }
 
-    /// Ends the connection at once (channel close).
-    pub(crate) fn abort(&self) {
-        self.mark_dead();
-        self.task.abort();
+    /// Ends the connection at once; its calls fail with UNAVAILABLE.
+    pub(crate) fn abort(&self, reason: &str) {
+        self.killer().kill(reason);
+    }
+
+    pub(crate) fn killer(&self) -> Killer {
+        Killer(self.shared.clone())
+    }
+
+    pub(crate) fn dead_signal(&self) -> DeadSignal {
+        DeadSignal(self.shared.clone())
+    }
+
+    pub(crate) fn clone_reason(&self) -> ReasonHandle {
+        ReasonHandle(self.shared.clone())
+    }
+
+    /// The PING handle for keepalive (once).
+    pub(crate) fn take_ping_pong(&mut self) -> Option<h2::PingPong> {
+        self.ping_pong.take()
+    }
+}
+
+fn classify(r: Result<(), h2::Error>) -> CloseReason {
+    match r {
+        Ok(()) => CloseReason {
+            message: "the server closed the connection".into(),
+            graceful: true,
+            too_many_pings: false,
+        },
+        Err(e) => {
+            let text = e.to_string();
+            let calm = e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+            CloseReason {
+                graceful: e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR),
+                too_many_pings: e.is_go_away() && calm && text.contains("too_many_pings"),
+                message: if e.is_go_away() {
+                    format!("the server closed the connection (GOAWAY): {text}")
+                } else {
+                    format!("connection broken: {text}")
+                },
+            }
+        }
     }
 }
 
@@ -174,15 +303,25 @@ where
         .handshake::<T, Bytes>(io)
         .await
         .map_err(|e| Status::new(Code::Unavailable, format!("HTTP/2 handshake failed: {e}")))?;
-    let alive = Arc::new(AtomicBool::new(true));
-    let flag = alive.clone();
+    let mut conn = conn;
+    let ping_pong = conn.ping_pong();
+    let shared = Arc::new(Shared {
+        alive: AtomicBool::new(true),
+        dead: Notify::new(),
+        reason: Mutex::new(None),
+        task: OnceLock::new(),
+    });
+    let sh = shared.clone();
     let rt = crate::core::rt::handle()
         .map_err(|e| Status::new(Code::Unavailable, format!("runtime: {e}")))?;
-    let task = rt
-        .spawn(async move {
-            let _ = conn.await;
-            flag.store(false, Ordering::Release);
-        })
-        .abort_handle();
-    Ok(Connection { send, alive, task })
+    let task = rt.spawn(async move {
+        let r = conn.await;
+        sh.finish(classify(r));
+    });
+    let _ = shared.task.set(task.abort_handle());
+    Ok(Connection {
+        send,
+        shared,
+        ping_pong,
+    })
 }

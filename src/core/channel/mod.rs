@@ -1,12 +1,17 @@
 //! Channels: a target, options, and one lazily made HTTP/2 connection shared
 //! by all calls. `close` cancels active calls and refuses new ones.
 
+pub mod backoff;
 #[allow(clippy::module_inception)]
 mod channel;
 pub(crate) mod connection;
+pub(crate) mod lifecycle;
 pub mod options;
+pub mod state;
 pub mod target;
 
 pub(crate) use channel::ChannelInner;
 pub use channel::{Channel, ChannelError};
+pub use lifecycle::{LifecycleConfig, StateCallback};
 pub use options::{ChannelOptions, OptionError, OptionValue};
+pub use state::ConnectivityState;

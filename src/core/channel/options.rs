@@ -2,7 +2,30 @@
 //! carry their settings over. Unknown keys, wrong-typed values and keys of
 //! features not built yet are reported, never silently dropped.
 
+use crate::core::channel::lifecycle::LifecycleConfig;
 use crate::core::codec::compression::Compression;
+use std::time::Duration;
+
+/// C-core's "never" for millisecond options (INT_MAX).
+const NEVER_MS: i64 = i32::MAX as i64;
+
+fn millis(key: &str, v: i64, min: i64) -> Result<Duration, OptionError> {
+    if v < min {
+        return Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: format!("{v} ms (at least {min})"),
+        });
+    }
+    Ok(Duration::from_millis(v as u64))
+}
+
+/// `None` for INT_MAX ("never"), else the duration.
+fn millis_or_never(key: &str, v: i64, min: i64) -> Result<Option<Duration>, OptionError> {
+    if v >= NEVER_MS {
+        return Ok(None);
+    }
+    millis(key, v, min).map(Some)
+}
 
 /// A typed option value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +71,7 @@ impl std::fmt::Display for OptionError {
 pub const DEFAULT_MAX_RECV: usize = 4 * 1024 * 1024;
 
 /// The settings of a channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChannelOptions {
     /// Largest message accepted from the server (`None` = unlimited).
     /// Key `grpc.max_receive_message_length`, -1 = unlimited.
@@ -68,6 +91,8 @@ pub struct ChannelOptions {
     /// Compression of messages sent on calls that do not choose their own
     /// (`grpc.default_compression_algorithm`: 0 none, 1 deflate, 2 gzip).
     pub default_compression: Compression,
+    /// Reconnect backoff, keepalive and idle settings.
+    pub lifecycle: LifecycleConfig,
 }
 
 impl Default for ChannelOptions {
@@ -80,23 +105,15 @@ impl Default for ChannelOptions {
             default_authority: None,
             ssl_target_name_override: None,
             default_compression: Compression::Identity,
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }
 
 /// gRPC channel argument keys that rgrpc recognises but has not built yet.
 const NOT_YET: &[&str] = &[
-    "grpc.keepalive_time_ms",
-    "grpc.keepalive_timeout_ms",
-    "grpc.keepalive_permit_without_calls",
-    "grpc.http2.max_pings_without_data",
     "grpc.http2.min_time_between_pings_ms",
     "grpc.http2.min_ping_interval_without_data_ms",
-    "grpc.max_connection_idle_ms",
-    "grpc.client_idle_timeout_ms",
-    "grpc.initial_reconnect_backoff_ms",
-    "grpc.min_reconnect_backoff_ms",
-    "grpc.max_reconnect_backoff_ms",
     "grpc.service_config",
     "grpc.service_config_disable_resolution",
     "grpc.enable_retries",
@@ -173,6 +190,34 @@ impl ChannelOptions {
                 }
                 self.ssl_target_name_override = Some(s)
             }
+            ("grpc.keepalive_time_ms", Int(v)) => {
+                self.lifecycle.keepalive_time = millis_or_never(key, v, 1)?
+            }
+            ("grpc.keepalive_timeout_ms", Int(v)) => {
+                self.lifecycle.keepalive_timeout = millis(key, v, 1)?
+            }
+            ("grpc.keepalive_permit_without_calls", Int(v)) => {
+                self.lifecycle.keepalive_permit_without_calls = v != 0
+            }
+            ("grpc.http2.max_pings_without_data", Int(v)) => {
+                self.lifecycle.max_pings_without_data =
+                    u32::try_from(v).map_err(|_| OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{v} (use 0 for no limit, or a count)"),
+                    })?
+            }
+            ("grpc.client_idle_timeout_ms" | "grpc.max_connection_idle_ms", Int(v)) => {
+                self.lifecycle.idle_timeout = millis_or_never(key, v, 1)?
+            }
+            ("grpc.initial_reconnect_backoff_ms", Int(v)) => {
+                self.lifecycle.backoff.initial = millis(key, v, 1)?
+            }
+            ("grpc.min_reconnect_backoff_ms", Int(v)) => {
+                self.lifecycle.backoff.min_connect_timeout = millis(key, v, 1)?
+            }
+            ("grpc.max_reconnect_backoff_ms", Int(v)) => {
+                self.lifecycle.backoff.max = millis(key, v, 1)?
+            }
             ("grpc.default_compression_algorithm", Int(v)) => {
                 self.default_compression = u32::try_from(v)
                     .ok()
@@ -240,9 +285,21 @@ mod tests {
             Err(OptionError::UnknownKey(_))
         ));
         assert!(matches!(
-            o.set("grpc.keepalive_time_ms", OptionValue::Int(1)),
+            o.set("grpc.service_config", OptionValue::Str("{}".into())),
             Err(OptionError::Unsupported(_))
         ));
+        o.set("grpc.keepalive_time_ms", OptionValue::Int(1000))
+            .unwrap();
+        assert_eq!(o.lifecycle.keepalive_time, Some(Duration::from_secs(1)));
+        o.set("grpc.keepalive_time_ms", OptionValue::Int(i32::MAX as i64))
+            .unwrap();
+        assert_eq!(o.lifecycle.keepalive_time, None);
+        o.set("grpc.client_idle_timeout_ms", OptionValue::Int(1000))
+            .unwrap();
+        assert_eq!(o.lifecycle.idle_timeout, Some(Duration::from_secs(1)));
+        assert!(o
+            .set("grpc.initial_reconnect_backoff_ms", OptionValue::Int(0))
+            .is_err());
         assert!(o
             .set(
                 "grpc.default_authority",
