@@ -2,13 +2,21 @@
 """gRPC interop TestService server (grpcio) used as a test peer for rgrpc.
 
 Implements the server side of grpc/grpc doc/interop-test-descriptions.md for
-``grpc.testing.TestService`` (plaintext only), plus a few rgrpc test helpers.
+``grpc.testing.TestService`` (plaintext or TLS), plus a few rgrpc test helpers.
 
 Command line::
 
     interop_server.py [--port N] [--host H] [--uds PATH]
                       [--max_concurrent_streams N] [--max_workers N]
                       [--max_receive_message_length BYTES]
+                      [--use_tls[=true|false] --tls_cert_file PATH --tls_key_file PATH
+                       [--tls_client_ca_file PATH]]
+
+``--use_tls`` serves TLS (``grpc.ssl_server_credentials``) with the PEM
+certificate chain and key of ``--tls_cert_file`` and ``--tls_key_file``;
+``--tls_client_ca_file`` also requires a client certificate signed by a CA
+of that PEM file (mutual TLS).  Missing or unreadable files exit with
+status 2.
 
 ``--port 0`` picks a free port.  ``--uds PATH`` listens on ``unix:PATH``
 instead of TCP (a stale socket file at PATH is removed first).  Once
@@ -52,7 +60,10 @@ Request metadata handled by every method (processed in this order):
   ``x-rgrpc-req-user-agent``, ``x-rgrpc-req-time-remaining-ms`` (only when the
   call has a deadline; grpcio does not expose grpc-timeout itself),
   ``x-rgrpc-req-authority`` and ``x-rgrpc-req-path`` (both read from grpcio's
-  private call details; omitted if unavailable).
+  private call details; omitted if unavailable), ``x-rgrpc-req-authorization``
+  (the ``authorization`` request metadata, when present) and, on a mutual-TLS
+  connection, ``x-rgrpc-req-peer-cn`` (the client certificate's subject CN,
+  from grpcio's auth context).
 * ``x-rgrpc-echo-all: 1`` copies every request metadata item whose key does
   not start with ``grpc-`` or ``:`` and is not ``user-agent`` into the initial
   metadata as ``x-echo-<key>`` (``-bin`` values as bytes).
@@ -206,6 +217,12 @@ class _Call:
         remaining = self.ctx.time_remaining()
         if remaining is not None and remaining < _NO_DEADLINE_THRESHOLD_S:
             out.append(("x-rgrpc-req-time-remaining-ms", str(max(0, int(remaining * 1000)))))
+        authorization = self._first("authorization")
+        if authorization is not None:
+            out.append(("x-rgrpc-req-authorization", authorization))
+        peer_cn = self._peer_cn()
+        if peer_cn is not None:
+            out.append(("x-rgrpc-req-peer-cn", peer_cn))
         details = getattr(getattr(self.ctx, "_rpc_event", None), "call_details", None)
         for key, attr in (("x-rgrpc-req-authority", "host"), ("x-rgrpc-req-path", "method")):
             val = getattr(details, attr, None)
@@ -214,6 +231,16 @@ class _Call:
             if val:
                 out.append((key, val))
         return out
+
+    def _peer_cn(self):
+        """The subject CN of the client's certificate (mutual TLS), or None."""
+        try:
+            auth = self.ctx.auth_context() or {}
+        except Exception:  # pragma: no cover - grpcio without auth contexts
+            return None
+        for cn in auth.get("x509_common_name", ()):
+            return cn.decode("latin-1") if isinstance(cn, bytes) else cn
+        return None
 
     @property
     def active(self) -> bool:
@@ -406,7 +433,39 @@ def _parse_args(argv):
                    help="handler threads (each in-flight RPC occupies one; default 64)")
     p.add_argument("--max_receive_message_length", type=int, default=None,
                    help="max request message size in bytes (grpcio default 4 MiB)")
-    return p.parse_args(argv)
+    p.add_argument("--use_tls", nargs="?", const="true", default="false",
+                   choices=["true", "false"], help="serve TLS (alone: true)")
+    p.add_argument("--tls_cert_file", metavar="PATH", help="server certificate chain (PEM)")
+    p.add_argument("--tls_key_file", metavar="PATH", help="server private key (PEM)")
+    p.add_argument("--tls_client_ca_file", metavar="PATH",
+                   help="require client certificates signed by a CA of this PEM file")
+    args = p.parse_args(argv)
+    args.use_tls = args.use_tls == "true"
+    tls_files = (args.tls_cert_file, args.tls_key_file, args.tls_client_ca_file)
+    if args.use_tls and not (args.tls_cert_file and args.tls_key_file):
+        p.error("--use_tls needs --tls_cert_file and --tls_key_file")
+    if not args.use_tls and any(tls_files):
+        p.error("--tls_* files given without --use_tls")
+    return args
+
+
+def _server_credentials(args):
+    """grpc.ssl_server_credentials for the TLS flags (exits 2 on unreadable files)."""
+    def read(flag, path):
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            print(f"interop_server: {flag} {path}: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    chain = read("--tls_cert_file", args.tls_cert_file)
+    key = read("--tls_key_file", args.tls_key_file)
+    client_ca = None
+    if args.tls_client_ca_file:
+        client_ca = read("--tls_client_ca_file", args.tls_client_ca_file)
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
 def main(argv=None) -> int:
@@ -443,7 +502,10 @@ def main(argv=None) -> int:
         host = f"[{args.host}]" if ":" in args.host and not args.host.startswith("[") else args.host
         address = f"{host}:{args.port}"
     try:
-        port = server.add_insecure_port(address)
+        if args.use_tls:
+            port = server.add_secure_port(address, _server_credentials(args))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as e:
         print(f"interop_server: cannot listen on {address}: {e}", file=sys.stderr, flush=True)
         return 1

@@ -3,7 +3,7 @@
 interop server.
 
     run_interop.py --client PATH --server grpcio|tonic [--tonic-server PATH]
-                   [--valgrind] [--cases a,b,c]
+                   [--valgrind] [--tls] [--cases a,b,c]
 
 Starts one server (with with_server.py's start logic), then runs the client
 once per case, each in its own process so that a crash is attributed to its
@@ -13,9 +13,29 @@ case:
 fails the case). Without --cases it also checks, once each:
   * --test_case=all               runs every case and passes;
   * --use_tls=false               is accepted;
-  * --use_test_ca=false           (a flag not implemented) is accepted with a note;
-  * --use_tls=true                is refused with exit code 2 (TLS not supported);
+  * --use_test_ca                 is accepted, with a note that it is ignored
+                                  without --use_tls;
+  * --use_tls=true                fails the case with UNAVAILABLE, saying the
+                                  server is not speaking TLS;
+  * --use_tls --use_test_ca       without a CA file is refused with exit code 2;
   * an unsupported case           is refused with exit code 2.
+
+With --tls, test certificates are made in a temporary directory
+(make_test_certs.py), the server serves TLS with them, and every run adds
+    --use_tls --use_test_ca --server_host_override=foo.test.google.fr
+    --ca_file=<dir>/ca.pem
+(still connecting to 127.0.0.1). The extra checks are then:
+  * --test_case=all               runs every case and passes;
+  * the test CA from GRPC_DEFAULT_SSL_ROOTS_FILE_PATH instead of --ca_file;
+  * no override: 127.0.0.1 (an IP name of the certificate) is checked;
+  * --server_host=localhost without override;
+  * --server_host_override=wrong.example fails (UNAVAILABLE, "hostname");
+  * without --use_test_ca (the default roots, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH
+    unset) the server is not trusted (UNAVAILABLE, "unknown authority");
+  * a plaintext client (no --use_tls) fails.
+GRPC_DEFAULT_SSL_ROOTS_FILE_PATH is removed from the client's environment
+except where a check sets it.
+
 Prints a summary table; exits 0 only if every case and check passed.
 """
 import argparse
@@ -63,15 +83,30 @@ class Run:
         return f"exit code {self.rc}: {tail}"
 
 
-def run_client(args, client_args, port):
-    cmd = [args.client, "--server_host=127.0.0.1", f"--server_port={port}"] + client_args
+ROOTS_ENV = "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"
+OVERRIDE = "foo.test.google.fr"
+
+
+def run_client(args, client_args, port, base=None, host="127.0.0.1", env=None):
+    """Runs the client with `base` (default: args.base, the TLS flags of
+    --tls) and `client_args`; `env` adds to (None values: removes from) the
+    environment, from which GRPC_DEFAULT_SSL_ROOTS_FILE_PATH is removed."""
+    base = args.base if base is None else base
+    cmd = [args.client, f"--server_host={host}", f"--server_port={port}"] + base + client_args
+    run_env = {k: v for k, v in os.environ.items() if k != ROOTS_ENV}
+    for k, v in (env or {}).items():
+        if v is None:
+            run_env.pop(k, None)
+        else:
+            run_env[k] = v
     timeout = 60
     if args.valgrind:
         cmd = with_server.VALGRIND + cmd
         timeout = 600
     start = time.monotonic()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
+                           env=run_env)
         run = Run(p.returncode, p.stdout, p.stderr, time.monotonic() - start)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
@@ -107,24 +142,72 @@ def check_flag_accepted(flag, note=None):
     return check
 
 
-def check_refused(flags, message):
+def check_refused(flags, message, env=None):
     def check(args, port):
-        run = run_client(args, flags, port)
+        run = run_client(args, flags, port, env=env)
         if run.rc == 2 and message in run.err:
             return True, run, None
         return False, run, f"exit code {run.rc}, want 2 with {message!r} on stderr"
     return check
 
 
+def check_passes(flags, base=None, host="127.0.0.1", env=None):
+    """empty_unary passes with these flags (base: replaces args.base)."""
+    def check(args, port):
+        run = run_client(args, flags + ["--test_case=empty_unary"], port, base=base, host=host,
+                         env=env(args) if callable(env) else env)
+        return run.rc == 0 and run.lines("PASS empty_unary") != [], run, None
+    return check
+
+
+def check_fails(flags, *words, base=None, env=None):
+    """empty_unary fails (exit code 1) with these flags, and its FAIL line
+    contains each of `words`."""
+    def check(args, port):
+        run = run_client(args, flags + ["--test_case=empty_unary"], port, base=base,
+                         env=env(args) if callable(env) else env)
+        fails = run.lines("FAIL empty_unary")
+        if run.rc == 1 and fails and all(w in fails[0] for w in words):
+            return True, run, None
+        return False, run, f"exit code {run.rc}, want 1 with a FAIL line containing {list(words)}"
+    return check
+
+
 EXTRA_CHECKS = [
     ("--test_case=all", check_all),
     ("--use_tls=false accepted", check_flag_accepted("--use_tls=false")),
-    ("--use_test_ca=false ignored", check_flag_accepted(
-        "--use_test_ca=false", "flag --use_test_ca is not supported yet, ignored")),
-    ("--use_tls=true refused", check_refused(
-        ["--use_tls=true", "--test_case=empty_unary"], "TLS is not supported by this rgrpc version yet")),
+    ("--use_test_ca ignored without TLS", check_flag_accepted(
+        "--use_test_ca", "ignored without --use_tls")),
+    ("--use_tls=true to a plaintext server", check_fails(
+        ["--use_tls=true"], "UNAVAILABLE", "plaintext")),
+    ("--use_test_ca without a CA refused", check_refused(
+        ["--use_tls", "--use_test_ca", "--test_case=empty_unary"], "needs --ca_file")),
     ("unsupported case refused", check_refused(
         ["--test_case=cacheable_unary"], "not supported yet")),
+]
+
+
+def _ca_file(args):
+    return os.path.join(args.certs, "ca.pem")
+
+
+TLS_EXTRA_CHECKS = [
+    ("--test_case=all", check_all),
+    ("roots from " + ROOTS_ENV, check_passes(
+        ["--use_tls", "--use_test_ca", f"--server_host_override={OVERRIDE}"], base=[],
+        env=lambda args: {ROOTS_ENV: _ca_file(args)})),
+    ("no override: 127.0.0.1 checked", check_passes(
+        ["--use_tls", "--use_test_ca"], base=[], env=lambda args: {ROOTS_ENV: _ca_file(args)})),
+    ("--server_host=localhost", check_passes(
+        ["--use_tls", "--use_test_ca"], base=[], host="localhost",
+        env=lambda args: {ROOTS_ENV: _ca_file(args)})),
+    ("wrong override fails", check_fails(
+        ["--use_tls", "--use_test_ca", "--server_host_override=wrong.example"], "UNAVAILABLE",
+        "hostname", base=[], env=lambda args: {ROOTS_ENV: _ca_file(args)})),
+    ("default roots do not trust the test CA", check_fails(
+        ["--use_tls", f"--server_host_override={OVERRIDE}"], "UNAVAILABLE", "unknown authority",
+        base=[])),
+    ("plaintext client fails", check_fails([], base=[])),
 ]
 
 
@@ -134,6 +217,8 @@ def main():
     ap.add_argument("--server", default="grpcio", choices=["grpcio", "tonic"])
     ap.add_argument("--tonic-server", default=None)
     ap.add_argument("--valgrind", action="store_true")
+    ap.add_argument("--tls", action="store_true",
+                    help="the server serves TLS with test certificates; the client uses them")
     ap.add_argument("--cases", default=None, help="comma-separated subset of the cases (skips the extra checks)")
     ap.add_argument("--verbose", action="store_true", help="show the client's stderr for every run")
     args = ap.parse_args()
@@ -148,22 +233,34 @@ def main():
             sys.exit(f"run_interop.py: unknown cases {unknown}; known: {CASES}")
     checks = [(c, lambda a, p, c=c: check_case(a, p, c)) for c in cases]
     if not args.cases:
-        checks += EXTRA_CHECKS
+        checks += TLS_EXTRA_CHECKS if args.tls else EXTRA_CHECKS
 
-    proc, port = with_server.start_server(args.server, args.tonic_server, [])
+    args.certs = with_server.make_certs() if args.tls else None
+    args.base = []
+    server_args = []
+    if args.tls:
+        args.base = ["--use_tls", "--use_test_ca", f"--server_host_override={OVERRIDE}",
+                     f"--ca_file={_ca_file(args)}"]
+        server_args = with_server.tls_server_args(args.certs)
     results = []
     try:
-        for name, check in checks:
-            if proc.poll() is not None:
-                results.append((name, False, None, f"server exited with {proc.returncode}"))
-                continue
-            ok, run, detail = check(args, port)
-            results.append((name, ok, run, "" if ok else detail or run.why()))
+        proc, port = with_server.start_server(args.server, args.tonic_server, server_args)
+        try:
+            for name, check in checks:
+                if proc.poll() is not None:
+                    results.append((name, False, None, f"server exited with {proc.returncode}"))
+                    continue
+                ok, run, detail = check(args, port)
+                results.append((name, ok, run, "" if ok else detail or run.why()))
+        finally:
+            with_server.stop(proc)
     finally:
-        with_server.stop(proc)
+        if args.certs:
+            with_server.remove_certs(args.certs)
 
     width = max(len(name) for name, *_ in results)
-    mode = " under valgrind" if args.valgrind else ""
+    mode = " over TLS" if args.tls else ""
+    mode += " under valgrind" if args.valgrind else ""
     print(f"\ninterop: {args.client} against the {args.server} server{mode}")
     print(f"{'case':<{width}}  result  seconds  detail")
     for name, ok, run, detail in results:

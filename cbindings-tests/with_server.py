@@ -1,31 +1,44 @@
 #!/usr/bin/env python3
 """Run a command against a freshly started real gRPC interop server.
 
-    with_server.py --server grpcio|tonic [--valgrind] -- CMD [ARGS...]
+    with_server.py --server grpcio|tonic [--valgrind] [--tls | --mtls] -- CMD [ARGS...]
 
 Starts the server on a free loopback port (grpcio: cbindings-tests/interop_server.py;
 tonic: the tonic-interop-server binary, path from --tonic-server or
 $RGRPC_TONIC_SERVER), waits for its "LISTENING <port>" line, then runs CMD with
   RGRPC_TEST_TARGET=127.0.0.1:<port>     and {target} in ARGS replaced by it
   RGRPC_TEST_SERVER_PID=<pid>            (tests may kill the server on purpose)
+With --tls, test certificates are made in a temporary directory
+(make_test_certs.py; removed afterwards), the server serves TLS with
+server.pem/server.key (valid for localhost, foo.test.google.fr, 127.0.0.1,
+signed by ca.pem), and CMD also gets
+  RGRPC_TEST_CERTS_DIR=<dir>             and {certs} in ARGS replaced by it
+  RGRPC_TEST_TLS=tls
+--mtls is --tls where the server also requires a client certificate signed
+by ca.pem (RGRPC_TEST_TLS=mtls).
 With --valgrind, CMD runs under valgrind memcheck; any error or definite /
 indirect leak fails the test. Exits with CMD's exit code; the server is
 always stopped.
 """
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+# valgrind.supp: false positives of ring's AES-GCM assembly in TLS records
+# (see the file); its entries need the deep stacks of --num-callers.
 VALGRIND = [
     "valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
     "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
     "--track-origins=no", "--fair-sched=yes",
+    f"--suppressions={os.path.join(HERE, 'valgrind.supp')}", "--num-callers=40",
 ]
 
 
@@ -54,6 +67,32 @@ def start_server(kind, tonic_path, extra):
     sys.exit(f"with_server.py: {kind} server did not start (last line {line!r})")
 
 
+def make_certs():
+    """Makes the test certificates in a new temporary directory; returns it
+    (the caller removes it with remove_certs)."""
+    sys.path.insert(0, HERE)
+    import make_test_certs  # noqa: E402  (needs the cryptography package)
+
+    directory = tempfile.mkdtemp(prefix="rgrpc-test-certs-")
+    make_test_certs.make(directory)
+    return directory
+
+
+def remove_certs(directory):
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def tls_server_args(certs, mtls=False):
+    """Server arguments (grpcio and tonic alike) to serve TLS with the test
+    certificates in `certs`, requiring a client certificate when `mtls`."""
+    args = ["--use_tls=true",
+            "--tls_cert_file", os.path.join(certs, "server.pem"),
+            "--tls_key_file", os.path.join(certs, "server.key")]
+    if mtls:
+        args += ["--tls_client_ca_file", os.path.join(certs, "ca.pem")]
+    return args
+
+
 def stop(proc):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -70,25 +109,39 @@ def main():
     ap.add_argument("--tonic-server", default=None)
     ap.add_argument("--valgrind", action="store_true")
     ap.add_argument("--server-arg", action="append", default=[])
+    tls = ap.add_mutually_exclusive_group()
+    tls.add_argument("--tls", action="store_true", help="the server serves TLS with test certificates")
+    tls.add_argument("--mtls", action="store_true", help="--tls, and client certificates are required")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     if not cmd:
         ap.error("no command")
-    proc, port = start_server(a.server, a.tonic_server, a.server_arg)
-    target = f"127.0.0.1:{port}"
-    env = dict(os.environ, RGRPC_TEST_TARGET=target, RGRPC_TEST_SERVER_PID=str(proc.pid),
-               RGRPC_TEST_SERVER_KIND=a.server)
-    cmd = [c.replace("{target}", target) for c in cmd]
-    if a.valgrind:
-        cmd = VALGRIND + cmd
+    certs = make_certs() if a.tls or a.mtls else None
     try:
-        rc = subprocess.call(cmd, env=env, timeout=600)
-    except subprocess.TimeoutExpired:
-        print("with_server.py: command timed out", file=sys.stderr)
-        rc = 124
+        server_args = list(a.server_arg)
+        if certs:
+            server_args += tls_server_args(certs, a.mtls)
+        proc, port = start_server(a.server, a.tonic_server, server_args)
+        target = f"127.0.0.1:{port}"
+        env = dict(os.environ, RGRPC_TEST_TARGET=target, RGRPC_TEST_SERVER_PID=str(proc.pid),
+                   RGRPC_TEST_SERVER_KIND=a.server)
+        cmd = [c.replace("{target}", target) for c in cmd]
+        if certs:
+            env.update(RGRPC_TEST_CERTS_DIR=certs, RGRPC_TEST_TLS="mtls" if a.mtls else "tls")
+            cmd = [c.replace("{certs}", certs) for c in cmd]
+        if a.valgrind:
+            cmd = VALGRIND + cmd
+        try:
+            rc = subprocess.call(cmd, env=env, timeout=600)
+        except subprocess.TimeoutExpired:
+            print("with_server.py: command timed out", file=sys.stderr)
+            rc = 124
+        finally:
+            stop(proc)
     finally:
-        stop(proc)
+        if certs:
+            remove_certs(certs)
     sys.exit(rc)
 
 

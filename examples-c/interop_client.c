@@ -2,14 +2,25 @@
  * over rgrpc's blocking C API, with protobuf-c messages.
  *
  * Usage: interop_client --server_port=N [--server_host=H] [--test_case=NAME|all]
- *                       [--use_tls=false] [other flags of the C++ client]
+ *                       [--use_tls[=true|false]] [--use_test_ca[=true|false]]
+ *                       [--ca_file=PATH] [--server_host_override=NAME]
+ *                       [other flags of the C++ client]
  * (defaults as in the C++ client: host localhost, test case large_unary).
+ *
+ * --use_tls: TLS channel credentials. The trusted roots are, with
+ * --use_test_ca, the test CA: the PEM file of --ca_file, else the file named
+ * by GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (which rgrpc reads itself); without
+ * it, rgrpc's default roots (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH if set, else
+ * the system's). --server_host_override: the name checked in the server's
+ * certificate and sent as :authority (channel option
+ * grpc.ssl_target_name_override). These three are ignored, with a note,
+ * without --use_tls.
  *
  * Flags follow the C++ client: --name=value, --name value or -name=value; a
  * boolean flag alone means true. Flags this version does not implement are
  * ignored with a note on stderr. Prints "PASS <case>" or "FAIL <case>: <reason>"
  * for each case; exits 0 when all passed, 1 when one failed, 2 on a usage
- * error or an unsupported case or feature (TLS, credentials, ...). */
+ * error or an unsupported case or feature (credentials, ...). */
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include <assert.h>
@@ -781,7 +792,7 @@ static const TestCase CASES[] = {
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
 /* Cases of the spec and the C++ client that need what rgrpc lacks
- * (TLS and credentials, a caching proxy, ...) or are not written yet. */
+ * (Google credentials, a caching proxy, ...) or are not written yet. */
 static const char *const UNSUPPORTED_CASES[] = {
     "cacheable_unary", "compute_engine_creds", "jwt_token_creds",
     "oauth2_auth_token", "per_rpc_creds", "google_default_credentials", "compute_engine_channel_credentials",
@@ -794,6 +805,9 @@ typedef struct {
   const char *port;
   const char *test_case;
   bool use_tls;
+  bool use_test_ca;
+  const char *ca_file;
+  const char *server_host_override;
 } Flags;
 
 /* Prints a usage error; returns the exit code 2. */
@@ -803,7 +817,8 @@ static int usage(const char *fmt, ...) {
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "\nusage: interop_client --server_port=N [--server_host=H] [--test_case=NAME|all]\n");
+  fprintf(stderr, "\nusage: interop_client --server_port=N [--server_host=H] [--test_case=NAME|all]\n"
+                  "                      [--use_tls] [--use_test_ca] [--ca_file=PATH] [--server_host_override=NAME]\n");
   return 2;
 }
 
@@ -832,8 +847,12 @@ static int parse_flags(int argc, char **argv, Flags *f) {
     const char *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const char *value = eq ? eq + 1 : NULL;
-    if (flag_is(name, len, "use_tls")) {
-      if (!parse_bool(value, &f->use_tls))
+    bool *bool_slot = flag_is(name, len, "use_tls") ? &f->use_tls
+                      : flag_is(name, len, "use_test_ca") ? &f->use_test_ca
+                      : NULL;
+    if (bool_slot) {
+      /* Never takes the next argument: alone, a boolean flag means true. */
+      if (!parse_bool(value, bool_slot))
         return usage("bad boolean value in %s", arg);
       continue;
     }
@@ -842,6 +861,8 @@ static int parse_flags(int argc, char **argv, Flags *f) {
     const char **slot = flag_is(name, len, "server_host") ? &f->host
                         : flag_is(name, len, "server_port") ? &f->port
                         : flag_is(name, len, "test_case") ? &f->test_case
+                        : flag_is(name, len, "ca_file") ? &f->ca_file
+                        : flag_is(name, len, "server_host_override") ? &f->server_host_override
                         : NULL;
     if (slot && !value)
       return usage("flag %s needs a value", arg);
@@ -883,16 +904,109 @@ static int select_cases(const char *name, size_t *first, size_t *count) {
   return usage("unknown test case %s", name);
 }
 
+/* Reads a whole file into a malloc'd buffer (NULL with a message on
+ * failure). */
+static uint8_t *read_file(const char *path, size_t *len_out) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "cannot open %s\n", path);
+    return NULL;
+  }
+  uint8_t *data = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len == cap) {
+      cap = cap ? cap * 2 : 4096;
+      uint8_t *bigger = realloc(data, cap);
+      if (!bigger) {
+        free(data);
+        fclose(f);
+        fprintf(stderr, "out of memory reading %s\n", path);
+        return NULL;
+      }
+      data = bigger;
+    }
+    size_t n = fread(data + len, 1, cap - len, f);
+    len += n;
+    if (n == 0)
+      break;
+  }
+  bool failed = ferror(f) != 0;
+  fclose(f);
+  if (failed) {
+    free(data);
+    fprintf(stderr, "cannot read %s\n", path);
+    return NULL;
+  }
+  *len_out = len;
+  return data;
+}
+
+/* The channel credentials the flags ask for: NULL (insecure) without
+ * --use_tls. Returns 0, or the exit code of a failure (reported). */
+static int channel_credentials(const Flags *f, const rgrpc_channel_credentials **out) {
+  *out = NULL;
+  if (!f->use_tls) {
+    if (f->use_test_ca || f->ca_file || f->server_host_override)
+      fprintf(stderr, "--use_test_ca, --ca_file and --server_host_override are ignored without --use_tls\n");
+    return 0;
+  }
+  uint8_t *roots = NULL;
+  size_t roots_len = 0;
+  if (f->use_test_ca) {
+    if (f->ca_file) {
+      roots = read_file(f->ca_file, &roots_len);
+      if (!roots)
+        return 2;
+    } else {
+      const char *env = getenv("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH");
+      if (!env || !env[0])
+        return usage("--use_test_ca needs --ca_file or GRPC_DEFAULT_SSL_ROOTS_FILE_PATH");
+      /* NULL roots: rgrpc reads GRPC_DEFAULT_SSL_ROOTS_FILE_PATH itself. */
+    }
+  } else if (f->ca_file) {
+    fprintf(stderr, "--ca_file is ignored without --use_test_ca\n");
+  }
+  rgrpc_error *err = NULL;
+  rgrpc_result rc = rgrpc_channel_credentials_tls(roots, roots_len, NULL, 0, NULL, 0, out, &err);
+  free(roots);
+  if (rc != RGRPC_RESULT_OK) {
+    fprintf(stderr, "cannot make TLS credentials: %s: %s\n", rgrpc_result_name(rc), rgrpc_error_message(err));
+    rgrpc_error_free(err);
+    return 2;
+  }
+  return 0;
+}
+
+/* The channel options the flags ask for (NULL: defaults). Returns 0, or the
+ * exit code of a failure (reported). */
+static int channel_options(const Flags *f, rgrpc_channel_options **out) {
+  *out = NULL;
+  if (!f->use_tls || !f->server_host_override)
+    return 0;
+  rgrpc_channel_options *opts = rgrpc_channel_options_new();
+  if (!opts) {
+    fprintf(stderr, "out of memory\n");
+    return 1;
+  }
+  rgrpc_result rc = rgrpc_channel_options_set_string(opts, "grpc.ssl_target_name_override", f->server_host_override);
+  if (rc != RGRPC_RESULT_OK) {
+    int code = usage("bad --server_host_override %s: %s", f->server_host_override,
+                     rgrpc_channel_options_last_error(opts));
+    rgrpc_channel_options_free(opts);
+    return code;
+  }
+  *out = opts;
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  Flags flags = {"localhost", NULL, "large_unary", false}; /* the C++ client's defaults */
+  /* The C++ client's defaults. */
+  Flags flags = {"localhost", NULL, "large_unary", false, false, NULL, NULL};
   size_t first = 0, count = 0;
   int rc = parse_flags(argc, argv, &flags);
   if (rc != 0)
     return rc;
-  if (flags.use_tls) {
-    fprintf(stderr, "TLS is not supported by this rgrpc version yet\n");
-    return 2;
-  }
   if (!flags.port || !valid_port(flags.port))
     return usage("--server_port must be a port number (got %s)", flags.port ? flags.port : "none");
   rc = select_cases(flags.test_case, &first, &count);
@@ -902,9 +1016,22 @@ int main(int argc, char **argv) {
   char target[512];
   bool ipv6 = strchr(flags.host, ':') && flags.host[0] != '[';
   snprintf(target, sizeof target, "%s%s%s:%s", ipv6 ? "[" : "", flags.host, ipv6 ? "]" : "", flags.port);
+  const rgrpc_channel_credentials *creds = NULL;
+  rgrpc_channel_options *opts = NULL;
+  rc = channel_credentials(&flags, &creds);
+  if (rc == 0)
+    rc = channel_options(&flags, &opts);
+  if (rc != 0) {
+    rgrpc_channel_credentials_free(creds);
+    return rc;
+  }
   rgrpc_channel *ch = NULL;
   rgrpc_error *err = NULL;
-  if (rgrpc_channel_new(target, NULL, NULL, &ch, &err) != RGRPC_RESULT_OK) {
+  rgrpc_result made = rgrpc_channel_new(target, creds, opts, &ch, &err);
+  /* The channel keeps what it needs of both. */
+  rgrpc_channel_credentials_free(creds);
+  rgrpc_channel_options_free(opts);
+  if (made != RGRPC_RESULT_OK) {
     fprintf(stderr, "cannot create a channel to %s: %s\n", target, rgrpc_error_message(err));
     rgrpc_error_free(err);
     return 1;
