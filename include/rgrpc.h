@@ -141,12 +141,54 @@ enum rgrpc_result
    * A bug inside rgrpc was caught at the API boundary (a Rust panic).
    */
   RGRPC_RESULT_PANIC = 7020,
+  /**
+   * The operation was cancelled by the application.
+   */
+  RGRPC_RESULT_CANCELLED = 7021,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum rgrpc_result rgrpc_result;
 #else
 typedef uint32_t rgrpc_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * A channel's connectivity state.
+ */
+enum rgrpc_connectivity_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Not trying to connect; the next call (or a connect request) starts.
+   */
+  RGRPC_CONNECTIVITY_STATE_IDLE = 0,
+  /**
+   * Establishing a connection (TCP, TLS, HTTP/2 preface).
+   */
+  RGRPC_CONNECTIVITY_STATE_CONNECTING = 1,
+  /**
+   * Connected; calls go out at once.
+   */
+  RGRPC_CONNECTIVITY_STATE_READY = 2,
+  /**
+   * A connection attempt failed or a connection broke; the next attempt
+   * comes after a backoff. Fail-fast calls end with UNAVAILABLE.
+   */
+  RGRPC_CONNECTIVITY_STATE_TRANSIENT_FAILURE = 3,
+  /**
+   * Closed by the application; final.
+   */
+  RGRPC_CONNECTIVITY_STATE_SHUTDOWN = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rgrpc_connectivity_state rgrpc_connectivity_state;
+#else
+typedef uint32_t rgrpc_connectivity_state;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -358,7 +400,22 @@ typedef struct rgrpc_call_options rgrpc_call_options;
  * 3. `rgrpc_channel_close(ch)` (optional: ends active calls with
  *    CANCELLED, refuses new ones), then `rgrpc_channel_free(ch)`.
  *
+ * Connectivity (`doc/connectivity-semantics-and-api.md`): IDLE until the
+ * first call or `rgrpc_channel_get_state(ch, true)`; CONNECTING; READY;
+ * TRANSIENT_FAILURE after a failed attempt or a broken connection, with
+ * reconnects after a jittered exponential backoff (1 s, ×1.6, ±20 %, at
+ * most 120 s; each attempt given at least 20 s; C-core's
+ * `grpc.*_reconnect_backoff_ms` options); back to IDLE after
+ * `grpc.client_idle_timeout_ms` (30 min) without calls; SHUTDOWN after
+ * close. Keepalive pings (`grpc.keepalive_time_ms`, off by default) close
+ * a connection whose server stops answering. Calls beyond the server's
+ * MAX_CONCURRENT_STREAMS wait for a free stream on the one connection.
+ *
  * Methods: `rgrpc_channel_new`, `rgrpc_channel_close`, `rgrpc_channel_free`,
+ * `rgrpc_channel_get_state`, `rgrpc_channel_subscribe`,
+ * `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
+ * `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
+ * `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
  * `rgrpc_call_start`, `rgrpc_call_unary`, `rgrpc_call_unary_async`.
  */
 typedef struct rgrpc_channel rgrpc_channel;
@@ -389,6 +446,15 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * | `grpc.secondary_user_agent` | string | appended to the user-agent |
  * | `grpc.default_authority` | string | `:authority` sent instead of the target's |
  * | `grpc.default_compression_algorithm` | int | compression of sent messages: 0 none, 1 deflate, 2 gzip (default 0) |
+ * | `grpc.ssl_target_name_override` | string | name checked in the server certificate (and default `:authority`) |
+ * | `grpc.initial_reconnect_backoff_ms` | int | first reconnect backoff (default 1000) |
+ * | `grpc.min_reconnect_backoff_ms` | int | least time given to a connection attempt (default 20000) |
+ * | `grpc.max_reconnect_backoff_ms` | int | largest reconnect backoff (default 120000) |
+ * | `grpc.keepalive_time_ms` | int | ping period; INT_MAX (default) = no pings |
+ * | `grpc.keepalive_timeout_ms` | int | ping answer deadline; the connection closes after it (default 20000) |
+ * | `grpc.keepalive_permit_without_calls` | int | 1 = ping even with no active calls (default 0) |
+ * | `grpc.http2.max_pings_without_data` | int | pings allowed without call activity in between (default 2; 0 = no limit) |
+ * | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
  *
  * Other gRPC keys (keepalive, backoff, service config, ...) are reported
  * as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
@@ -444,6 +510,16 @@ typedef struct rgrpc_metadata rgrpc_metadata;
 typedef struct rgrpc_plugin_request rgrpc_plugin_request;
 
 /**
+ * A future that completes when its channel becomes READY, like grpcio's
+ * `channel_ready_future`: wait on it with a timeout, or get a callback;
+ * cancel it. Box-owned; `wait` and `cancel` are thread-safe.
+ *
+ * Methods: `rgrpc_channel_ready_future`, `rgrpc_ready_future_wait`,
+ * `rgrpc_ready_future_cancel`, `rgrpc_ready_future_free`.
+ */
+typedef struct rgrpc_ready_future rgrpc_ready_future;
+
+/**
  * The final status of an RPC: code, details text, trailing metadata.
  *
  * Behind it is an `Arc` (reference-counted) immutable object: read it
@@ -492,6 +568,21 @@ typedef void (*rgrpc_unary_done_cb)(void *user_data,
                                     const rgrpc_status *status,
                                     const uint8_t *response,
                                     size_t response_len);
+
+/**
+ * Called with each connectivity state: first the current one, then every
+ * change, in order, one call at a time, on a library thread. Must not
+ * unwind; should not block for long. It may call any rgrpc function,
+ * including `rgrpc_channel_unsubscribe` for its own subscription.
+ */
+typedef void (*rgrpc_connectivity_cb)(void *user_data, rgrpc_connectivity_state state);
+
+/**
+ * Called once when a ready future completes: `result` is
+ * `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_CHANNEL_CLOSED` or
+ * `RGRPC_RESULT_CANCELLED`. Runs on a library thread; must not unwind.
+ */
+typedef void (*rgrpc_ready_cb)(void *user_data, rgrpc_result result);
 
 /**
  * Asked for metadata once per call, on a library thread that may block:
@@ -585,11 +676,11 @@ rgrpc_result rgrpc_call_options_add_metadata_string(rgrpc_call_options *opts,
                                                     const char *value);
 
 /**
- * Sets wait-for-ready: the call waits for the channel to become ready
- * instead of failing fast while it cannot connect. Stored; the
- * connection-lifecycle work acts on it (today every call makes one
- * connection attempt). Returns `RGRPC_RESULT_OK` or
- * `RGRPC_RESULT_NULL_PARAMETER`.
+ * Sets wait-for-ready (`doc/wait-for-ready.md`). By default a call fails
+ * fast: it ends with UNAVAILABLE at once while the channel is in
+ * TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
+ * READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes
+ * (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
  */
 rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts, bool wait_for_ready);
 
@@ -928,6 +1019,112 @@ rgrpc_result rgrpc_channel_authority(const rgrpc_channel *channel,
                                      char *buf,
                                      size_t buf_len,
                                      size_t *len_out);
+
+/**
+ * The connectivity state of a channel; SHUTDOWN for NULL. With
+ * `try_to_connect`, an IDLE channel starts connecting (like grpcio's
+ * `subscribe(..., try_to_connect=True)`). Thread-safe.
+ */
+rgrpc_connectivity_state rgrpc_channel_get_state(rgrpc_channel *channel, bool try_to_connect);
+
+/**
+ * The name of a connectivity state, e.g. `"TRANSIENT_FAILURE"`;
+ * `"UNKNOWN"` for other numbers. Static; never NULL. Thread-safe.
+ */
+const char *rgrpc_connectivity_state_name(uint32_t state);
+
+/**
+ * Subscribes `cb` to the channel's state: it is called with the current
+ * state, then with every change (see `rgrpc_connectivity_cb`). With
+ * `try_to_connect`, an IDLE channel starts connecting.
+ *
+ * Writes the subscription's id to `*subscription_out` (for
+ * `rgrpc_channel_unsubscribe`). Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe. `user_data` must stay valid
+ * until unsubscribed (or the channel is gone).
+ */
+rgrpc_result rgrpc_channel_subscribe(rgrpc_channel *channel,
+                                     rgrpc_connectivity_cb cb,
+                                     void *user_data,
+                                     bool try_to_connect,
+                                     uint64_t *subscription_out);
+
+/**
+ * Ends a subscription. When this returns, its callback is not running
+ * and will not run again — except when called from that very callback,
+ * which then returns normally and is not called again.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NOT_FOUND` (unknown or already
+ * ended) or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ */
+rgrpc_result rgrpc_channel_unsubscribe(rgrpc_channel *channel, uint64_t subscription);
+
+/**
+ * Blocks until the channel is READY, connecting if needed (like grpcio's
+ * `channel_ready_future(ch).result(timeout)`). `timeout_ms` < 0 waits
+ * without limit.
+ *
+ * Returns `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_TIMEOUT`,
+ * `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_NULL_PARAMETER`.
+ * Thread-safe.
+ */
+rgrpc_result rgrpc_channel_wait_for_ready(rgrpc_channel *channel, int64_t timeout_ms);
+
+/**
+ * Blocks until the state differs from `last_observed` (a
+ * `rgrpc_connectivity_state` value), like C++'s `WaitForStateChange`;
+ * writes the new state to `*state_out` (may be NULL). `timeout_ms` < 0
+ * waits without limit.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT`,
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (not a state) or
+ * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ */
+rgrpc_result rgrpc_channel_wait_for_state_change(rgrpc_channel *channel,
+                                                 uint32_t last_observed,
+                                                 int64_t timeout_ms,
+                                                 rgrpc_connectivity_state *state_out);
+
+/**
+ * Ends a reconnect backoff early: a channel in TRANSIENT_FAILURE tries to
+ * connect now (an IDLE one starts connecting). Returns `RGRPC_RESULT_OK`
+ * or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ */
+rgrpc_result rgrpc_channel_reset_connect_backoff(rgrpc_channel *channel);
+
+/**
+ * Starts a ready future on `channel` (the channel starts connecting if
+ * IDLE). `cb` (may be NULL) runs exactly once when it completes, is
+ * cancelled or freed (see `rgrpc_ready_cb`).
+ *
+ * Writes the future to `*future_out` (owned: `rgrpc_ready_future_free`).
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_RUNTIME`. Thread-safe.
+ */
+rgrpc_result rgrpc_channel_ready_future(rgrpc_channel *channel,
+                                        rgrpc_ready_cb cb,
+                                        void *user_data,
+                                        rgrpc_ready_future **future_out);
+
+/**
+ * Waits for the future: returns its outcome (`RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_CANCELLED`), or
+ * `RGRPC_RESULT_TIMEOUT` when `timeout_ms` passes first (< 0: no limit),
+ * or `RGRPC_RESULT_NULL_PARAMETER`.
+ */
+rgrpc_result rgrpc_ready_future_wait(rgrpc_ready_future *future, int64_t timeout_ms);
+
+/**
+ * Cancels the future if it has not completed: its callback runs with
+ * `RGRPC_RESULT_CANCELLED`. Idempotent. Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ */
+rgrpc_result rgrpc_ready_future_cancel(rgrpc_ready_future *future);
+
+/**
+ * Frees the future, cancelling it if still pending. NULL is a no-op.
+ */
+void rgrpc_ready_future_free(rgrpc_ready_future *future);
 
 /**
  * Insecure (plaintext HTTP/2) channel credentials, like grpcio's

@@ -66,3 +66,9 @@ impl PanicDefault for crate::core::Code {
 pub(crate) fn boundary<R: PanicDefault>(f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| R::panic_value())
 }
+
+impl PanicDefault for crate::core::channel::ConnectivityState {
+    fn panic_value() -> Self {
+        crate::core::channel::ConnectivityState::Shutdown
+    }
+}

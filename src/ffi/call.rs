@@ -253,11 +253,11 @@ pub extern "C" fn rgrpc_call_options_add_metadata_string(
     })
 }
 
-/// Sets wait-for-ready: the call waits for the channel to become ready
-/// instead of failing fast while it cannot connect. Stored; the
-/// connection-lifecycle work acts on it (today every call makes one
-/// connection attempt). Returns `RGRPC_RESULT_OK` or
-/// `RGRPC_RESULT_NULL_PARAMETER`.
+/// Sets wait-for-ready (`doc/wait-for-ready.md`). By default a call fails
+/// fast: it ends with UNAVAILABLE at once while the channel is in
+/// TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
+/// READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes
+/// (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_options_set_wait_for_ready(
     opts: *mut rgrpc_call_options,

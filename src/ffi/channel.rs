@@ -22,6 +22,15 @@ use std::ffi::{c_char, CString};
 /// | `grpc.secondary_user_agent` | string | appended to the user-agent |
 /// | `grpc.default_authority` | string | `:authority` sent instead of the target's |
 /// | `grpc.default_compression_algorithm` | int | compression of sent messages: 0 none, 1 deflate, 2 gzip (default 0) |
+/// | `grpc.ssl_target_name_override` | string | name checked in the server certificate (and default `:authority`) |
+/// | `grpc.initial_reconnect_backoff_ms` | int | first reconnect backoff (default 1000) |
+/// | `grpc.min_reconnect_backoff_ms` | int | least time given to a connection attempt (default 20000) |
+/// | `grpc.max_reconnect_backoff_ms` | int | largest reconnect backoff (default 120000) |
+/// | `grpc.keepalive_time_ms` | int | ping period; INT_MAX (default) = no pings |
+/// | `grpc.keepalive_timeout_ms` | int | ping answer deadline; the connection closes after it (default 20000) |
+/// | `grpc.keepalive_permit_without_calls` | int | 1 = ping even with no active calls (default 0) |
+/// | `grpc.http2.max_pings_without_data` | int | pings allowed without call activity in between (default 2; 0 = no limit) |
+/// | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
 ///
 /// Other gRPC keys (keepalive, backoff, service config, ...) are reported
 /// as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
@@ -208,7 +217,22 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
 /// 3. `rgrpc_channel_close(ch)` (optional: ends active calls with
 ///    CANCELLED, refuses new ones), then `rgrpc_channel_free(ch)`.
 ///
+/// Connectivity (`doc/connectivity-semantics-and-api.md`): IDLE until the
+/// first call or `rgrpc_channel_get_state(ch, true)`; CONNECTING; READY;
+/// TRANSIENT_FAILURE after a failed attempt or a broken connection, with
+/// reconnects after a jittered exponential backoff (1 s, ×1.6, ±20 %, at
+/// most 120 s; each attempt given at least 20 s; C-core's
+/// `grpc.*_reconnect_backoff_ms` options); back to IDLE after
+/// `grpc.client_idle_timeout_ms` (30 min) without calls; SHUTDOWN after
+/// close. Keepalive pings (`grpc.keepalive_time_ms`, off by default) close
+/// a connection whose server stops answering. Calls beyond the server's
+/// MAX_CONCURRENT_STREAMS wait for a free stream on the one connection.
+///
 /// Methods: `rgrpc_channel_new`, `rgrpc_channel_close`, `rgrpc_channel_free`,
+/// `rgrpc_channel_get_state`, `rgrpc_channel_subscribe`,
+/// `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
+/// `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
+/// `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
 /// `rgrpc_call_start`, `rgrpc_call_unary`, `rgrpc_call_unary_async`.
 pub struct rgrpc_channel {
     _private: [u8; 0],

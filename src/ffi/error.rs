@@ -57,12 +57,14 @@ pub enum rgrpc_result {
     Runtime = 7019,
     /// A bug inside rgrpc was caught at the API boundary (a Rust panic).
     Panic = 7020,
+    /// The operation was cancelled by the application.
+    Cancelled = 7021,
 }
 
 impl rgrpc_result {
     fn from_u32(v: u32) -> Option<rgrpc_result> {
         use rgrpc_result::*;
-        const ALL: [rgrpc_result; 21] = [
+        const ALL: [rgrpc_result; 22] = [
             Ok,
             NullParameter,
             InvalidArgument,
@@ -84,6 +86,7 @@ impl rgrpc_result {
             AlreadyStarted,
             Runtime,
             Panic,
+            Cancelled,
         ];
         ALL.iter().copied().find(|r| *r as u32 == v)
     }
@@ -112,6 +115,7 @@ impl rgrpc_result {
             AlreadyStarted => c"RGRPC_RESULT_ALREADY_STARTED",
             Runtime => c"RGRPC_RESULT_RUNTIME",
             Panic => c"RGRPC_RESULT_PANIC",
+            Cancelled => c"RGRPC_RESULT_CANCELLED",
         }
     }
 
@@ -139,6 +143,7 @@ impl rgrpc_result {
             AlreadyStarted => c"the runtime is already running",
             Runtime => c"the runtime could not start, or blocking is impossible on this thread",
             Panic => c"internal error in rgrpc (caught panic)",
+            Cancelled => c"cancelled by the application",
         }
     }
 }

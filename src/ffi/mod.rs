@@ -12,6 +12,7 @@ pub mod buffer;
 pub mod call;
 pub mod callback;
 pub mod channel;
+pub mod connectivity;
 pub mod credentials;
 pub mod error;
 pub mod handle;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod faults;
 pub mod raw;
 
 use bytes::Bytes;

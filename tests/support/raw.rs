@@ -21,6 +21,13 @@ pub struct RawServer {
     _rt: tokio::runtime::Runtime,
 }
 
+impl RawServer {
+    /// Wraps a server a test started itself.
+    pub fn from_parts(addr: SocketAddr, rt: tokio::runtime::Runtime) -> RawServer {
+        RawServer { addr, _rt: rt }
+    }
+}
+
 /// Frames a message with the 5-byte prefix.
 pub fn frame(flag: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::new();

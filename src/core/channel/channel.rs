@@ -196,6 +196,12 @@ impl Channel {
         self.inner.lc.unsubscribe(id)
     }
 
+    /// The keepalive ping period now in force (None = no pings); it doubles
+    /// each time the server says the client pings too often.
+    pub fn keepalive_time(&self) -> Option<std::time::Duration> {
+        self.inner.lc.keepalive_time()
+    }
+
     /// Ends a reconnect backoff early: the next attempt starts now.
     pub fn reset_connect_backoff(&self) {
         self.inner.lc.reset_backoff();

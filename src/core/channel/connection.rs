@@ -304,7 +304,7 @@ where
         .await
         .map_err(|e| Status::new(Code::Unavailable, format!("HTTP/2 handshake failed: {e}")))?;
     let mut conn = conn;
-    let ping_pong = conn.ping_pong();
+    let mut ping_pong = conn.ping_pong();
     let shared = Arc::new(Shared {
         alive: AtomicBool::new(true),
         dead: Notify::new(),
@@ -319,6 +319,18 @@ where
         sh.finish(classify(r));
     });
     let _ = shared.task.set(task.abort_handle());
+    // Established means the server answered: its SETTINGS come before the
+    // PONG, so a listener that never speaks HTTP/2 fails the attempt here
+    // (within the connect timeout) instead of looking READY.
+    if let Some(pp) = ping_pong.as_mut() {
+        if let Err(e) = pp.ping(h2::Ping::opaque()).await {
+            task.abort();
+            return Err(Status::new(
+                Code::Unavailable,
+                format!("HTTP/2 handshake failed: the server did not answer: {e}"),
+            ));
+        }
+    }
     Ok(Connection {
         send,
         shared,
