@@ -24,7 +24,6 @@ fn opts(pairs: &[(&str, i64)]) -> ChannelOptions {
 /// Records every state a subscriber sees.
 struct Recorder {
     seen: Arc<Mutex<Vec<S>>>,
-    id: u64,
 }
 
 impl Recorder {
