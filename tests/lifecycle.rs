@@ -30,11 +30,11 @@ impl Recorder {
     fn new(ch: &Channel, try_to_connect: bool) -> Recorder {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let id = ch.subscribe(
+        ch.subscribe(
             Arc::new(move |st| s.lock().unwrap().push(st)),
             try_to_connect,
         );
-        Recorder { seen, id }
+        Recorder { seen }
     }
 
     fn states(&self) -> Vec<S> {
