@@ -74,6 +74,7 @@ static void test_result_names(void) {
       {RGRPC_RESULT_ALREADY_STARTED, "RGRPC_RESULT_ALREADY_STARTED"},
       {RGRPC_RESULT_RUNTIME, "RGRPC_RESULT_RUNTIME"},
       {RGRPC_RESULT_PANIC, "RGRPC_RESULT_PANIC"},
+      {RGRPC_RESULT_CANCELLED, "RGRPC_RESULT_CANCELLED"},
   };
   size_t n = sizeof names / sizeof names[0];
   for (size_t i = 0; i < n; i++) {
@@ -87,7 +88,7 @@ static void test_result_names(void) {
   }
   /* Every non-zero result is >= 7000, never a gRPC status code. */
   for (size_t i = 1; i < n; i++) CHECK(names[i].value >= 7000);
-  static const uint32_t bad[] = {1, 2, 16, 6999, 7000, 7021, 8000, 0x7fffffffu, 0xffffffffu};
+  static const uint32_t bad[] = {1, 2, 16, 6999, 7000, 7022, 8000, 0x7fffffffu, 0xffffffffu};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     CHECK_STR(rgrpc_result_name(bad[i]), "UNKNOWN");
     CHECK_NONEMPTY(rgrpc_result_str(bad[i]));
@@ -475,7 +476,9 @@ static void test_channel_options(void) {
   OPT_STR("grpc.default_authority", "", RGRPC_RESULT_INVALID_OPTION_VALUE);
   OPT_STR("grpc.primary_user_agent", "bad\nagent", RGRPC_RESULT_INVALID_OPTION_VALUE);
 
-  OPT_INT("grpc.keepalive_time_ms", 10000, RGRPC_RESULT_UNSUPPORTED);
+  OPT_INT("grpc.keepalive_time_ms", 10000, RGRPC_RESULT_OK);
+  OPT_STR("grpc.keepalive_time_ms", "10", RGRPC_RESULT_INVALID_OPTION_VALUE);
+  OPT_INT("grpc.lb_policy_name", 1, RGRPC_RESULT_UNSUPPORTED);
   OPT_STR("grpc.service_config", "{}", RGRPC_RESULT_UNSUPPORTED);
   OPT_INT("grpc.enable_retries", 1, RGRPC_RESULT_UNSUPPORTED);
 #undef OPT_INT

@@ -16,8 +16,8 @@ signed by ca.pem), and CMD also gets
   RGRPC_TEST_TLS=tls
 --mtls is --tls where the server also requires a client certificate signed
 by ca.pem (RGRPC_TEST_TLS=mtls).
-With --valgrind, CMD runs under valgrind memcheck; any error or definite /
-indirect leak fails the test. Exits with CMD's exit code; the server is
+With --valgrind, CMD runs under valgrind memcheck (suppressions:
+valgrind.supp); any error or definite / indirect leak fails the test. Exits with CMD's exit code; the server is
 always stopped.
 """
 import argparse

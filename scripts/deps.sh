@@ -12,6 +12,7 @@ command -v protoc-c >/dev/null || need_apt+=(protobuf-c-compiler)
 [ -e /usr/share/grpc-proto/grpc/testing/test.proto ] || need_apt+=(grpc-proto)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v g++ >/dev/null || need_apt+=(g++)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -20,7 +21,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! $PY -c "import grpc, grpc_tools, google.protobuf" 2>/dev/null; then
-  echo "deps: installing Python packages: grpcio grpcio-tools protobuf"
-  $PY -m pip install -q grpcio grpcio-tools protobuf
+if ! $PY -c "import grpc, grpc_tools, google.protobuf, cryptography, pytest" 2>/dev/null; then
+  echo "deps: installing Python packages: grpcio grpcio-tools protobuf cryptography pytest"
+  $PY -m pip install -q grpcio grpcio-tools protobuf cryptography pytest
 fi

@@ -581,7 +581,8 @@ impl CallShared {
                     if (e.is_go_away() || e.is_io() || e.to_string().contains("closed"))
                         && attempt == 1
                     {
-                        self.channel.connection_failed(&e.to_string());
+                        self.channel
+                            .connection_failed(&e.to_string(), e.is_go_away());
                         continue;
                     }
                     return Err(status::from_h2_error(&e));

@@ -81,10 +81,26 @@ pub fn runtime() -> Result<&'static Runtime, RuntimeError> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(worker_threads())
             .thread_name("rgrpc-worker")
+            .on_thread_start(ignore_sigpipe_on_this_thread)
             .enable_all()
             .build()
             .map_err(|e| RuntimeError::Start(e.to_string()))
     })
+}
+
+/// Blocks SIGPIPE on the calling (library) thread. All socket writes run
+/// on runtime threads; without this a peer closing a connection mid-write
+/// would kill a C program that keeps the default SIGPIPE action. The
+/// application's own threads and signal settings are left alone.
+fn ignore_sigpipe_on_this_thread() {
+    #[cfg(unix)]
+    // SAFETY: a local, zero-initialised signal set; only this thread's mask changes.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// A handle to the runtime, starting it if needed.

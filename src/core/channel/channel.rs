@@ -270,7 +270,7 @@ impl ChannelInner {
     }
 
     /// Marks the current connection unusable so the next call reconnects.
-    pub(crate) fn connection_failed(&self, reason: &str) {
-        self.lc.connection_failed(reason);
+    pub(crate) fn connection_failed(&self, reason: &str, graceful: bool) {
+        self.lc.connection_failed(reason, graceful);
     }
 }

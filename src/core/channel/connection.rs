@@ -117,12 +117,13 @@ impl Connection {
         self.shared.alive.load(Ordering::Acquire)
     }
 
-    /// Stops new streams on this connection (e.g. after GOAWAY); streams in
-    /// flight finish normally.
-    pub(crate) fn mark_dead(&self, reason: &str) {
+    /// Stops new streams on this connection; streams in flight finish
+    /// normally. `graceful`: the server asked for it (GOAWAY), as opposed
+    /// to a failure.
+    pub(crate) fn mark_dead(&self, reason: &str, graceful: bool) {
         self.shared.finish(CloseReason {
             message: reason.to_string(),
-            graceful: true,
+            graceful,
             ..Default::default()
         });
     }
@@ -233,12 +234,12 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Transport::Tls(tls) = transport else {
-        return handshake(io).await;
+        return handshake(io, None).await;
     };
     let name = tls_name
         .cloned()
         .ok_or_else(|| Status::new(Code::Unavailable, "TLS without a server name"))?;
-    let shown = format!("{name:?}");
+    let shown = name.to_str().into_owned();
     let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
         .connect(name, io)
         .await
@@ -254,7 +255,22 @@ where
             "TLS handshake succeeded but the server does not offer HTTP/2 (ALPN \"h2\"), which gRPC requires",
         ));
     }
-    handshake(stream).await
+    handshake(stream, Some(&tls.roots_source)).await
+}
+
+/// Why the server did not answer the first PING. Over TLS 1.3 a server
+/// refuses a client certificate only after the client's side of the
+/// handshake, so that refusal shows up here.
+fn first_answer_error(e: &h2::Error, tls_roots: Option<&str>) -> String {
+    if let (Some(io), Some(roots)) = (e.get_io(), tls_roots) {
+        if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+            return tls_error_message(io, "the server", roots);
+        }
+        return format!(
+            "TLS handshake failed: the server closed the connection during the handshake; it may require a client certificate, or not trust the one sent ({e})"
+        );
+    }
+    format!("HTTP/2 handshake failed: the server did not answer: {e}")
 }
 
 /// Says which TLS check failed, in words.
@@ -280,7 +296,13 @@ pub(crate) fn tls_error_message(e: &std::io::Error, name: &str, roots: &str) -> 
         E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
             "the server did not answer with TLS (is it a plaintext server?)".to_string()
         }
-        E::AlertReceived(a @ (A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::HandshakeFailure)) => {
+        E::AlertReceived(A::CertificateRequired) => {
+            "the server requires a client certificate (mutual TLS) and none was sent".to_string()
+        }
+        E::AlertReceived(a @ (A::BadCertificate | A::UnknownCA | A::CertificateUnknown)) => {
+            format!("the server does not trust the client certificate ({a:?})")
+        }
+        E::AlertReceived(a @ A::HandshakeFailure) => {
             format!("the server refused the handshake ({a:?}): it may require a client certificate, or not trust the one sent")
         }
         E::AlertReceived(A::NoApplicationProtocol) => {
@@ -291,7 +313,8 @@ pub(crate) fn tls_error_message(e: &std::io::Error, name: &str, roots: &str) -> 
     format!("TLS handshake failed: {what}")
 }
 
-async fn handshake<T>(io: T) -> Result<Connection, Status>
+/// `tls_roots`: Some when the stream is TLS (for messages about it).
+async fn handshake<T>(io: T, tls_roots: Option<&str>) -> Result<Connection, Status>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -327,7 +350,7 @@ where
             task.abort();
             return Err(Status::new(
                 Code::Unavailable,
-                format!("HTTP/2 handshake failed: the server did not answer: {e}"),
+                first_answer_error(&e, tls_roots),
             ));
         }
     }

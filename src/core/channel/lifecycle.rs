@@ -280,9 +280,9 @@ impl Lifecycle {
 
     /// The connection went bad while opening a stream (GOAWAY, reset):
     /// stop using it; the manager replaces it.
-    pub(crate) fn connection_failed(&self, reason: &str) {
+    pub(crate) fn connection_failed(&self, reason: &str, graceful: bool) {
         if let Some(c) = lock(&self.inner).conn.as_ref() {
-            c.mark_dead(reason);
+            c.mark_dead(reason, graceful);
         }
     }
 

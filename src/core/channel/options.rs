@@ -230,7 +230,16 @@ impl ChannelOptions {
             (
                 "grpc.max_receive_message_length"
                 | "grpc.max_send_message_length"
-                | "grpc.default_compression_algorithm",
+                | "grpc.default_compression_algorithm"
+                | "grpc.keepalive_time_ms"
+                | "grpc.keepalive_timeout_ms"
+                | "grpc.keepalive_permit_without_calls"
+                | "grpc.http2.max_pings_without_data"
+                | "grpc.client_idle_timeout_ms"
+                | "grpc.max_connection_idle_ms"
+                | "grpc.initial_reconnect_backoff_ms"
+                | "grpc.min_reconnect_backoff_ms"
+                | "grpc.max_reconnect_backoff_ms",
                 Str(_),
             ) => return Err(wrong("an integer")),
             (
