@@ -1337,14 +1337,19 @@ rgrpc_result rgrpc_metadata_find(const rgrpc_metadata *md,
                                  size_t *value_len_out);
 
 /**
- * Sets the number of background worker threads of the library's runtime.
+ * Chooses how the library's runtime uses threads. Must be called before
+ * the first call starts (the runtime starts then); the environment
+ * variable `RGRPC_WORKER_THREADS` does the same without code.
  *
- * Must be called before the first call starts (the runtime starts then);
- * the environment variable `RGRPC_WORKER_THREADS` does the same without
- * code. Default: the number of CPUs, at most 4.
+ * * `0` (the default): caller-driven. A thread blocked in an rgrpc
+ *   function does the network I/O of all channels itself while it waits
+ *   (no hand-off to another thread: lowest latency and CPU); one
+ *   background thread, `rgrpc-driver`, does it when no caller is blocked.
+ * * `N` ≥ 1: N worker threads do all network I/O; blocked callers wait
+ *   for them (more parallelism for many busy connections).
  *
- * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_INVALID_ARGUMENT` (0 or more
- * than 1024) or `RGRPC_RESULT_ALREADY_STARTED`. Thread-safe.
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_INVALID_ARGUMENT` (more than
+ * 1024) or `RGRPC_RESULT_ALREADY_STARTED`. Thread-safe.
  */
 rgrpc_result rgrpc_runtime_set_worker_threads(size_t threads);
 

@@ -15,8 +15,11 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, integration, header staleness)"
+step "cargo test (unit, integration, header staleness; caller-driven runtime)"
 cargo test --workspace --locked
+
+step "Rust integration tests again on the multi-threaded runtime (RGRPC_WORKER_THREADS=2)"
+RGRPC_WORKER_THREADS=2 cargo test --locked -p rgrpc --tests
 
 step "tonic interop server binary"
 cargo build -q --locked -p rgrpc-tonic-interop --bin tonic-interop-server
@@ -31,5 +34,8 @@ cmake --build build-test -j"$(nproc)"
 
 step "ctest (C tests under valgrind, examples, interop vs grpcio and tonic)"
 (cd build-test && ctest --output-on-failure -j2)
+
+step "Python binding (pytest, against grpcio and tonic servers)"
+RGRPC_LIBRARY="$PWD/build-test/lib/librgrpc.so" python3 -m pytest bindings/python/tests -q
 
 step "all tests passed"

@@ -336,17 +336,26 @@ impl Channel {
     ) -> Result<Call, StartError> {
         opts.unary_response = true;
         let call = self.start_call(method, opts)?;
-        let response: Arc<Mutex<Option<Bytes>>> = Arc::new(Mutex::new(None));
-        let r2 = response.clone();
+        // The response is the first message kept for `recv` (by the driver
+        // below, or by the background reader that registering a done
+        // callback starts): read it from there when the call ends.
+        // A strong reference: the call may be detached and released before
+        // the callback runs. The cycle (the callback is stored in the call)
+        // ends when the call terminates and its callbacks are taken out;
+        // every unary future terminates (its driver reads to the end).
+        let me = call.shared.clone();
         let cb: DoneCallback = Box::new(move |st: &Arc<Status>| {
-            let r = lock(&r2).take();
+            let r = lock(&me.stash).front().cloned();
             done(st, if st.is_ok() { r.as_ref() } else { None })
         });
         let handle = rt::handle().map_err(|e| StartError::Runtime(e.to_string()))?;
         if let Err(cb) = call.on_done(cb) {
-            // Already ended (e.g. a deadline in the past): report it anyway.
+            // Already ended (e.g. a deadline in the past): report it anyway,
+            // and let `wait` return only after the callback ran (nobody can
+            // be waiting yet: the caller has not got the call).
             let st = call.status().expect("ended");
             let finished = call.shared.finished_tx.clone();
+            finished.send_replace(false);
             handle.spawn_blocking(move || {
                 cb(&st);
                 finished.send_replace(true);
@@ -367,8 +376,7 @@ impl Channel {
                     .await;
             }
             if let Ok(Some(m)) = shared.recv().await {
-                *lock(&response) = Some(m.clone());
-                lock(&shared.stash).push_back(m);
+                lock(&shared.stash).push_front(m);
             }
             let _ = shared.finish().await;
         });

@@ -1,23 +1,60 @@
-//! The one background tokio runtime. Built lazily on first use; the worker
-//! count can be chosen before that with [`set_worker_threads`] or the
-//! `RGRPC_WORKER_THREADS` environment variable.
+//! The one background tokio runtime, built lazily on first use, in one of
+//! two modes chosen before that with [`set_worker_threads`] or the
+//! `RGRPC_WORKER_THREADS` environment variable:
+//!
+//! * **0 — caller-driven (the default).** A single-threaded runtime. A
+//!   thread blocked in an rgrpc call drives the connections itself: it
+//!   reads and writes the sockets and runs the timers while it waits, as
+//!   C-core's pollers do, so a blocking call involves no hand-off between
+//!   threads. When no caller is blocked, one background thread
+//!   (`rgrpc-driver`) drives instead, for callbacks, async calls,
+//!   keepalive and reconnects.
+//! * **N ≥ 1 — N worker threads.** A multi-threaded runtime; blocking
+//!   callers wait for the workers.
+//!
+//! Library threads block SIGPIPE (see `ignore_sigpipe_on_this_thread`).
 
 use once_cell::sync::OnceCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use tokio::runtime::{Handle, Runtime};
+use tokio::sync::Notify;
 
 static RUNTIME: OnceCell<Runtime> = OnceCell::new();
-static WORKERS: AtomicUsize = AtomicUsize::new(0);
+/// usize::MAX = not chosen yet.
+static WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static CONFIG_LOCK: Mutex<()> = Mutex::new(());
+
+/// Hand-over between blocked callers and the background driver.
+struct Driver {
+    /// Callers currently inside `block_on`.
+    callers: Mutex<usize>,
+    /// Signalled when `callers` drops to 0.
+    idle: Condvar,
+    /// Tells the driver to step aside for a caller.
+    step_aside: Notify,
+}
+
+static DRIVER: Driver = Driver {
+    callers: Mutex::new(0),
+    idle: Condvar::new(),
+    step_aside: Notify::const_new(),
+};
+
+thread_local! {
+    /// True on the driver thread, and on a caller thread inside `block_on`:
+    /// such a thread runs the runtime and cannot block on it again.
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Why the runtime could not be configured or started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeError {
-    /// The runtime is already running; its worker count is fixed.
+    /// The runtime is already running; its mode is fixed.
     AlreadyStarted,
-    /// A worker count of 0 or above 1024.
+    /// A worker count above 1024.
     InvalidWorkerCount(usize),
     /// The operating system refused to start the threads.
     Start(String),
@@ -27,20 +64,20 @@ impl std::fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RuntimeError::AlreadyStarted => f.write_str(
-                "the runtime is already running; set the worker count before the first channel is created",
+                "the runtime is already running; choose the worker threads before the first call",
             ),
             RuntimeError::InvalidWorkerCount(n) => {
-                write!(f, "worker thread count {n} is out of range (1..=1024)")
+                write!(f, "worker thread count {n} is out of range (0..=1024)")
             }
             RuntimeError::Start(e) => write!(f, "could not start the runtime: {e}"),
         }
     }
 }
 
-/// Sets the number of runtime worker threads. Must be called before the
-/// runtime starts (before the first channel is created).
+/// Chooses the runtime: 0 = caller-driven, N = N worker threads. Must be
+/// called before the runtime starts (the first call).
 pub fn set_worker_threads(n: usize) -> Result<(), RuntimeError> {
-    if n == 0 || n > 1024 {
+    if n > 1024 {
         return Err(RuntimeError::InvalidWorkerCount(n));
     }
     let _g = CONFIG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,22 +88,17 @@ pub fn set_worker_threads(n: usize) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// The worker count the runtime has or will have.
+/// The worker count the runtime has or will have (0 = caller-driven).
 pub fn worker_threads() -> usize {
     let n = WORKERS.load(Ordering::SeqCst);
-    if n != 0 {
+    if n != usize::MAX {
         return n;
     }
-    if let Some(n) = std::env::var("RGRPC_WORKER_THREADS")
+    std::env::var("RGRPC_WORKER_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| (1..=1024).contains(n))
-    {
-        return n;
-    }
-    std::thread::available_parallelism()
-        .map(|n| n.get().min(4))
-        .unwrap_or(2)
+        .filter(|n| *n <= 1024)
+        .unwrap_or(0)
 }
 
 /// True once the runtime has been started.
@@ -74,32 +106,142 @@ pub fn is_started() -> bool {
     RUNTIME.get().is_some()
 }
 
+/// Blocks SIGPIPE on the calling (library) thread. Socket writes run on
+/// threads that drive the runtime; without this a peer closing a
+/// connection mid-write would kill a C program that keeps the default
+/// SIGPIPE action. Callers' threads get it only while they drive (see
+/// `block_on`); the application's own signal settings are left alone.
+fn ignore_sigpipe_on_this_thread() -> Option<libc::sigset_t> {
+    #[cfg(unix)]
+    // SAFETY: local signal sets; only this thread's mask changes.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        return Some(old);
+    }
+    #[allow(unreachable_code)]
+    None
+}
+
+/// Restores a caller's signal mask. A SIGPIPE raised by our socket writes
+/// while it was blocked is pending on this thread: it is consumed first, or
+/// unblocking would deliver it and kill the program after all.
+fn restore_sigmask(old: Option<libc::sigset_t>) {
+    #[cfg(unix)]
+    if let Some(old) = old {
+        // SAFETY: local signal sets and a zero timeout; sigtimedwait only
+        // takes a signal that is pending and blocked on this thread.
+        unsafe {
+            if libc::sigismember(&old, libc::SIGPIPE) == 0 {
+                let mut pipe: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut pipe);
+                libc::sigaddset(&mut pipe, libc::SIGPIPE);
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                while libc::sigtimedwait(&pipe, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        }
+    }
+}
+
 /// The runtime, started on first use.
 pub fn runtime() -> Result<&'static Runtime, RuntimeError> {
     RUNTIME.get_or_try_init(|| {
         let _g = CONFIG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(worker_threads())
-            .thread_name("rgrpc-worker")
-            .on_thread_start(ignore_sigpipe_on_this_thread)
-            .enable_all()
-            .build()
-            .map_err(|e| RuntimeError::Start(e.to_string()))
+        let n = worker_threads();
+        if n == 0 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .thread_name("rgrpc-blocking")
+                .on_thread_start(|| {
+                    ignore_sigpipe_on_this_thread();
+                })
+                .enable_all()
+                .build()
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            std::thread::Builder::new()
+                .name("rgrpc-driver".into())
+                .spawn(drive_in_background)
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            Ok(rt)
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .thread_name("rgrpc-worker")
+                .on_thread_start(|| {
+                    ignore_sigpipe_on_this_thread();
+                })
+                .enable_all()
+                .build()
+                .map_err(|e| RuntimeError::Start(e.to_string()))
+        }
     })
 }
 
-/// Blocks SIGPIPE on the calling (library) thread. All socket writes run
-/// on runtime threads; without this a peer closing a connection mid-write
-/// would kill a C program that keeps the default SIGPIPE action. The
-/// application's own threads and signal settings are left alone.
-fn ignore_sigpipe_on_this_thread() {
-    #[cfg(unix)]
-    // SAFETY: a local, zero-initialised signal set; only this thread's mask changes.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+/// The background driver of the caller-driven runtime: drives it whenever
+/// no caller is blocked in `block_on`, and steps aside when one arrives.
+fn drive_in_background() {
+    ignore_sigpipe_on_this_thread();
+    DRIVING.with(|d| d.set(true));
+    let rt = loop {
+        if let Some(rt) = RUNTIME.get() {
+            break rt;
+        }
+        std::thread::yield_now();
+    };
+    loop {
+        {
+            let mut n = DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner());
+            while *n > 0 {
+                n = DRIVER.idle.wait(n).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        rt.block_on(async {
+            loop {
+                let aside = DRIVER.step_aside.notified();
+                tokio::pin!(aside);
+                aside.as_mut().enable();
+                if *DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
+                    return;
+                }
+                aside.await;
+            }
+        });
+    }
+}
+
+/// Marks the calling thread as a driving caller for its lifetime: the
+/// background driver steps aside, SIGPIPE is blocked; undone on drop (also
+/// when the future panics).
+struct CallerGuard {
+    old_mask: Option<libc::sigset_t>,
+}
+
+impl CallerGuard {
+    fn enter() -> CallerGuard {
+        *DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        DRIVER.step_aside.notify_one();
+        DRIVING.with(|d| d.set(true));
+        CallerGuard {
+            old_mask: ignore_sigpipe_on_this_thread(),
+        }
+    }
+}
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        restore_sigmask(self.old_mask.take());
+        DRIVING.with(|d| d.set(false));
+        let mut n = DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            DRIVER.idle.notify_one();
+        }
     }
 }
 
@@ -110,20 +252,37 @@ pub fn handle() -> Result<&'static Handle, RuntimeError> {
 
 /// Runs `fut` to completion on the calling thread.
 ///
-/// From an ordinary thread this polls the future right here (no hand-off
-/// to a worker for the caller's own work). From inside a runtime worker (a
-/// callback), the worker is first marked as blocking so the runtime keeps
-/// running other tasks. Returns `None` when called from a thread that runs
-/// a different, single-threaded tokio runtime, where blocking is impossible.
+/// Caller-driven runtime: the calling thread drives the runtime (its
+/// connections and timers) until `fut` completes. Multi-threaded runtime:
+/// `fut` is polled here while the workers drive I/O; from inside a worker
+/// (a callback) the worker is first marked as blocking.
+///
+/// Returns `None` where blocking is impossible: on a thread that is
+/// already driving the runtime (e.g. inside a message callback in
+/// caller-driven mode), or inside a foreign single-threaded tokio runtime.
 pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
-    let h = handle().ok()?;
+    let rt = runtime().ok()?;
+    if rt.handle().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        if DRIVING.with(|d| d.get()) {
+            return None;
+        }
+        if let Ok(cur) = Handle::try_current() {
+            // Our own blocking-pool threads (callbacks) may drive; a thread
+            // of some other runtime may not.
+            if cur.id() != rt.handle().id() {
+                return None;
+            }
+        }
+        let _guard = CallerGuard::enter();
+        return Some(rt.block_on(fut));
+    }
     match Handle::try_current() {
-        Err(_) => Some(h.block_on(fut)),
+        Err(_) => Some(rt.handle().block_on(fut)),
         Ok(cur) => {
             if cur.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
                 return None;
             }
-            Some(tokio::task::block_in_place(|| h.block_on(fut)))
+            Some(tokio::task::block_in_place(|| rt.handle().block_on(fut)))
         }
     }
 }

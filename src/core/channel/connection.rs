@@ -18,6 +18,10 @@ pub const STREAM_WINDOW: u32 = 1 << 20;
 pub const CONNECTION_WINDOW: u32 = 2 << 20;
 /// Largest header list accepted from the server (bytes).
 pub const MAX_HEADER_LIST: u32 = 16 << 10;
+/// Framing overhead of small unread DATA frames allowed before h2 closes
+/// the connection (h2's default, half the connection window, ends fast
+/// streams of tiny messages with ENHANCE_YOUR_CALM when the reader lags).
+pub const DATA_FRAME_BUDGET: usize = 16 << 20;
 
 /// Why a connection ended.
 #[derive(Clone, Debug, Default)]
@@ -151,11 +155,103 @@ impl Connection {
     }
 }
 
-fn classify(r: Result<(), h2::Error>) -> CloseReason {
+/// Watches the server's HTTP/2 frames as they are read, to notice a
+/// GOAWAY: h2 reports a connection closed after GOAWAY(NO_ERROR) and one
+/// whose server died (plain EOF) alike, and only the first is graceful.
+struct GoawayWatch<T> {
+    io: T,
+    seen: Arc<AtomicBool>,
+    header: [u8; 9],
+    have: usize,
+    skip: usize,
+}
+
+impl<T> GoawayWatch<T> {
+    fn scan(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            self.header[self.have] = bytes[0];
+            self.have += 1;
+            bytes = &bytes[1..];
+            if self.have == 9 {
+                let h = &self.header;
+                self.skip = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+                if h[3] == 0x7 {
+                    self.seen.store(true, Ordering::Release);
+                }
+                self.have = 0;
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GoawayWatch<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut this.io).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = r {
+            this.scan(&buf.filled()[before..]);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GoawayWatch<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+fn classify(r: Result<(), h2::Error>, goaway_seen: bool) -> CloseReason {
     match r {
-        Ok(()) => CloseReason {
-            message: "the server closed the connection".into(),
+        Ok(()) if goaway_seen => CloseReason {
+            message: "the server closed the connection (GOAWAY)".into(),
             graceful: true,
+            too_many_pings: false,
+        },
+        Ok(()) => CloseReason {
+            message: "connection lost: the server closed it without GOAWAY".into(),
+            graceful: false,
             too_many_pings: false,
         },
         Err(e) => {
@@ -318,12 +414,21 @@ async fn handshake<T>(io: T, tls_roots: Option<&str>) -> Result<Connection, Stat
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let goaway_seen = Arc::new(AtomicBool::new(false));
+    let watched = GoawayWatch {
+        io,
+        seen: goaway_seen.clone(),
+        header: [0; 9],
+        have: 0,
+        skip: 0,
+    };
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_header_list_size(MAX_HEADER_LIST)
+        .data_frame_budget(DATA_FRAME_BUDGET)
         .enable_push(false)
-        .handshake::<T, Bytes>(io)
+        .handshake::<GoawayWatch<T>, Bytes>(watched)
         .await
         .map_err(|e| Status::new(Code::Unavailable, format!("HTTP/2 handshake failed: {e}")))?;
     let mut conn = conn;
@@ -339,7 +444,7 @@ where
         .map_err(|e| Status::new(Code::Unavailable, format!("runtime: {e}")))?;
     let task = rt.spawn(async move {
         let r = conn.await;
-        sh.finish(classify(r));
+        sh.finish(classify(r, goaway_seen.load(Ordering::Acquire)));
     });
     let _ = shared.task.set(task.abort_handle());
     // Established means the server answered: its SETTINGS come before the

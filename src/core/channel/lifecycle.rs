@@ -89,6 +89,12 @@ struct Inner {
     keepalive_time: Option<Duration>,
     active_calls: usize,
     idle_since: Instant,
+    /// Set on TRANSIENT_FAILURE, cleared on READY or IDLE: while set, the
+    /// channel is retrying after a failure and fail-fast calls end at once
+    /// even in the CONNECTING of a retry (which may follow TRANSIENT_FAILURE
+    /// within an instant when an attempt outlasts its backoff) — the
+    /// "sticky" failure of gRFC A62.
+    failing: bool,
 }
 
 thread_local! {
@@ -110,7 +116,9 @@ pub(crate) struct Lifecycle {
     subs: Mutex<Vec<Subscriber>>,
     next_sub: AtomicU64,
     delivery: Mutex<()>,
-    queue: Mutex<VecDeque<(Option<u64>, ConnectivityState)>>,
+    /// Queued notifications: the subscribers to tell (fixed when queued,
+    /// so a new subscriber never sees changes from before it existed).
+    queue: Mutex<VecDeque<(Vec<u64>, ConnectivityState)>>,
     draining: AtomicBool,
 }
 
@@ -152,6 +160,7 @@ impl Lifecycle {
                 keepalive_time: ka,
                 active_calls: 0,
                 idle_since: Instant::now(),
+                failing: false,
             }),
             kick: Notify::new(),
             calls_changed: Notify::new(),
@@ -196,17 +205,30 @@ impl Lifecycle {
     }
 
     fn set_state(&self, to: ConnectivityState) {
-        let changed = self.state_tx.send_if_modified(|s| {
-            if *s == to || *s == ConnectivityState::Shutdown {
-                return false;
+        // Every change happens under the subscriber lock, with its queueing:
+        // `subscribe` sees either the old state and then this change, or the
+        // new state only — never a change twice. `failing` is updated before
+        // the state is published, so woken callers see both together.
+        {
+            let subs = lock(&self.subs);
+            let cur = *self.state_tx.borrow();
+            if cur == to || cur == ConnectivityState::Shutdown {
+                return;
             }
-            *s = to;
-            true
-        });
-        if changed {
-            log(&format!("channel {} is {to}", self.params.target.authority));
-            self.enqueue(None, to);
+            match to {
+                ConnectivityState::TransientFailure => lock(&self.inner).failing = true,
+                ConnectivityState::Ready | ConnectivityState::Idle => {
+                    lock(&self.inner).failing = false
+                }
+                _ => {}
+            }
+            self.state_tx.send_replace(to);
+            if !subs.is_empty() {
+                lock(&self.queue).push_back((subs.iter().map(|s| s.id).collect(), to));
+            }
         }
+        log(&format!("channel {} is {to}", self.params.target.authority));
+        self.start_drain();
     }
 
     /// SHUTDOWN: final; the connection is closed and every waiter woken.
@@ -259,9 +281,10 @@ impl Lifecycle {
                     }
                 }
                 ConnectivityState::Idle => self.request_connect(),
-                ConnectivityState::Connecting => {}
-                ConnectivityState::TransientFailure => {
-                    if !wait_for_ready {
+                ConnectivityState::Connecting | ConnectivityState::TransientFailure => {
+                    let failing =
+                        state == ConnectivityState::TransientFailure || lock(&self.inner).failing;
+                    if failing && !wait_for_ready {
                         let e = lock(&self.inner).last_error.clone();
                         return Err(e.unwrap_or_else(|| {
                             Status::new(Code::Unavailable, "channel is in TRANSIENT_FAILURE")
@@ -314,8 +337,14 @@ impl Lifecycle {
     /// change. Returns its id.
     pub(crate) fn subscribe(self: &Arc<Self>, cb: StateCallback, try_to_connect: bool) -> u64 {
         let id = self.next_sub.fetch_add(1, Ordering::Relaxed);
-        lock(&self.subs).push(Subscriber { id, cb });
-        self.enqueue(Some(id), self.state());
+        {
+            // Read the state and queue it under the subscriber lock: every
+            // later change is queued (for this subscriber too) after it.
+            let mut subs = lock(&self.subs);
+            subs.push(Subscriber { id, cb });
+            lock(&self.queue).push_back((vec![id], self.state()));
+        }
+        self.start_drain();
         if try_to_connect && self.state() == ConnectivityState::Idle {
             self.request_connect();
         }
@@ -337,12 +366,7 @@ impl Lifecycle {
         found
     }
 
-    fn enqueue(&self, target: Option<u64>, state: ConnectivityState) {
-        lock(&self.queue).push_back((target, state));
-        if lock(&self.subs).is_empty() {
-            lock(&self.queue).clear();
-            return;
-        }
+    fn start_drain(&self) {
         if !self.draining.swap(true, Ordering::AcqRel) {
             match (self.me.upgrade(), rt::handle()) {
                 (Some(me), Ok(h)) => {
@@ -359,7 +383,7 @@ impl Lifecycle {
 fn drain(lc: &Lifecycle) {
     loop {
         let item = lock(&lc.queue).pop_front();
-        let Some((target, state)) = item else {
+        let Some((ids, state)) = item else {
             lc.draining.store(false, Ordering::Release);
             if lock(&lc.queue).is_empty() || lc.draining.swap(true, Ordering::AcqRel) {
                 return;
@@ -368,11 +392,6 @@ fn drain(lc: &Lifecycle) {
         };
         let _g = lock(&lc.delivery);
         IN_DELIVERY.with(|f| f.set(true));
-        let ids: Vec<u64> = lock(&lc.subs)
-            .iter()
-            .filter(|s| target.is_none_or(|t| t == s.id))
-            .map(|s| s.id)
-            .collect();
         for id in ids {
             // Looked up again for each: an unsubscribed callback never runs.
             let cb = lock(&lc.subs)
@@ -481,8 +500,14 @@ async fn run(lc: Arc<Lifecycle>) {
                         ));
                     }
                 }
-                if reason.graceful && lc.active_calls() == 0 {
+                if reason.graceful {
+                    // GOAWAY is not a failure: READY → IDLE, and at once →
+                    // CONNECTING when calls want a connection (the streams
+                    // the server accepted finish on the old one).
                     lc.set_state(ConnectivityState::Idle);
+                    if lc.active_calls() > 0 {
+                        lock(&lc.inner).connect_requested = true;
+                    }
                 } else {
                     lock(&lc.inner).last_error =
                         Some(Status::new(Code::Unavailable, reason.message.clone()));

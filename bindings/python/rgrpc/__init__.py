@@ -1,0 +1,146 @@
+"""rgrpc: grpcio's client API over librgrpc (a Rust gRPC client), via ctypes.
+
+Use it where you would use grpcio's client::
+
+    import rgrpc as grpc
+
+    with grpc.insecure_channel("localhost:50051") as channel:
+        stub = helloworld_pb2_grpc.GreeterStub(channel)
+        reply = stub.SayHello(helloworld_pb2.HelloRequest(name="you"), timeout=5)
+
+Only the client side exists (no ``grpc.server``); see README.md for what
+works and what waits for the C library.
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+
+from . import _lib
+from ._api import (
+    AuthMetadataContext,
+    AuthMetadataPlugin,
+    AuthMetadataPluginCallback,
+    Call,
+    CallCredentials,
+    Channel,
+    ChannelConnectivity,
+    ChannelCredentials,
+    ClientCallDetails,
+    Compression,
+    Future,
+    FutureCancelledError,
+    FutureTimeoutError,
+    LocalConnectionType,
+    RpcContext,
+    RpcError,
+    Status,
+    StatusCode,
+    StreamStreamClientInterceptor,
+    StreamStreamMultiCallable,
+    StreamUnaryClientInterceptor,
+    StreamUnaryMultiCallable,
+    UnaryStreamClientInterceptor,
+    UnaryStreamMultiCallable,
+    UnaryUnaryClientInterceptor,
+    UnaryUnaryMultiCallable,
+)
+from ._channel import Channel as _Channel
+from ._connectivity import channel_ready_future
+from ._credentials import (
+    access_token_call_credentials,
+    composite_call_credentials,
+    composite_channel_credentials,
+    local_channel_credentials,
+    metadata_call_credentials,
+    secure_channel,
+    ssl_channel_credentials,
+)
+from ._interceptor import intercept_channel
+
+__version__ = "0.1.0"
+
+#: Path of the librgrpc that was loaded.
+library_path = _lib.library_path
+#: Version string of that library, e.g. "rgrpc/0.1.0 (h2/... tokio/...)".
+library_version = _lib.version()
+#: What that library offers beyond the basics (``features.tls``, ...).
+features = _lib.HAS
+
+
+def insecure_channel(target, options=None, compression=None):
+    """A plaintext channel to ``target`` (``host:port``, ``dns:///host:port``,
+    ``ipv4:a:p``, ``ipv6:[a]:p``, ``unix:/path``).
+
+    ``options``: grpcio's ``[(key, value), ...]`` channel arguments; keys
+    this library does not know or support yet are ignored with a
+    RuntimeWarning (grpcio ignores unknown keys). ``compression``: the
+    default Compression for messages sent on the channel.
+    """
+    return _Channel(target, options, compression)
+
+
+def set_worker_threads(n):
+    """Sets librgrpc's background thread count; only before the first call
+    (same as the RGRPC_WORKER_THREADS environment variable)."""
+    rc = _lib.lib.rgrpc_runtime_set_worker_threads(int(n))
+    if rc != _lib.Result.OK:
+        raise ValueError(_lib.result_str(rc))
+
+
+def install_as_grpc(force=False):
+    """Makes ``import grpc`` (and ``grpc.experimental``, ``grpc._utilities``,
+    ``grpc.compression``) give rgrpc, for code (such as grpcio-tools
+    generated ``*_pb2_grpc.py`` modules) that cannot be edited. Call it
+    before importing that code. Refuses when the real grpc is already
+    imported, unless ``force``."""
+    current = _sys.modules.get("grpc")
+    if current is not None and current is not _sys.modules[__name__] and not force:
+        raise RuntimeError("grpc is already imported; call install_as_grpc() earlier")
+    from . import _utilities, compression, experimental
+
+    _sys.modules["grpc"] = _sys.modules[__name__]
+    _sys.modules["grpc._utilities"] = _utilities
+    _sys.modules["grpc.experimental"] = experimental
+    _sys.modules["grpc.compression"] = compression
+
+
+_SERVER_NAMES = frozenset((
+    "server", "Server", "ServerCredentials", "ServerInterceptor", "ServicerContext",
+    "ssl_server_credentials", "ssl_server_certificate_configuration",
+    "dynamic_ssl_server_credentials", "local_server_credentials",
+    "insecure_server_credentials", "alts_server_credentials", "xds_server_credentials",
+    "unary_unary_rpc_method_handler", "unary_stream_rpc_method_handler",
+    "stream_unary_rpc_method_handler", "stream_stream_rpc_method_handler",
+    "method_handlers_generic_handler", "GenericRpcHandler", "ServiceRpcHandler",
+    "RpcMethodHandler", "HandlerCallDetails", "ServerCertificateConfiguration",
+))
+
+
+def __getattr__(name):
+    if name in _SERVER_NAMES:
+        raise AttributeError(
+            "rgrpc is a gRPC client library: grpc.%s (server side) is not provided; "
+            "use grpcio for servers" % name
+        )
+    if name in ("compression", "experimental", "_utilities"):
+        import importlib
+
+        return importlib.import_module("." + name, __name__)
+    raise AttributeError("module 'rgrpc' has no attribute %r" % name)
+
+
+__all__ = (
+    "AuthMetadataContext", "AuthMetadataPlugin", "AuthMetadataPluginCallback", "Call",
+    "CallCredentials", "Channel", "ChannelConnectivity", "ChannelCredentials",
+    "ClientCallDetails", "Compression", "Future", "FutureCancelledError",
+    "FutureTimeoutError", "LocalConnectionType", "RpcContext", "RpcError", "Status",
+    "StatusCode", "StreamStreamClientInterceptor", "StreamStreamMultiCallable",
+    "StreamUnaryClientInterceptor", "StreamUnaryMultiCallable",
+    "UnaryStreamClientInterceptor", "UnaryStreamMultiCallable",
+    "UnaryUnaryClientInterceptor", "UnaryUnaryMultiCallable",
+    "access_token_call_credentials", "channel_ready_future", "composite_call_credentials",
+    "composite_channel_credentials", "insecure_channel", "intercept_channel",
+    "local_channel_credentials", "metadata_call_credentials", "secure_channel",
+    "ssl_channel_credentials", "install_as_grpc", "set_worker_threads",
+)
