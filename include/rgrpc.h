@@ -456,7 +456,7 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * | `grpc.http2.max_pings_without_data` | int | pings allowed without call activity in between (default 2; 0 = no limit) |
  * | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
  *
- * Other gRPC keys (keepalive, backoff, service config, ...) are reported
+ * Other gRPC keys (service config, retries, load balancing, ...) are reported
  * as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
  * `RGRPC_RESULT_UNKNOWN_OPTION`; a value of the wrong type or range as
  * `RGRPC_RESULT_INVALID_OPTION_VALUE`. The message of the last failure is
@@ -550,9 +550,12 @@ typedef void (*rgrpc_call_done_cb)(void *user_data, const rgrpc_status *status);
  * (`rgrpc_call_on_message`).
  *
  * `data`/`len` are borrowed for the duration of the callback (copy what
- * you keep). Runs on a library thread, one message at a time, in order.
- * Same rules as `rgrpc_call_done_cb`, except that it must not free the
- * call.
+ * you keep). Runs one message at a time, in order, on a thread that is
+ * driving the library's network I/O (a library thread, or a caller
+ * blocked in rgrpc). It must not unwind, must not free the call, and must
+ * not call blocking rgrpc functions (send, recv, finish, unary, wait...:
+ * they return `RGRPC_RESULT_RUNTIME`); non-blocking ones such as
+ * `rgrpc_call_cancel` are fine. Keep it short: network I/O waits for it.
  */
 typedef void (*rgrpc_message_cb)(void *user_data, const uint8_t *data, size_t len);
 

@@ -60,9 +60,12 @@ pub type rgrpc_call_done_cb =
 /// (`rgrpc_call_on_message`).
 ///
 /// `data`/`len` are borrowed for the duration of the callback (copy what
-/// you keep). Runs on a library thread, one message at a time, in order.
-/// Same rules as `rgrpc_call_done_cb`, except that it must not free the
-/// call.
+/// you keep). Runs one message at a time, in order, on a thread that is
+/// driving the library's network I/O (a library thread, or a caller
+/// blocked in rgrpc). It must not unwind, must not free the call, and must
+/// not call blocking rgrpc functions (send, recv, finish, unary, wait...:
+/// they return `RGRPC_RESULT_RUNTIME`); non-blocking ones such as
+/// `rgrpc_call_cancel` are fine. Keep it short: network I/O waits for it.
 pub type rgrpc_message_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
 

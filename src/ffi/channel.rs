@@ -32,7 +32,7 @@ use std::ffi::{c_char, CString};
 /// | `grpc.http2.max_pings_without_data` | int | pings allowed without call activity in between (default 2; 0 = no limit) |
 /// | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
 ///
-/// Other gRPC keys (keepalive, backoff, service config, ...) are reported
+/// Other gRPC keys (service config, retries, load balancing, ...) are reported
 /// as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
 /// `RGRPC_RESULT_UNKNOWN_OPTION`; a value of the wrong type or range as
 /// `RGRPC_RESULT_INVALID_OPTION_VALUE`. The message of the last failure is
