@@ -7,8 +7,8 @@ use super::callback::UserData;
 use super::channel::rgrpc_channel;
 use super::error::{cstring, rgrpc_result};
 use super::handle::{
-    bytes_arg, free_boxed, to_arc, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, try_str,
-    write_out, Castable,
+    block, bytes_arg, free_boxed, str_or_error, to_arc, to_boxed, try_mut_or_null, try_ref,
+    try_ref_or_null, try_str, with_timeout, write_out, Castable,
 };
 use super::metadata::rgrpc_metadata;
 use super::status::rgrpc_status;
@@ -16,7 +16,7 @@ use super::version::monotonic_ms;
 use crate::core::call::StartError;
 use crate::core::codec::compression::Compression;
 use crate::core::credentials::CallCredentials;
-use crate::core::{rt, Call, CallError, CallOptions, Metadata, SendFlags, Status};
+use crate::core::{Call, CallError, CallOptions, Metadata, SendFlags, Status};
 use bytes::Bytes;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
@@ -211,17 +211,9 @@ pub extern "C" fn rgrpc_call_options_add_metadata(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_call_options, opts);
-        // SAFETY: key is NULL or a NUL-terminated string per the header.
-        let key = match unsafe { super::handle::str_arg(key) } {
-            super::handle::StrArg::Ok(k) => k,
-            super::handle::StrArg::Null => {
-                b.last_error = cstring("metadata key is NULL");
-                return rgrpc_result::NullParameter;
-            }
-            super::handle::StrArg::NotUtf8 => {
-                b.last_error = cstring("metadata key is not valid UTF-8");
-                return rgrpc_result::InvalidUtf8;
-            }
+        let key = match str_or_error(&mut b.last_error, key, "metadata key") {
+            Ok(k) => k,
+            Err(r) => return r,
         };
         // SAFETY: value is NULL or points to value_len readable bytes.
         let Some(v) = (unsafe { bytes_arg(value, value_len) }) else {
@@ -393,11 +385,6 @@ fn call_error(e: CallError) -> rgrpc_result {
         CallError::Timeout => rgrpc_result::Timeout,
         CallError::Runtime(_) => rgrpc_result::Runtime,
     }
-}
-
-/// Runs a future on the calling thread; `Runtime` when that is impossible.
-fn block<F: std::future::Future>(f: F) -> Result<F::Output, rgrpc_result> {
-    rt::block_on(f).ok_or(rgrpc_result::Runtime)
 }
 
 fn options_of(opts: *const rgrpc_call_options) -> CallOptions {
@@ -636,19 +623,9 @@ pub extern "C" fn rgrpc_call_cancel(call: *mut rgrpc_call) -> rgrpc_result {
 pub extern "C" fn rgrpc_call_wait(call: *mut rgrpc_call, timeout_ms: i64) -> rgrpc_result {
     boundary(|| {
         let c = try_ref_or_null!(rgrpc_call, call);
-        let r = block(async {
-            if timeout_ms < 0 {
-                c.wait().await;
-                true
-            } else {
-                tokio::time::timeout(Duration::from_millis(timeout_ms as u64), c.wait())
-                    .await
-                    .is_ok()
-            }
-        });
-        match r {
-            Ok(true) => rgrpc_result::Ok,
-            Ok(false) => rgrpc_result::Timeout,
+        match block(with_timeout(timeout_ms, c.wait())) {
+            Ok(Some(())) => rgrpc_result::Ok,
+            Ok(None) => rgrpc_result::Timeout,
             Err(r) => r,
         }
     })

@@ -4,7 +4,8 @@ use super::boundary::boundary;
 use super::credentials::rgrpc_channel_credentials;
 use super::error::{cstring, rgrpc_error, rgrpc_result, set_error};
 use super::handle::{
-    free_boxed, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, write_out, Castable,
+    free_boxed, str_or_error, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, write_out,
+    Castable,
 };
 use crate::core::channel::{ChannelError, OptionError, OptionValue};
 use crate::core::credentials::ChannelCredentials;
@@ -72,26 +73,6 @@ pub extern "C" fn rgrpc_channel_options_new() -> *mut rgrpc_channel_options {
     })
 }
 
-/// Reads a string argument, recording why it is unusable in `last_error`.
-fn str_or_error<'a>(
-    b: &mut OptionsBuilder,
-    p: *const c_char,
-    what: &str,
-) -> Result<&'a str, rgrpc_result> {
-    // SAFETY: p is NULL or a NUL-terminated string per the header.
-    match unsafe { super::handle::str_arg(p) } {
-        super::handle::StrArg::Ok(s) => Ok(s),
-        super::handle::StrArg::Null => {
-            b.last_error = cstring(&format!("{what} is NULL"));
-            Err(rgrpc_result::NullParameter)
-        }
-        super::handle::StrArg::NotUtf8 => {
-            b.last_error = cstring(&format!("{what} is not valid UTF-8"));
-            Err(rgrpc_result::InvalidUtf8)
-        }
-    }
-}
-
 fn apply(b: &mut OptionsBuilder, key: &str, v: OptionValue) -> rgrpc_result {
     match b.opts.set(key, v) {
         Ok(()) => rgrpc_result::Ok,
@@ -123,7 +104,7 @@ pub extern "C" fn rgrpc_channel_options_set_int(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_channel_options, opts);
-        let key = match str_or_error(b, key, "key") {
+        let key = match str_or_error(&mut b.last_error, key, "key") {
             Ok(k) => k,
             Err(r) => return r,
         };
@@ -142,11 +123,11 @@ pub extern "C" fn rgrpc_channel_options_set_string(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_channel_options, opts);
-        let key = match str_or_error(b, key, "key") {
+        let key = match str_or_error(&mut b.last_error, key, "key") {
             Ok(k) => k,
             Err(r) => return r,
         };
-        let value = match str_or_error(b, value, "value") {
+        let value = match str_or_error(&mut b.last_error, value, "value") {
             Ok(v) => v,
             Err(r) => return r,
         };

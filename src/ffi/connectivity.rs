@@ -5,12 +5,13 @@ use super::boundary::boundary;
 use super::callback::UserData;
 use super::channel::rgrpc_channel;
 use super::error::rgrpc_result;
-use super::handle::{free_boxed, to_boxed, try_ref, try_ref_or_null, write_out, Castable};
+use super::handle::{
+    block, free_boxed, to_boxed, try_ref, try_ref_or_null, with_timeout, write_out, Castable,
+};
 use crate::core::channel::ConnectivityState;
 use crate::core::{rt, Channel};
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// Called with each connectivity state: first the current one, then every
@@ -108,20 +109,6 @@ pub extern "C" fn rgrpc_channel_unsubscribe(
             rgrpc_result::NotFound
         }
     })
-}
-
-fn block<F: std::future::Future>(f: F) -> Result<F::Output, rgrpc_result> {
-    rt::block_on(f).ok_or(rgrpc_result::Runtime)
-}
-
-async fn with_timeout<F: std::future::Future>(timeout_ms: i64, f: F) -> Option<F::Output> {
-    if timeout_ms < 0 {
-        Some(f.await)
-    } else {
-        tokio::time::timeout(Duration::from_millis(timeout_ms as u64), f)
-            .await
-            .ok()
-    }
 }
 
 /// Blocks until the channel is READY, connecting if needed (like grpcio's

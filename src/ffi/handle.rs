@@ -100,6 +100,48 @@ pub(crate) unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Option<&'a [u
     Some(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
+/// Runs a future on the calling thread (see `rt::block_on`);
+/// `RGRPC_RESULT_RUNTIME` where blocking is impossible.
+pub(crate) fn block<F: std::future::Future>(f: F) -> Result<F::Output, super::error::rgrpc_result> {
+    crate::core::rt::block_on(f).ok_or(super::error::rgrpc_result::Runtime)
+}
+
+/// `f` bounded by `timeout_ms` (< 0: no bound); None when it ran out.
+pub(crate) async fn with_timeout<F: std::future::Future>(
+    timeout_ms: i64,
+    f: F,
+) -> Option<F::Output> {
+    if timeout_ms < 0 {
+        Some(f.await)
+    } else {
+        tokio::time::timeout(std::time::Duration::from_millis(timeout_ms as u64), f)
+            .await
+            .ok()
+    }
+}
+
+/// Reads a string argument, recording why it is unusable in `last_error`
+/// (the message slot of the object the call concerns).
+pub(crate) fn str_or_error<'a>(
+    last_error: &mut std::ffi::CString,
+    p: *const c_char,
+    what: &str,
+) -> Result<&'a str, super::error::rgrpc_result> {
+    use super::error::{cstring, rgrpc_result};
+    // SAFETY: p is NULL or a NUL-terminated string per the header.
+    match unsafe { str_arg(p) } {
+        StrArg::Ok(s) => Ok(s),
+        StrArg::Null => {
+            *last_error = cstring(&format!("{what} is NULL"));
+            Err(rgrpc_result::NullParameter)
+        }
+        StrArg::NotUtf8 => {
+            *last_error = cstring(&format!("{what} is not valid UTF-8"));
+            Err(rgrpc_result::InvalidUtf8)
+        }
+    }
+}
+
 /// Returns early with `NullParameter` when a handle pointer is NULL,
 /// otherwise evaluates to the borrowed Rust object.
 macro_rules! try_ref_or_null {
