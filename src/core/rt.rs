@@ -37,6 +37,10 @@ struct Driver {
     step_aside: Notify,
 }
 
+/// How long the background driver waits after the last caller left before
+/// driving again.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 static DRIVER: Driver = Driver {
     callers: Mutex::new(0),
     idle: Condvar::new(),
@@ -106,47 +110,17 @@ pub fn is_started() -> bool {
     RUNTIME.get().is_some()
 }
 
-/// Blocks SIGPIPE on the calling (library) thread. Socket writes run on
-/// threads that drive the runtime; without this a peer closing a
-/// connection mid-write would kill a C program that keeps the default
-/// SIGPIPE action. Callers' threads get it only while they drive (see
-/// `block_on`); the application's own signal settings are left alone.
-fn ignore_sigpipe_on_this_thread() -> Option<libc::sigset_t> {
+/// Blocks SIGPIPE on a library thread, as a second line of defence: our
+/// socket writes already use MSG_NOSIGNAL. Application threads are never
+/// touched.
+fn ignore_sigpipe_on_this_thread() {
     #[cfg(unix)]
-    // SAFETY: local signal sets; only this thread's mask changes.
+    // SAFETY: a local signal set; only this (library) thread's mask changes.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGPIPE);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        return Some(old);
-    }
-    #[allow(unreachable_code)]
-    None
-}
-
-/// Restores a caller's signal mask. A SIGPIPE raised by our socket writes
-/// while it was blocked is pending on this thread: it is consumed first, or
-/// unblocking would deliver it and kill the program after all.
-fn restore_sigmask(old: Option<libc::sigset_t>) {
-    #[cfg(unix)]
-    if let Some(old) = old {
-        // SAFETY: local signal sets and a zero timeout; sigtimedwait only
-        // takes a signal that is pending and blocked on this thread.
-        unsafe {
-            if libc::sigismember(&old, libc::SIGPIPE) == 0 {
-                let mut pipe: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut pipe);
-                libc::sigaddset(&mut pipe, libc::SIGPIPE);
-                let zero = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                while libc::sigtimedwait(&pipe, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
-            }
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
@@ -196,9 +170,23 @@ fn drive_in_background() {
     };
     loop {
         {
+            // Wait until no caller drives; then linger a moment, so that a
+            // caller making blocking calls back to back is not interrupted by
+            // the driver stepping in and out between them (background work
+            // waits at most LINGER).
             let mut n = DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner());
-            while *n > 0 {
-                n = DRIVER.idle.wait(n).unwrap_or_else(|e| e.into_inner());
+            loop {
+                while *n > 0 {
+                    n = DRIVER.idle.wait(n).unwrap_or_else(|e| e.into_inner());
+                }
+                let (g, t) = DRIVER
+                    .idle
+                    .wait_timeout(n, LINGER)
+                    .unwrap_or_else(|e| e.into_inner());
+                n = g;
+                if t.timed_out() && *n == 0 {
+                    break;
+                }
             }
         }
         rt.block_on(async {
@@ -216,26 +204,22 @@ fn drive_in_background() {
 }
 
 /// Marks the calling thread as a driving caller for its lifetime: the
-/// background driver steps aside, SIGPIPE is blocked; undone on drop (also
-/// when the future panics).
-struct CallerGuard {
-    old_mask: Option<libc::sigset_t>,
-}
+/// background driver steps aside; undone on drop (also when the future
+/// panics). Socket writes use MSG_NOSIGNAL (see `channel::nosigpipe`), so
+/// the caller's signal mask is left alone.
+struct CallerGuard;
 
 impl CallerGuard {
     fn enter() -> CallerGuard {
         *DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         DRIVER.step_aside.notify_one();
         DRIVING.with(|d| d.set(true));
-        CallerGuard {
-            old_mask: ignore_sigpipe_on_this_thread(),
-        }
+        CallerGuard
     }
 }
 
 impl Drop for CallerGuard {
     fn drop(&mut self) {
-        restore_sigmask(self.old_mask.take());
         DRIVING.with(|d| d.set(false));
         let mut n = DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner());
         *n -= 1;
@@ -271,6 +255,17 @@ pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
             // of some other runtime may not.
             if cur.id() != rt.handle().id() {
                 return None;
+            }
+        }
+        // Fast path: an operation that can complete at once (a message
+        // already received, room to send) needs no driving at all.
+        let mut fut = std::pin::pin!(fut);
+        {
+            let _ctx = rt.enter();
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return Some(out);
             }
         }
         let _guard = CallerGuard::enter();

@@ -1,6 +1,7 @@
 //! One HTTP/2 connection (h2 over TCP or a Unix socket), shared by every call
 //! on a channel: many streams on one connection.
 
+use super::nosigpipe::NoSigPipe;
 use crate::core::channel::target::{Address, Target};
 use crate::core::credentials::Transport;
 use crate::core::status::{Code, Status};
@@ -281,7 +282,7 @@ pub(crate) async fn connect(
     for addr in &target.addresses {
         match addr {
             Address::Ip(sa) => match tcp(*sa).await {
-                Ok(s) => return secure(s, transport, tls_name).await,
+                Ok(s) => return secure(NoSigPipe(s), transport, tls_name).await,
                 Err(e) => errors.push(format!("{sa}: {e}")),
             },
             Address::Dns { host, port } => {
@@ -297,13 +298,13 @@ pub(crate) async fn connect(
                 }
                 for sa in resolved {
                     match tcp(sa).await {
-                        Ok(s) => return secure(s, transport, tls_name).await,
+                        Ok(s) => return secure(NoSigPipe(s), transport, tls_name).await,
                         Err(e) => errors.push(format!("{sa} ({host}): {e}")),
                     }
                 }
             }
             Address::Unix(path) => match tokio::net::UnixStream::connect(path).await {
-                Ok(s) => return secure(s, transport, tls_name).await,
+                Ok(s) => return secure(NoSigPipe(s), transport, tls_name).await,
                 Err(e) => errors.push(format!("unix:{}: {e}", path.display())),
             },
         }

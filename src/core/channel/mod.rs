@@ -6,6 +6,7 @@ pub mod backoff;
 mod channel;
 pub(crate) mod connection;
 pub(crate) mod lifecycle;
+pub(crate) mod nosigpipe;
 pub mod options;
 pub mod state;
 pub mod target;
