@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """rgrpc's Python binding vs grpcio's Python client, same server, same process.
 
-    python3 bindings/python/bench/bench.py [--server grpcio|tonic|HOST:PORT]
+    python3 bench/python_binding.py [--server grpcio|tonic|HOST:PORT]
             [--calls N] [--warmup N] [--rounds N] [--stream-messages N]
 
 Starts the interop server (grpcio: cbindings-tests/interop_server.py; tonic:
@@ -26,9 +26,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "cbindings-tests"))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 
 
 def start_server(kind):
