@@ -895,6 +895,10 @@ rgrpc_result rgrpc_call_unary(rgrpc_channel *channel,
  *
  * `cb` (may be NULL) runs once on a library thread when the call ends,
  * with the status and, on OK, the response (see `rgrpc_unary_done_cb`).
+ * Without a callback the call completes with no hop to a callback thread:
+ * the fastest way to wait for it is `rgrpc_call_wait` (which does the
+ * call's I/O on the waiting thread), then `rgrpc_call_recv` and
+ * `rgrpc_call_finish`.
  * When `call_out` is not NULL it receives the call (owned by the caller):
  * wait for it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
  * `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the

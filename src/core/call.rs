@@ -330,12 +330,30 @@ impl Channel {
     pub fn unary_async(
         &self,
         method: &str,
-        mut opts: CallOptions,
+        opts: CallOptions,
         request: Bytes,
         done: impl FnOnce(&Arc<Status>, Option<&Bytes>) + Send + 'static,
     ) -> Result<Call, StartError> {
+        self.unary_async_opt(method, opts, request, Some(done))
+    }
+
+    /// [`Channel::unary_async`] with an optional callback. Without one, no
+    /// done callback is registered: the call ends as soon as its status is
+    /// in (no hop to a callback thread), and the response waits for `recv`.
+    pub fn unary_async_opt(
+        &self,
+        method: &str,
+        mut opts: CallOptions,
+        request: Bytes,
+        done: Option<impl FnOnce(&Arc<Status>, Option<&Bytes>) + Send + 'static>,
+    ) -> Result<Call, StartError> {
         opts.unary_response = true;
         let call = self.start_call(method, opts)?;
+        let handle = rt::handle().map_err(|e| StartError::Runtime(e.to_string()))?;
+        let Some(done) = done else {
+            handle.spawn(drive_unary(call.shared.clone(), request));
+            return Ok(call);
+        };
         // The response is the first message kept for `recv` (by the driver
         // below, or by the background reader that registering a done
         // callback starts): read it from there when the call ends.
@@ -348,7 +366,6 @@ impl Channel {
             let r = lock(&me.stash).front().cloned();
             done(st, if st.is_ok() { r.as_ref() } else { None })
         });
-        let handle = rt::handle().map_err(|e| StartError::Runtime(e.to_string()))?;
         if let Err(cb) = call.on_done(cb) {
             // Already ended (e.g. a deadline in the past): report it anyway,
             // and let `wait` return only after the callback ran (nobody can
@@ -362,26 +379,25 @@ impl Channel {
             });
             return Ok(call);
         }
-        let shared = call.shared.clone();
-        handle.spawn(async move {
-            if let Ok(frame) = encode_message(&shared, &request, SendFlags::default()) {
-                let _ = shared
-                    .send(
-                        frame,
-                        SendFlags {
-                            last: true,
-                            no_compress: false,
-                        },
-                    )
-                    .await;
-            }
-            if let Ok(Some(m)) = shared.recv().await {
-                lock(&shared.stash).push_front(m);
-            }
-            let _ = shared.finish().await;
-        });
+        handle.spawn(drive_unary(call.shared.clone(), request));
         Ok(call)
     }
+}
+
+/// Runs a unary future: sends the request, keeps the response for `recv`,
+/// reads to the end.
+async fn drive_unary(shared: Arc<CallShared>, request: Bytes) {
+    if let Ok(frame) = encode_message(&shared, &request, SendFlags::default()) {
+        let last = SendFlags {
+            last: true,
+            no_compress: false,
+        };
+        let _ = shared.send(frame, last).await;
+    }
+    if let Ok(Some(m)) = shared.recv().await {
+        lock(&shared.stash).push_front(m);
+    }
+    let _ = shared.finish().await;
 }
 
 fn deadline_status() -> Status {

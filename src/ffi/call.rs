@@ -774,6 +774,10 @@ pub extern "C" fn rgrpc_call_unary(
 ///
 /// `cb` (may be NULL) runs once on a library thread when the call ends,
 /// with the status and, on OK, the response (see `rgrpc_unary_done_cb`).
+/// Without a callback the call completes with no hop to a callback thread:
+/// the fastest way to wait for it is `rgrpc_call_wait` (which does the
+/// call's I/O on the waiting thread), then `rgrpc_call_recv` and
+/// `rgrpc_call_finish`.
 /// When `call_out` is not NULL it receives the call (owned by the caller):
 /// wait for it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
 /// `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the
@@ -805,15 +809,15 @@ pub extern "C" fn rgrpc_call_unary_async(
             return rgrpc_result::NullParameter;
         };
         let ud = UserData(user_data);
-        let done = move |st: &Arc<Status>, resp: Option<&Bytes>| {
-            let ud = ud;
-            if let Some(f) = cb {
+        let done = cb.map(|f| {
+            move |st: &Arc<Status>, resp: Option<&Bytes>| {
+                let ud = ud;
                 let (p, n) = resp.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
                 // SAFETY: f is the caller's callback; arguments are borrowed for the call.
                 unsafe { f(ud.0, Arc::as_ptr(st) as *const rgrpc_status, p, n) }
             }
-        };
-        match ch.unary_async(method, options_of(opts), Bytes::copy_from_slice(req), done) {
+        });
+        match ch.unary_async_opt(method, options_of(opts), Bytes::copy_from_slice(req), done) {
             Ok(call) => {
                 if call_out.is_null() {
                     call.detach();

@@ -6,9 +6,10 @@ so the main thread only ever waits on things Python can interrupt:
 
 * unary-unary, blocking, worker thread: ``rgrpc_call_start`` + ``send`` +
   ``recv`` + ``finish`` on the calling thread (no hand-off).
-* unary-unary, blocking, main thread: ``rgrpc_call_unary_async`` with a
-  callback that records the response and status; the main thread waits in
-  ``rgrpc_call_wait`` slices (GIL released; Ctrl-C seen between slices).
+* unary-unary, blocking, main thread: ``rgrpc_call_unary_async`` without
+  a callback; the main thread waits in ``rgrpc_call_wait`` slices (GIL
+  released, doing the call's I/O itself; Ctrl-C seen between slices), then
+  takes the status (``finish``) and the response (``recv``).
 * unary-unary, future: ``rgrpc_call_unary_async`` with a callback that
   completes the future on a library thread.
 * stream-unary: ``rgrpc_call_start``; the request iterator is consumed on a
@@ -37,7 +38,7 @@ from ctypes import byref, c_char_p, c_size_t, c_void_p, string_at
 from . import _api
 from . import _runtime
 from ._api import STATUS_CODES_BY_NUMBER, StatusCode
-from ._lib import HAS, SEND_LAST, Result, lib, result_name, result_str
+from ._lib import HAS, SEND_LAST, UNARY_DONE_CB, Result, lib, result_name, result_str
 from ._runtime import (
     DONE_TRAMPOLINE,
     MESSAGE_TRAMPOLINE,
@@ -892,30 +893,34 @@ class _UnaryUnaryMultiCallable(_MultiCallable, _api.UnaryUnaryMultiCallable):
             # Ctrl-C never lands here: drive the call on this thread (no
             # hand-off to a library thread and back).
             return self._blocking_direct(data, opts, deadline, with_call)
-        # Main thread: the response and status arrive through the unary-done callback
-        # (which has run when rgrpc_call_wait returns OK); this thread waits
-        # in rgrpc_call_wait with the GIL released, in slices so that Ctrl-C
-        # is seen.
+        # Main thread: the call runs without a callback (no hop to a library
+        # thread); this thread waits in rgrpc_call_wait with the GIL released
+        # — doing the call's I/O itself — in slices so that Ctrl-C is seen,
+        # then takes the status and the response.
         sink = _BlockingSink()
-        key = register(sink)
         call = c_void_p()
         try:
             rc = _rgrpc_call_unary_async(self._channel._native(), self._method, opts, data,
-                                         len(data), UNARY_TRAMPOLINE, key, byref(call))
+                                         len(data), UNARY_DONE_CB(), None, byref(call))
         finally:
             if opts:
                 _rgrpc_call_options_free(opts)
         if rc != _OK:
-            unregister(key)
             _raise_local(_start_error(rc))
         p = call.value
         try:
             rc = _rgrpc_call_wait(p, _SLICE_MS)
             while rc == _TIMEOUT:
                 rc = _rgrpc_call_wait(p, _SLICE_MS)
+            st = c_void_p()
+            _rgrpc_call_finish(p, byref(st))
+            sink.code, sink.details, sink.trailing = _status_info(st.value)
+            _rgrpc_status_free(st.value)
+            if sink.code is StatusCode.OK:
+                buf = c_void_p()
+                if _rgrpc_call_recv(p, byref(buf)) == _OK:
+                    sink.data = _take_buffer(buf.value)
             code = sink.code
-            if code is None:
-                code = _await_sink(sink, rc)
             if code is StatusCode.OK and sink.data is None:
                 sink.data = _recover_response(p)
                 if sink.data is None:
