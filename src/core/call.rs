@@ -18,6 +18,7 @@ use crate::core::credentials::CallCredentials;
 use crate::core::metadata::Metadata;
 use crate::core::rt;
 use crate::core::status::{self, Code, Status};
+use crate::core::sync::lock;
 use bytes::Bytes;
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
@@ -85,8 +86,6 @@ pub enum CallError {
     /// Another thread is in the same kind of operation on this call, or
     /// messages are delivered to a message callback.
     Busy(&'static str),
-    /// The wait timed out.
-    Timeout,
     /// The runtime could not be used (e.g. blocking from a foreign
     /// single-threaded tokio runtime).
     Runtime(String),
@@ -100,7 +99,6 @@ impl std::fmt::Display for CallError {
             }
             CallError::SendClosed => f.write_str("the sending side of the call is already closed"),
             CallError::Busy(what) => write!(f, "{what}"),
-            CallError::Timeout => f.write_str("timed out waiting for the call"),
             CallError::Runtime(m) => write!(f, "runtime error: {m}"),
         }
     }
@@ -178,10 +176,6 @@ pub(crate) struct CallShared {
     callbacks: Mutex<Vec<DoneCallback>>,
     deadline_task: Mutex<Option<tokio::task::AbortHandle>>,
     stash: Mutex<VecDeque<Bytes>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Clears a busy flag when dropped.
@@ -349,6 +343,9 @@ impl Channel {
     ) -> Result<Call, StartError> {
         opts.unary_response = true;
         let call = self.start_call(method, opts)?;
+        // `drive_unary` reads to the end: `ensure_progress` need not start
+        // another reader for `wait` or the done callback.
+        call.shared.driving.store(true, Ordering::Release);
         let handle = rt::handle().map_err(|e| StartError::Runtime(e.to_string()))?;
         let Some(done) = done else {
             handle.spawn(drive_unary(call.shared.clone(), request));
@@ -1144,8 +1141,7 @@ impl CallShared {
             Err(_) => {
                 // A send is in progress; it is unwinding now (its guard saw
                 // the status). Reset once it has let go.
-                let me = self.send_handle();
-                if let (Some(me), Ok(h)) = (me, rt::handle()) {
+                if let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) {
                     h.spawn(async move {
                         let mut g = me.send.lock().await;
                         reset_send(&mut g, reason);
@@ -1173,10 +1169,6 @@ impl CallShared {
             }
         }
         true
-    }
-
-    fn send_handle(&self) -> Option<Arc<CallShared>> {
-        self.me.upgrade()
     }
 }
 

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod metadata;
 pub mod rt;
 pub mod status;
+pub(crate) mod sync;
 
 pub use call::{Call, CallError, CallOptions, SendFlags};
 pub use channel::{Channel, ChannelOptions};

@@ -105,11 +105,6 @@ pub fn worker_threads() -> usize {
         .unwrap_or(0)
 }
 
-/// True once the runtime has been started.
-pub fn is_started() -> bool {
-    RUNTIME.get().is_some()
-}
-
 /// Blocks SIGPIPE on a library thread, as a second line of defence: our
 /// socket writes already use MSG_NOSIGNAL. Application threads are never
 /// touched.

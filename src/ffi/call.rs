@@ -382,7 +382,6 @@ fn call_error(e: CallError) -> rgrpc_result {
         CallError::Ended => rgrpc_result::CallEnded,
         CallError::SendClosed => rgrpc_result::SendClosed,
         CallError::Busy(_) => rgrpc_result::Busy,
-        CallError::Timeout => rgrpc_result::Timeout,
         CallError::Runtime(_) => rgrpc_result::Runtime,
     }
 }

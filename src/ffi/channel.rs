@@ -260,10 +260,8 @@ pub extern "C" fn rgrpc_channel_new(
         if target.is_null() {
             return set_error(error_out, rgrpc_result::NullParameter, "target is NULL");
         }
-        let target = match unsafe {
-            // SAFETY: target is a NUL-terminated string per the header.
-            super::handle::str_arg(target)
-        } {
+        // SAFETY: target is a NUL-terminated string per the header.
+        let target = match unsafe { super::handle::str_arg(target) } {
             super::handle::StrArg::Ok(s) => s,
             _ => {
                 return set_error(

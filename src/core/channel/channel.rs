@@ -7,6 +7,7 @@ use crate::core::channel::state::ConnectivityState;
 use crate::core::channel::target::{self, Address};
 use crate::core::credentials::{ChannelCredentials, Transport};
 use crate::core::status::{Code, Status};
+use crate::core::sync::lock;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use http::header::HeaderValue;
@@ -231,10 +232,6 @@ fn is_local(a: &Address) -> bool {
         Address::Dns { host, .. } => host == "localhost",
         Address::Unix(_) => true,
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ChannelInner {

@@ -23,6 +23,7 @@ use super::target::Target;
 use crate::core::credentials::Transport;
 use crate::core::rt;
 use crate::core::status::{Code, Status};
+use crate::core::sync::lock;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use rustls::pki_types::ServerName;
@@ -120,10 +121,6 @@ pub(crate) struct Lifecycle {
     /// so a new subscriber never sees changes from before it existed).
     queue: Mutex<VecDeque<(Vec<u64>, ConnectivityState)>>,
     draining: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn verbose() -> bool {

@@ -147,29 +147,43 @@ fn limit(key: &str, v: i64) -> Result<Option<usize>, OptionError> {
 }
 
 impl ChannelOptions {
-    /// Sets an option by its gRPC key.
+    /// Sets an option by its gRPC key. Each key names its type once:
+    /// `int(..)` / `string(..)` report a value of the other type.
     pub fn set(&mut self, key: &str, value: OptionValue) -> Result<(), OptionError> {
-        use OptionValue::*;
-        let wrong = |expected| OptionError::WrongType {
-            key: key.to_string(),
-            expected,
+        let int = |v: OptionValue| match v {
+            OptionValue::Int(i) => Ok(i),
+            OptionValue::Str(_) => Err(OptionError::WrongType {
+                key: key.to_string(),
+                expected: "an integer",
+            }),
         };
-        match (key, value) {
-            ("grpc.max_receive_message_length", Int(v)) => {
-                self.max_receive_message_length = limit(key, v)?
+        let string = |v: OptionValue| match v {
+            OptionValue::Str(s) => Ok(s),
+            OptionValue::Int(_) => Err(OptionError::WrongType {
+                key: key.to_string(),
+                expected: "a string",
+            }),
+        };
+        let lc = &mut self.lifecycle;
+        match key {
+            "grpc.max_receive_message_length" => {
+                self.max_receive_message_length = limit(key, int(value)?)?
             }
-            ("grpc.max_send_message_length", Int(v)) => {
-                self.max_send_message_length = limit(key, v)?
+            "grpc.max_send_message_length" => {
+                self.max_send_message_length = limit(key, int(value)?)?
             }
-            ("grpc.primary_user_agent", Str(s)) => {
+            "grpc.primary_user_agent" => {
+                let s = string(value)?;
                 check_header_text(key, &s)?;
                 self.primary_user_agent = Some(s)
             }
-            ("grpc.secondary_user_agent", Str(s)) => {
+            "grpc.secondary_user_agent" => {
+                let s = string(value)?;
                 check_header_text(key, &s)?;
                 self.secondary_user_agent = Some(s)
             }
-            ("grpc.default_authority", Str(s)) => {
+            "grpc.default_authority" => {
+                let s = string(value)?;
                 if s.is_empty() || s.parse::<http::uri::Authority>().is_err() {
                     return Err(OptionError::InvalidValue {
                         key: key.into(),
@@ -178,7 +192,8 @@ impl ChannelOptions {
                 }
                 self.default_authority = Some(s)
             }
-            ("grpc.ssl_target_name_override", Str(s)) => {
+            "grpc.ssl_target_name_override" => {
+                let s = string(value)?;
                 if s.is_empty()
                     || s.parse::<http::uri::Authority>().is_err()
                     || s.contains(':') && !s.starts_with('[')
@@ -190,35 +205,31 @@ impl ChannelOptions {
                 }
                 self.ssl_target_name_override = Some(s)
             }
-            ("grpc.keepalive_time_ms", Int(v)) => {
-                self.lifecycle.keepalive_time = millis_or_never(key, v, 1)?
+            "grpc.keepalive_time_ms" => lc.keepalive_time = millis_or_never(key, int(value)?, 1)?,
+            "grpc.keepalive_timeout_ms" => lc.keepalive_timeout = millis(key, int(value)?, 1)?,
+            "grpc.keepalive_permit_without_calls" => {
+                lc.keepalive_permit_without_calls = int(value)? != 0
             }
-            ("grpc.keepalive_timeout_ms", Int(v)) => {
-                self.lifecycle.keepalive_timeout = millis(key, v, 1)?
-            }
-            ("grpc.keepalive_permit_without_calls", Int(v)) => {
-                self.lifecycle.keepalive_permit_without_calls = v != 0
-            }
-            ("grpc.http2.max_pings_without_data", Int(v)) => {
-                self.lifecycle.max_pings_without_data =
+            "grpc.http2.max_pings_without_data" => {
+                let v = int(value)?;
+                lc.max_pings_without_data =
                     u32::try_from(v).map_err(|_| OptionError::InvalidValue {
                         key: key.into(),
                         reason: format!("{v} (use 0 for no limit, or a count)"),
                     })?
             }
-            ("grpc.client_idle_timeout_ms" | "grpc.max_connection_idle_ms", Int(v)) => {
-                self.lifecycle.idle_timeout = millis_or_never(key, v, 1)?
+            "grpc.client_idle_timeout_ms" | "grpc.max_connection_idle_ms" => {
+                lc.idle_timeout = millis_or_never(key, int(value)?, 1)?
             }
-            ("grpc.initial_reconnect_backoff_ms", Int(v)) => {
-                self.lifecycle.backoff.initial = millis(key, v, 1)?
+            "grpc.initial_reconnect_backoff_ms" => {
+                lc.backoff.initial = millis(key, int(value)?, 1)?
             }
-            ("grpc.min_reconnect_backoff_ms", Int(v)) => {
-                self.lifecycle.backoff.min_connect_timeout = millis(key, v, 1)?
+            "grpc.min_reconnect_backoff_ms" => {
+                lc.backoff.min_connect_timeout = millis(key, int(value)?, 1)?
             }
-            ("grpc.max_reconnect_backoff_ms", Int(v)) => {
-                self.lifecycle.backoff.max = millis(key, v, 1)?
-            }
-            ("grpc.default_compression_algorithm", Int(v)) => {
+            "grpc.max_reconnect_backoff_ms" => lc.backoff.max = millis(key, int(value)?, 1)?,
+            "grpc.default_compression_algorithm" => {
+                let v = int(value)?;
                 self.default_compression = u32::try_from(v)
                     .ok()
                     .and_then(Compression::from_u32)
@@ -227,30 +238,8 @@ impl ChannelOptions {
                         reason: format!("{v} (use 0 for none, 1 for deflate, 2 for gzip)"),
                     })?
             }
-            (
-                "grpc.max_receive_message_length"
-                | "grpc.max_send_message_length"
-                | "grpc.default_compression_algorithm"
-                | "grpc.keepalive_time_ms"
-                | "grpc.keepalive_timeout_ms"
-                | "grpc.keepalive_permit_without_calls"
-                | "grpc.http2.max_pings_without_data"
-                | "grpc.client_idle_timeout_ms"
-                | "grpc.max_connection_idle_ms"
-                | "grpc.initial_reconnect_backoff_ms"
-                | "grpc.min_reconnect_backoff_ms"
-                | "grpc.max_reconnect_backoff_ms",
-                Str(_),
-            ) => return Err(wrong("an integer")),
-            (
-                "grpc.primary_user_agent"
-                | "grpc.secondary_user_agent"
-                | "grpc.default_authority"
-                | "grpc.ssl_target_name_override",
-                Int(_),
-            ) => return Err(wrong("a string")),
-            (k, _) if NOT_YET.contains(&k) => return Err(OptionError::Unsupported(k.to_string())),
-            (k, _) => return Err(OptionError::UnknownKey(k.to_string())),
+            k if NOT_YET.contains(&k) => return Err(OptionError::Unsupported(k.to_string())),
+            k => return Err(OptionError::UnknownKey(k.to_string())),
         }
         Ok(())
     }

@@ -13,6 +13,10 @@ use rgrpc_tonic_interop::pb::{Empty, SimpleRequest, StreamingOutputCallRequest};
 use rgrpc_tonic_interop::{ServerOptions, TestServer};
 use tonic::Request;
 
+/// The tests here check that ports close; they run one at a time so that no
+/// other test of this file can take a port a test just freed.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn socket_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
         "rgrpc-tonic-interop-{}-{name}.sock",
@@ -22,6 +26,7 @@ fn socket_path(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn target_and_addr() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start();
     let addr = server.addr();
     assert!(addr.ip().is_loopback());
@@ -32,6 +37,7 @@ async fn target_and_addr() {
 
 #[tokio::test]
 async fn kill_drops_in_flight_stream() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start();
     let addr = server.addr();
     let mut client = connect(&server).await;
@@ -78,6 +84,7 @@ async fn kill_drops_in_flight_stream() {
 
 #[tokio::test]
 async fn drop_kills_too() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start();
     let addr = server.addr();
     drop(server);
@@ -86,6 +93,7 @@ async fn drop_kills_too() {
 
 #[tokio::test]
 async fn restart_on_same_port() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start();
     let port = server.addr().port();
     let mut client = connect(&server).await;
@@ -110,6 +118,7 @@ async fn restart_on_same_port() {
 
 #[tokio::test]
 async fn unix_socket() {
+    let _serial = SERIAL.lock().await;
     let path = socket_path("unix");
     let server = TestServer::start_with(ServerOptions {
         unix_path: Some(path.clone()),
@@ -177,6 +186,7 @@ fn terminate(mut child: Child, signal: &str) {
 
 #[tokio::test]
 async fn binary_tcp() {
+    let _serial = SERIAL.lock().await;
     let (child, line) = spawn_binary(&["--port", "0"]);
     let port: u16 = line
         .strip_prefix("LISTENING ")
@@ -205,6 +215,7 @@ async fn binary_tcp() {
 
 #[tokio::test]
 async fn binary_uds_and_sigint() {
+    let _serial = SERIAL.lock().await;
     let path = socket_path("bin");
     let (child, line) = spawn_binary(&["--uds", path.to_str().unwrap()]);
     assert_eq!(line, "LISTENING 0\n");
@@ -216,6 +227,7 @@ async fn binary_uds_and_sigint() {
 
 #[test]
 fn binary_rejects_bad_arguments() {
+    let _serial = SERIAL.blocking_lock();
     let out = Command::new(env!("CARGO_BIN_EXE_tonic-interop-server"))
         .args(["--bogus"])
         .output()
@@ -226,6 +238,7 @@ fn binary_rejects_bad_arguments() {
 
 #[test]
 fn usable_without_a_runtime() {
+    let _serial = SERIAL.blocking_lock();
     // Plain #[test]: TestServer brings its own runtime.
     let server = TestServer::start();
     let addr = server.addr();
