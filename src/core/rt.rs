@@ -17,7 +17,7 @@
 use once_cell::sync::OnceCell;
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
@@ -28,13 +28,26 @@ static WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static CONFIG_LOCK: Mutex<()> = Mutex::new(());
 
 /// Hand-over between blocked callers and the background driver.
+///
+/// The hot path (a caller entering and leaving `block_on`) touches two
+/// atomics and nothing else: the driver is woken only when the last caller
+/// leaves while it sleeps without a deadline, or when a caller arrives
+/// while it drives.
 struct Driver {
     /// Callers currently inside `block_on`.
-    callers: Mutex<usize>,
-    /// Signalled when `callers` drops to 0.
+    callers: AtomicUsize,
+    /// Bumped by every caller leaving: tells the lingering driver that the
+    /// runtime was driven meanwhile.
+    departures: AtomicUsize,
+    /// True while the driver sleeps until the last caller leaves; cleared
+    /// by the caller that wakes it.
+    parked: Mutex<bool>,
+    /// Signalled (under `parked`) when the last caller leaves.
     idle: Condvar,
-    /// Tells the driver to step aside for a caller.
+    /// Tells the driving driver to step aside for a caller.
     step_aside: Notify,
+    /// True while the driver runs the runtime.
+    driving: AtomicBool,
 }
 
 /// How long the background driver waits after the last caller left before
@@ -42,9 +55,12 @@ struct Driver {
 const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 static DRIVER: Driver = Driver {
-    callers: Mutex::new(0),
+    callers: AtomicUsize::new(0),
+    departures: AtomicUsize::new(0),
+    parked: Mutex::new(false),
     idle: Condvar::new(),
     step_aside: Notify::const_new(),
+    driving: AtomicBool::new(false),
 };
 
 thread_local! {
@@ -164,37 +180,43 @@ fn drive_in_background() {
         std::thread::yield_now();
     };
     loop {
-        {
-            // Wait until no caller drives; then linger a moment, so that a
-            // caller making blocking calls back to back is not interrupted by
-            // the driver stepping in and out between them (background work
-            // waits at most LINGER).
-            let mut n = DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                while *n > 0 {
-                    n = DRIVER.idle.wait(n).unwrap_or_else(|e| e.into_inner());
+        // Wait until no caller drives, then until none has driven for a
+        // whole LINGER: a caller making blocking calls back to back is not
+        // interrupted by the driver stepping in and out between them, and
+        // the callers never wake the driver meanwhile (background work waits
+        // at most about LINGER).
+        loop {
+            if DRIVER.callers.load(Ordering::SeqCst) > 0 {
+                let mut parked = DRIVER.parked.lock().unwrap_or_else(|e| e.into_inner());
+                *parked = true;
+                // The last caller to leave clears `parked`: one wake-up per
+                // park, however many calls follow.
+                while *parked && DRIVER.callers.load(Ordering::SeqCst) > 0 {
+                    parked = DRIVER.idle.wait(parked).unwrap_or_else(|e| e.into_inner());
                 }
-                let (g, t) = DRIVER
-                    .idle
-                    .wait_timeout(n, LINGER)
-                    .unwrap_or_else(|e| e.into_inner());
-                n = g;
-                if t.timed_out() && *n == 0 {
-                    break;
-                }
+                *parked = false;
+            }
+            let seen = DRIVER.departures.load(Ordering::SeqCst);
+            std::thread::sleep(LINGER);
+            if DRIVER.callers.load(Ordering::SeqCst) == 0
+                && DRIVER.departures.load(Ordering::SeqCst) == seen
+            {
+                break;
             }
         }
+        DRIVER.driving.store(true, Ordering::SeqCst);
         rt.block_on(async {
             loop {
                 let aside = DRIVER.step_aside.notified();
                 tokio::pin!(aside);
                 aside.as_mut().enable();
-                if *DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
+                if DRIVER.callers.load(Ordering::SeqCst) > 0 {
                     return;
                 }
                 aside.await;
             }
         });
+        DRIVER.driving.store(false, Ordering::SeqCst);
     }
 }
 
@@ -206,8 +228,10 @@ struct CallerGuard;
 
 impl CallerGuard {
     fn enter() -> CallerGuard {
-        *DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        DRIVER.step_aside.notify_one();
+        DRIVER.callers.fetch_add(1, Ordering::SeqCst);
+        if DRIVER.driving.load(Ordering::SeqCst) {
+            DRIVER.step_aside.notify_one();
+        }
         DRIVING.with(|d| d.set(true));
         CallerGuard
     }
@@ -216,10 +240,13 @@ impl CallerGuard {
 impl Drop for CallerGuard {
     fn drop(&mut self) {
         DRIVING.with(|d| d.set(false));
-        let mut n = DRIVER.callers.lock().unwrap_or_else(|e| e.into_inner());
-        *n -= 1;
-        if *n == 0 {
-            DRIVER.idle.notify_one();
+        DRIVER.departures.fetch_add(1, Ordering::SeqCst);
+        if DRIVER.callers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let mut parked = DRIVER.parked.lock().unwrap_or_else(|e| e.into_inner());
+            if *parked {
+                *parked = false;
+                DRIVER.idle.notify_one();
+            }
         }
     }
 }
@@ -253,7 +280,7 @@ pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
             }
         }
         // Fast path: an operation that can complete at once (a message
-        // already received, room to send) needs no driving at all.
+        // already received) needs no driving at all.
         let mut fut = std::pin::pin!(fut);
         {
             let _ctx = rt.enter();
