@@ -6,16 +6,17 @@
  * Every scenario serializes its SimpleRequest for each operation and
  * parses each SimpleResponse, as the C++ and tonic reference clients do.
  *
- * unary_tput runs --concurrency calls in flight on one channel. Two ways
+ * unary_tput runs --concurrency calls in flight on one channel. Three ways
  * are built in, chosen with the environment variable RGRPC_BENCH_TPUT:
- *   async   (default) rgrpc_call_unary_async; each completion callback
- *           records the call and starts the next one, so no application
- *           thread is involved at all;
+ *   async   (default) rgrpc_call_unary_async with inline callbacks
+ *           (rgrpc_call_options_set_inline_callbacks): each completion
+ *           callback records the call and starts the next one on the
+ *           thread driving the I/O, so no thread hand-off at all;
+ *   async_pool  the same with the default callbacks, which run on a
+ *           library thread that may block (a hand-off per call);
  *   threads --concurrency application threads, each looping over the
  *           blocking rgrpc_call_unary.
- * On rgrpc 77dfa8d async gave ~20 % more calls/s at ~18 % less CPU per
- * call than threads (bench/README.md has the figures and an earlier
- * measurement that went the other way).
+ * bench/README.md has the figures of each.
  */
 #define _GNU_SOURCE
 #include "bench_common.h"
@@ -195,6 +196,7 @@ typedef struct {
   int failed;
   const uint8_t *req;
   size_t req_len;
+  rgrpc_call_options *opts; /* NULL, or inline callbacks */
 } tput_state;
 
 typedef struct {
@@ -240,7 +242,7 @@ static void tput_on_done(void *user_data, const rgrpc_status *st, const uint8_t 
 static void tput_issue(tput_slot *slot) {
   slot->t0 = bench_now_ns();
   rgrpc_result rc =
-      rgrpc_call_unary_async(CH, M_UNARY, NULL, T.req, T.req_len, tput_on_done, slot, NULL);
+      rgrpc_call_unary_async(CH, M_UNARY, T.opts, T.req, T.req_len, tput_on_done, slot, NULL);
   if (rc != RGRPC_RESULT_OK) {
     report_status("UnaryCall (async) start", rc, NULL);
     pthread_mutex_lock(&T.mu);
@@ -311,6 +313,13 @@ static void *tput_thread(void *arg) {
 static int run_unary_tput(bench_result *res) {
   const char *mode = getenv("RGRPC_BENCH_TPUT");
   int threads = mode && !strcmp(mode, "threads");
+  if (!threads && !(mode && !strcmp(mode, "async_pool"))) {
+    T.opts = rgrpc_call_options_new();
+    if (!T.opts || rgrpc_call_options_set_inline_callbacks(T.opts, true) != RGRPC_RESULT_OK) {
+      fprintf(stderr, "rgrpc_bench: cannot set inline callbacks\n");
+      return BENCH_EXIT_FAILED;
+    }
+  }
   pthread_mutex_init(&T.mu, NULL);
   pthread_cond_init(&T.cv, NULL);
   T.res = res;
@@ -365,6 +374,7 @@ static int run_unary_tput(bench_result *res) {
     int stuck = T.inflight > 0;
     pthread_mutex_unlock(&T.mu);
     if (!stuck) free(slots); /* else callbacks may still use them */
+    if (!stuck) rgrpc_call_options_free(T.opts);
   }
   if (T.failed) ret = BENCH_EXIT_FAILED;
   else if (!T.done) bench_stop(res); /* --calls issued before the phase ended */

@@ -347,6 +347,128 @@ static void test_free_call_in_done_callback(void) {
   rgrpc_channel_free(ch);
 }
 
+/* Inline callbacks: each callback checks its response and starts the next
+ * call of its chain from the thread driving the I/O; blocking rgrpc calls
+ * are refused there in the caller-driven runtime; a call cancelled from an
+ * application thread still gets its callback, on another thread. */
+enum { CHAINS = 8, PER_CHAIN = 25 };
+
+typedef struct {
+  tu_latch latch; /* one count per chain */
+  pthread_mutex_t mu;
+  rgrpc_channel *ch;
+  rgrpc_call_options *opts;
+  const uint8_t *req;
+  size_t req_len;
+  int left[CHAINS];
+  int ok;
+  int bad;
+  int blocking_refused;
+} inline_chains;
+
+typedef struct {
+  inline_chains *c;
+  int chain;
+} chain_slot;
+
+static void on_inline(void *ud, const rgrpc_status *st, const uint8_t *resp, size_t len) {
+  chain_slot *slot = ud;
+  inline_chains *c = slot->c;
+  int good = rgrpc_status_get_code(st) == RGRPC_STATUS_CODE_OK && resp &&
+             tu_response_body_len(resp, len) == 321;
+  /* A blocking call from here: refused, not deadlocked. */
+  rgrpc_buffer *b = NULL;
+  rgrpc_result brc = rgrpc_call_unary(c->ch, M_EMPTY, NULL, NULL, 0, &b, NULL);
+  rgrpc_buffer_free(b);
+  pthread_mutex_lock(&c->mu);
+  if (good) c->ok++;
+  else c->bad++;
+  if (brc == RGRPC_RESULT_RUNTIME) c->blocking_refused++;
+  int again = --c->left[slot->chain] > 0;
+  pthread_mutex_unlock(&c->mu);
+  if (!again) {
+    tu_latch_count_down(&c->latch);
+    return;
+  }
+  rgrpc_result rc = rgrpc_call_unary_async(c->ch, M_UNARY, c->opts, c->req, c->req_len, on_inline,
+                                           slot, NULL);
+  if (rc != RGRPC_RESULT_OK) {
+    pthread_mutex_lock(&c->mu);
+    c->bad++;
+    pthread_mutex_unlock(&c->mu);
+    tu_latch_count_down(&c->latch);
+  }
+}
+
+typedef struct {
+  tu_latch latch;
+  pthread_t thread;
+  rgrpc_status_code code;
+} thread_seen;
+
+static void on_done_thread(void *ud, const rgrpc_status *st) {
+  thread_seen *t = ud;
+  t->thread = pthread_self();
+  t->code = rgrpc_status_get_code(st);
+  tu_latch_count_down(&t->latch);
+}
+
+static void test_inline_callbacks(void) {
+  inline_chains c;
+  memset(&c, 0, sizeof c);
+  tu_latch_init(&c.latch, CHAINS);
+  pthread_mutex_init(&c.mu, NULL);
+  c.ch = tu_channel(NULL, NULL);
+  c.opts = rgrpc_call_options_new();
+  CHECK_RC(rgrpc_call_options_set_inline_callbacks(NULL, true), RGRPC_RESULT_NULL_PARAMETER);
+  CHECK_OK(rgrpc_call_options_set_inline_callbacks(c.opts, true));
+  tu_pb req = tu_simple_request(321, 5, 0, NULL);
+  c.req = req.data;
+  c.req_len = req.len;
+  chain_slot slots[CHAINS];
+  for (int i = 0; i < CHAINS; i++) {
+    c.left[i] = PER_CHAIN;
+    slots[i].c = &c;
+    slots[i].chain = i;
+    CHECK_OK(rgrpc_call_unary_async(c.ch, M_UNARY, c.opts, c.req, c.req_len, on_inline, &slots[i],
+                                    NULL));
+  }
+  CHECK_MSG(tu_latch_wait(&c.latch, 30000 * tu_slow()), "chains did not finish");
+  pthread_mutex_lock(&c.mu);
+  CHECK_EQ_INT(c.ok, CHAINS * PER_CHAIN);
+  CHECK_EQ_INT(c.bad, 0);
+  const char *workers = getenv("RGRPC_WORKER_THREADS");
+  if (!workers || !strcmp(workers, "0") || !*workers)
+    CHECK_EQ_INT(c.blocking_refused, CHAINS * PER_CHAIN);
+  pthread_mutex_unlock(&c.mu);
+
+  /* Cancelled from this thread: the inline done callback still runs once,
+   * with CANCELLED, on a thread driving the I/O (not inside cancel). */
+  thread_seen t;
+  memset(&t, 0, sizeof t);
+  tu_latch_init(&t.latch, 1);
+  rgrpc_call_options *slow = tu_opts_md("x-rgrpc-sleep-ms", "5000");
+  CHECK_OK(rgrpc_call_options_set_inline_callbacks(slow, true));
+  rgrpc_call *call = NULL;
+  CHECK_OK(rgrpc_call_unary_async(c.ch, M_UNARY, slow, c.req, c.req_len, NULL, NULL, &call));
+  CHECK_OK(rgrpc_call_on_done(call, on_done_thread, &t));
+  tu_sleep_ms(100);
+  CHECK_OK(rgrpc_call_cancel(call));
+  CHECK_MSG(tu_latch_wait(&t.latch, 10000 * tu_slow()), "done callback did not run");
+  CHECK_CODE(t.code, RGRPC_STATUS_CODE_CANCELLED);
+  CHECK(!pthread_equal(t.thread, pthread_self()));
+  CHECK_OK(rgrpc_call_wait(call, 10000 * tu_slow()));
+  rgrpc_call_free(call);
+  tu_latch_destroy(&t.latch);
+  rgrpc_call_options_free(slow);
+
+  tu_pb_free(&req);
+  rgrpc_call_options_free(c.opts);
+  rgrpc_channel_free(c.ch);
+  pthread_mutex_destroy(&c.mu);
+  tu_latch_destroy(&c.latch);
+}
+
 /* Push mode. */
 
 static void on_message(void *ud, const uint8_t *data, size_t len) {
@@ -435,6 +557,7 @@ int main(void) {
   RUN_TEST(test_async_fire_and_forget);
   RUN_TEST(test_on_done);
   RUN_TEST(test_free_call_in_done_callback);
+  RUN_TEST(test_inline_callbacks);
   RUN_TEST(test_on_message_push_mode);
   RUN_TEST(test_on_message_bidi);
   RUN_TEST(test_call_ends_without_reader);

@@ -542,6 +542,8 @@ typedef struct rgrpc_status rgrpc_status;
  * Runs on a library thread. It must not unwind (no C++ exceptions, no
  * longjmp out of it) and should not block for long. It may call any
  * rgrpc function, including `rgrpc_call_free` on the call it is for.
+ * With `rgrpc_call_options_set_inline_callbacks` it runs on the thread
+ * driving the network I/O instead, and must not block at all.
  */
 typedef void (*rgrpc_call_done_cb)(void *user_data, const rgrpc_status *status);
 
@@ -564,8 +566,8 @@ typedef void (*rgrpc_message_cb)(void *user_data, const uint8_t *data, size_t le
  *
  * `status` is borrowed for the callback's duration. `response`/
  * `response_len` hold the response when the status is OK (borrowed for
- * the callback's duration), otherwise NULL/0. Runs on a library thread;
- * same rules as `rgrpc_call_done_cb`.
+ * the callback's duration), otherwise NULL/0. Runs on a library thread
+ * (or inline); same rules as `rgrpc_call_done_cb`.
  */
 typedef void (*rgrpc_unary_done_cb)(void *user_data,
                                     const rgrpc_status *status,
@@ -686,6 +688,27 @@ rgrpc_result rgrpc_call_options_add_metadata_string(rgrpc_call_options *opts,
  * (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
  */
 rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts, bool wait_for_ready);
+
+/**
+ * Runs the done callbacks of calls using these options (those of
+ * `rgrpc_call_on_done` and the callback of `rgrpc_call_unary_async`)
+ * inline: on the thread driving the library's network I/O, as soon as the
+ * call ends, instead of on a library thread that may block. This saves a
+ * thread hand-off (two context switches) per call: use it when callbacks
+ * are short and start further calls, the way to keep many calls in flight
+ * from one thread at the lowest cost (see `bench/rgrpc_bench.c`).
+ *
+ * Inline callbacks follow the rules of `rgrpc_message_cb`: they must not
+ * block, and must not call blocking rgrpc functions (send, recv, finish,
+ * unary, wait...: in the default caller-driven runtime those return
+ * `RGRPC_RESULT_RUNTIME`); starting calls (`rgrpc_call_unary_async`,
+ * `rgrpc_call_start`), `rgrpc_call_cancel` and, as in the default mode,
+ * `rgrpc_call_free` of the call (when no other function is using its
+ * handle) are fine. Default: off. Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`.
+ */
+rgrpc_result rgrpc_call_options_set_inline_callbacks(rgrpc_call_options *opts,
+                                                     bool inline_callbacks);
 
 /**
  * Sets the compression of messages this call sends, overriding the

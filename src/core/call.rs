@@ -46,7 +46,6 @@ pub struct CallOptions {
     /// Custom metadata sent with the request headers.
     pub metadata: Metadata,
     /// Queue the call until the channel is ready instead of failing fast.
-    /// Stored now; acted on by the connection-lifecycle work.
     pub wait_for_ready: bool,
     /// Credentials for this call, added to the channel's.
     pub credentials: Option<CallCredentials>,
@@ -55,6 +54,10 @@ pub struct CallOptions {
     /// The method returns exactly one response (unary / client streaming):
     /// zero or two responses end the call with UNIMPLEMENTED.
     pub unary_response: bool,
+    /// Run done callbacks on the thread driving the I/O (a runtime task)
+    /// instead of the blocking pool: no thread hand-off, but a callback
+    /// must not block.
+    pub inline_callbacks: bool,
 }
 
 impl CallOptions {
@@ -146,6 +149,8 @@ struct RecvState {
 struct SendState {
     stream: Option<SendStream<Bytes>>,
     closed: bool,
+    /// A message has been handed to h2 on this stream.
+    sent_any: bool,
 }
 
 /// Shared state of one call; the user's [`Call`] handle and any driver task
@@ -245,6 +250,7 @@ impl Channel {
             send: tokio::sync::Mutex::new(SendState {
                 stream: None,
                 closed: false,
+                sent_any: false,
             }),
             recv: tokio::sync::Mutex::new(RecvState {
                 phase: RecvPhase::NotStarted,
@@ -370,7 +376,7 @@ impl Channel {
             let st = call.status().expect("ended");
             let finished = call.shared.finished_tx.clone();
             finished.send_replace(false);
-            handle.spawn_blocking(move || {
+            run_callbacks(handle, call.shared.opts.inline_callbacks, move || {
                 cb(&st);
                 finished.send_replace(true);
             });
@@ -678,11 +684,14 @@ impl CallShared {
             if st.stream.is_none() {
                 st.stream = lock(&self.pending).0.take();
             }
+            let first = !st.sent_any;
             let stream = st.stream.as_mut().ok_or(CallError::Ended)?;
             // Wait until the previous message has left the buffer and the
-            // window has room.
+            // window has room. The first message goes at once: nothing is
+            // buffered yet, and h2 can then write it with the request
+            // headers (one write for a unary request).
             stream.reserve_capacity(1);
-            while stream.capacity() == 0 {
+            while !first && stream.capacity() == 0 {
                 match poll_fn(|cx| stream.poll_capacity(cx)).await {
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return Err(CallError::Ended),
@@ -691,6 +700,7 @@ impl CallShared {
             stream
                 .send_data(frame, flags.last)
                 .map_err(|_| CallError::Ended)?;
+            st.sent_any = true;
             if flags.last {
                 st.closed = true;
             }
@@ -1162,13 +1172,22 @@ impl CallShared {
                 finished.send_replace(true);
             };
             match rt::handle() {
-                Ok(h) => {
-                    h.spawn_blocking(run);
-                }
+                Ok(h) => run_callbacks(h, self.opts.inline_callbacks, run),
                 Err(_) => run(),
             }
         }
         true
+    }
+}
+
+/// Runs done callbacks away from the caller's locks: on the blocking pool
+/// (they may block), or `inline` as a task on the thread driving the I/O
+/// (no thread hand-off; they must not block).
+fn run_callbacks(h: &tokio::runtime::Handle, inline: bool, run: impl FnOnce() + Send + 'static) {
+    if inline {
+        h.spawn(async move { run() });
+    } else {
+        h.spawn_blocking(run);
     }
 }
 

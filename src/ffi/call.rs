@@ -53,6 +53,8 @@ pub enum rgrpc_compression {
 /// Runs on a library thread. It must not unwind (no C++ exceptions, no
 /// longjmp out of it) and should not block for long. It may call any
 /// rgrpc function, including `rgrpc_call_free` on the call it is for.
+/// With `rgrpc_call_options_set_inline_callbacks` it runs on the thread
+/// driving the network I/O instead, and must not block at all.
 pub type rgrpc_call_done_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, status: *const rgrpc_status)>;
 
@@ -73,8 +75,8 @@ pub type rgrpc_message_cb =
 ///
 /// `status` is borrowed for the callback's duration. `response`/
 /// `response_len` hold the response when the status is OK (borrowed for
-/// the callback's duration), otherwise NULL/0. Runs on a library thread;
-/// same rules as `rgrpc_call_done_cb`.
+/// the callback's duration), otherwise NULL/0. Runs on a library thread
+/// (or inline); same rules as `rgrpc_call_done_cb`.
 pub type rgrpc_unary_done_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -107,6 +109,7 @@ pub(crate) struct CallOptionsBuilder {
     wait_for_ready: bool,
     compression: Option<Compression>,
     credentials: Option<CallCredentials>,
+    inline_callbacks: bool,
     last_error: CString,
 }
 
@@ -126,6 +129,7 @@ impl CallOptionsBuilder {
             compression: self.compression,
             credentials: self.credentials.clone(),
             unary_response: false,
+            inline_callbacks: self.inline_callbacks,
         }
     }
 }
@@ -146,6 +150,7 @@ pub extern "C" fn rgrpc_call_options_new() -> *mut rgrpc_call_options {
             wait_for_ready: false,
             compression: None,
             credentials: None,
+            inline_callbacks: false,
             last_error: CString::default(),
         })
     })
@@ -261,6 +266,34 @@ pub extern "C" fn rgrpc_call_options_set_wait_for_ready(
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_call_options, opts);
         b.wait_for_ready = wait_for_ready;
+        rgrpc_result::Ok
+    })
+}
+
+/// Runs the done callbacks of calls using these options (those of
+/// `rgrpc_call_on_done` and the callback of `rgrpc_call_unary_async`)
+/// inline: on the thread driving the library's network I/O, as soon as the
+/// call ends, instead of on a library thread that may block. This saves a
+/// thread hand-off (two context switches) per call: use it when callbacks
+/// are short and start further calls, the way to keep many calls in flight
+/// from one thread at the lowest cost (see `bench/rgrpc_bench.c`).
+///
+/// Inline callbacks follow the rules of `rgrpc_message_cb`: they must not
+/// block, and must not call blocking rgrpc functions (send, recv, finish,
+/// unary, wait...: in the default caller-driven runtime those return
+/// `RGRPC_RESULT_RUNTIME`); starting calls (`rgrpc_call_unary_async`,
+/// `rgrpc_call_start`), `rgrpc_call_cancel` and, as in the default mode,
+/// `rgrpc_call_free` of the call (when no other function is using its
+/// handle) are fine. Default: off. Returns `RGRPC_RESULT_OK` or
+/// `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_options_set_inline_callbacks(
+    opts: *mut rgrpc_call_options,
+    inline_callbacks: bool,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_call_options, opts);
+        b.inline_callbacks = inline_callbacks;
         rgrpc_result::Ok
     })
 }
