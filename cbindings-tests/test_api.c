@@ -215,6 +215,7 @@ static void test_null_handling(void) {
   CHECK(call != NULL);
   CHECK_RC(rgrpc_call_send(call, NULL, 5, 0), RGRPC_RESULT_NULL_PARAMETER);
   CHECK_RC(rgrpc_call_send(call, (const uint8_t *)"", 0, 0x80), RGRPC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rgrpc_call_send(call, (const uint8_t *)"", 0, 8), RGRPC_RESULT_INVALID_ARGUMENT);
   CHECK_RC(rgrpc_call_recv(call, NULL), RGRPC_RESULT_NULL_PARAMETER);
   CHECK_RC(rgrpc_call_initial_metadata(call, NULL), RGRPC_RESULT_NULL_PARAMETER);
   CHECK_RC(rgrpc_call_on_done(call, NULL, NULL), RGRPC_RESULT_NULL_PARAMETER);

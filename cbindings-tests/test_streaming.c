@@ -70,16 +70,20 @@ static void test_server_streaming_error_at_end(void) {
 static void test_client_streaming(void) {
   static const size_t payloads[] = {27182, 8, 1828, 45904};
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  for (int variant = 0; variant < 2; variant++) {
+  for (int variant = 0; variant < 4; variant++) {
     rgrpc_call *call = NULL;
     CHECK_OK(rgrpc_call_start(ch, M_CLIENT_STREAM, NULL, &call));
+    /* variants 2 and 3: every message may wait in the send buffer
+     * (RGRPC_SEND_BUFFER_HINT); close_send or LAST writes them. */
+    uint32_t hint = variant >= 2 ? RGRPC_SEND_BUFFER_HINT : 0;
+    int last_flag = variant == 1 || variant == 3;
     for (size_t i = 0; i < 4; i++) {
       tu_pb req = tu_streaming_input_request(payloads[i]);
-      /* variant 0: close_send afterwards; variant 1: LAST on the last message */
-      tu_send_pb(call, &req, (variant == 1 && i == 3) ? RGRPC_SEND_LAST : 0);
+      /* variants 0, 2: close_send afterwards; 1, 3: LAST on the last message */
+      tu_send_pb(call, &req, hint | ((last_flag && i == 3) ? RGRPC_SEND_LAST : 0));
       tu_pb_free(&req);
     }
-    if (variant == 0) CHECK_OK(rgrpc_call_close_send(call));
+    if (!last_flag) CHECK_OK(rgrpc_call_close_send(call));
     rgrpc_buffer *buf = NULL;
     CHECK_OK(rgrpc_call_recv(call, &buf));
     CHECK_EQ_INT(tu_aggregated_payload_size(rgrpc_buffer_data(buf), rgrpc_buffer_len(buf)), 74922);

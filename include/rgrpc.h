@@ -32,6 +32,11 @@
 
 
 /**
+ * Most bytes [`SendFlags::buffer_hint`] messages wait in a call's buffer.
+ */
+#define CORK_LIMIT (64 << 10)
+
+/**
  * `rgrpc_call_send` flag: half-close after this message (as if
  * `rgrpc_call_close_send` followed; saves a frame).
  */
@@ -43,6 +48,17 @@
  * spec: use it for messages mixing secrets with attacker-chosen data).
  */
 #define RGRPC_SEND_NO_COMPRESS 2
+
+/**
+ * `rgrpc_call_send` flag: the message may wait in the call's send buffer
+ * (up to 64 KiB) and leave together with later messages: it is written by
+ * the next send without this flag, by `rgrpc_call_close_send` (or
+ * `RGRPC_SEND_LAST`), or when the buffer fills. Streams of many small
+ * messages then cost one system call per 64 KiB instead of one per
+ * message (gRPC's buffer hint; C-core's `GRPC_WRITE_BUFFER_HINT`). Do not
+ * set it on a message the server must see before it answers.
+ */
+#define RGRPC_SEND_BUFFER_HINT 4
 
 /**
  * Whether an API function itself worked. `RGRPC_RESULT_OK` is 0 so
@@ -763,8 +779,9 @@ rgrpc_result rgrpc_call_start(rgrpc_channel *channel,
 /**
  * Sends one message (`data`/`len`, copied; `data` may be NULL when `len`
  * is 0). Blocks while HTTP/2 flow control leaves no room (at most one
- * message is buffered). `flags`: 0, or `RGRPC_SEND_LAST` to half-close
- * after it, and/or `RGRPC_SEND_NO_COMPRESS`.
+ * message is buffered). `flags`: 0, or any of `RGRPC_SEND_LAST` to
+ * half-close after it, `RGRPC_SEND_NO_COMPRESS`, `RGRPC_SEND_BUFFER_HINT`
+ * to let it wait for later messages (one write for many small ones).
  *
  * Returns `RGRPC_RESULT_OK`; `RGRPC_RESULT_CALL_ENDED` when the call has
  * ended or the server closed the stream (`rgrpc_call_finish` says why; a

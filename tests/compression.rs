@@ -93,8 +93,8 @@ fn describe(ch: &rgrpc::core::Channel, opts: CallOptions, msgs: &[(usize, bool)]
     let call = ch.start_call("/c/Echo", opts).unwrap();
     for (n, no_compress) in msgs {
         let flags = SendFlags {
-            last: false,
             no_compress: *no_compress,
+            ..SendFlags::default()
         };
         block(call.send(&vec![b'a'; *n], flags)).unwrap();
     }

@@ -19,7 +19,7 @@ use crate::core::metadata::Metadata;
 use crate::core::rt;
 use crate::core::status::{self, Code, Status};
 use crate::core::sync::lock;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, TE, USER_AGENT};
@@ -76,7 +76,15 @@ pub struct SendFlags {
     /// Do not compress this message even if the call compresses (the
     /// CRIME/BEAST mitigation of the compression spec).
     pub no_compress: bool,
+    /// The message may wait in the call's send buffer (up to
+    /// [`CORK_LIMIT`]) and leave with a later message: many small messages
+    /// then cost one write (gRPC's buffer hint). Flushed by the next send
+    /// without the hint, `close_send`, or a full buffer.
+    pub buffer_hint: bool,
 }
+
+/// Most bytes [`SendFlags::buffer_hint`] messages wait in a call's buffer.
+pub const CORK_LIMIT: usize = 64 << 10;
 
 /// Why a call operation did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +159,8 @@ struct SendState {
     closed: bool,
     /// A message has been handed to h2 on this stream.
     sent_any: bool,
+    /// Encoded messages sent with the buffer hint, not yet handed to h2.
+    corked: BytesMut,
 }
 
 /// Shared state of one call; the user's [`Call`] handle and any driver task
@@ -251,6 +261,7 @@ impl Channel {
                 stream: None,
                 closed: false,
                 sent_any: false,
+                corked: BytesMut::new(),
             }),
             recv: tokio::sync::Mutex::new(RecvState {
                 phase: RecvPhase::NotStarted,
@@ -311,7 +322,7 @@ impl Channel {
                 request,
                 SendFlags {
                     last: true,
-                    no_compress: false,
+                    ..SendFlags::default()
                 },
             )
             .await;
@@ -393,7 +404,7 @@ async fn drive_unary(shared: Arc<CallShared>, request: Bytes) {
     if let Ok(frame) = encode_message(&shared, &request, SendFlags::default()) {
         let last = SendFlags {
             last: true,
-            no_compress: false,
+            ..SendFlags::default()
         };
         let _ = shared.send(frame, last).await;
     }
@@ -684,6 +695,20 @@ impl CallShared {
             if st.stream.is_none() {
                 st.stream = lock(&self.pending).0.take();
             }
+            if st.stream.is_none() {
+                return Err(CallError::Ended);
+            }
+            let mut frame = frame;
+            if flags.buffer_hint && !flags.last {
+                st.corked.extend_from_slice(&frame);
+                if st.corked.len() < CORK_LIMIT {
+                    return Ok(());
+                }
+                frame = st.corked.split().freeze();
+            } else if !st.corked.is_empty() {
+                st.corked.extend_from_slice(&frame);
+                frame = st.corked.split().freeze();
+            }
             let first = !st.sent_any;
             let stream = st.stream.as_mut().ok_or(CallError::Ended)?;
             // Wait until the previous message has left the buffer and the
@@ -721,10 +746,9 @@ impl CallShared {
                 st.stream = lock(&self.pending).0.take();
             }
             st.closed = true;
+            let corked = st.corked.split().freeze();
             let stream = st.stream.as_mut().ok_or(CallError::Ended)?;
-            stream
-                .send_data(Bytes::new(), true)
-                .map_err(|_| CallError::Ended)
+            stream.send_data(corked, true).map_err(|_| CallError::Ended)
         })
         .await
     }

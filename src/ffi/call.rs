@@ -30,6 +30,14 @@ pub const RGRPC_SEND_LAST: u32 = 1;
 /// call compresses (the CRIME/BEAST mitigation of the gRPC compression
 /// spec: use it for messages mixing secrets with attacker-chosen data).
 pub const RGRPC_SEND_NO_COMPRESS: u32 = 2;
+/// `rgrpc_call_send` flag: the message may wait in the call's send buffer
+/// (up to 64 KiB) and leave together with later messages: it is written by
+/// the next send without this flag, by `rgrpc_call_close_send` (or
+/// `RGRPC_SEND_LAST`), or when the buffer fills. Streams of many small
+/// messages then cost one system call per 64 KiB instead of one per
+/// message (gRPC's buffer hint; C-core's `GRPC_WRITE_BUFFER_HINT`). Do not
+/// set it on a message the server must see before it answers.
+pub const RGRPC_SEND_BUFFER_HINT: u32 = 4;
 
 /// Message compression algorithms (numbered as C-core's
 /// `grpc_compression_algorithm`). Functions take them as `uint32_t`.
@@ -462,8 +470,9 @@ pub extern "C" fn rgrpc_call_start(
 
 /// Sends one message (`data`/`len`, copied; `data` may be NULL when `len`
 /// is 0). Blocks while HTTP/2 flow control leaves no room (at most one
-/// message is buffered). `flags`: 0, or `RGRPC_SEND_LAST` to half-close
-/// after it, and/or `RGRPC_SEND_NO_COMPRESS`.
+/// message is buffered). `flags`: 0, or any of `RGRPC_SEND_LAST` to
+/// half-close after it, `RGRPC_SEND_NO_COMPRESS`, `RGRPC_SEND_BUFFER_HINT`
+/// to let it wait for later messages (one write for many small ones).
 ///
 /// Returns `RGRPC_RESULT_OK`; `RGRPC_RESULT_CALL_ENDED` when the call has
 /// ended or the server closed the stream (`rgrpc_call_finish` says why; a
@@ -480,7 +489,7 @@ pub extern "C" fn rgrpc_call_send(
 ) -> rgrpc_result {
     boundary(|| {
         let c = try_ref_or_null!(rgrpc_call, call);
-        if flags & !(RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS) != 0 {
+        if flags & !(RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS | RGRPC_SEND_BUFFER_HINT) != 0 {
             return rgrpc_result::InvalidArgument;
         }
         // SAFETY: data is NULL or points to len readable bytes.
@@ -490,6 +499,7 @@ pub extern "C" fn rgrpc_call_send(
         let f = SendFlags {
             last: flags & RGRPC_SEND_LAST != 0,
             no_compress: flags & RGRPC_SEND_NO_COMPRESS != 0,
+            buffer_hint: flags & RGRPC_SEND_BUFFER_HINT != 0,
         };
         match block(c.send(msg, f)) {
             Ok(Ok(())) => rgrpc_result::Ok,

@@ -104,7 +104,7 @@ pub fn unary(
 pub fn last() -> SendFlags {
     SendFlags {
         last: true,
-        no_compress: false,
+        ..SendFlags::default()
     }
 }
 
