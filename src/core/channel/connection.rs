@@ -165,7 +165,13 @@ struct GoawayWatch<T> {
     header: [u8; 9],
     have: usize,
     skip: usize,
+    /// Read-ahead: bytes read from the socket not yet given to h2.
+    ahead: Vec<u8>,
+    ahead_pos: usize,
 }
+
+/// Bytes read from the socket per system call when h2 asks for less.
+const READ_AHEAD: usize = 64 << 10;
 
 impl<T> GoawayWatch<T> {
     fn scan(&mut self, mut bytes: &[u8]) {
@@ -199,11 +205,48 @@ impl<T: AsyncRead + Unpin> AsyncRead for GoawayWatch<T> {
     ) -> std::task::Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut this.io).poll_read(cx, buf);
-        if let std::task::Poll::Ready(Ok(())) = r {
-            this.scan(&buf.filled()[before..]);
+        // h2 asks for about one frame at a time; a large message would cost
+        // a system call per 16 KiB frame. Small requests are served from a
+        // read-ahead buffer filled up to READ_AHEAD bytes per call.
+        if this.ahead_pos < this.ahead.len() {
+            let n = (this.ahead.len() - this.ahead_pos).min(buf.remaining());
+            buf.put_slice(&this.ahead[this.ahead_pos..this.ahead_pos + n]);
+            this.ahead_pos += n;
+            this.scan_filled(buf, before);
+            return std::task::Poll::Ready(Ok(()));
         }
-        r
+        if buf.remaining() >= READ_AHEAD {
+            let r = std::pin::Pin::new(&mut this.io).poll_read(cx, buf);
+            if let std::task::Poll::Ready(Ok(())) = r {
+                this.scan_filled(buf, before);
+            }
+            return r;
+        }
+        this.ahead.clear();
+        this.ahead_pos = 0;
+        this.ahead.reserve(READ_AHEAD);
+        let spare = this.ahead.spare_capacity_mut();
+        let mut rb = tokio::io::ReadBuf::uninit(&mut spare[..READ_AHEAD]);
+        match std::pin::Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+            std::task::Poll::Ready(Ok(())) => {
+                let got = rb.filled().len();
+                // SAFETY: `rb` initialised the first `got` spare bytes.
+                unsafe { this.ahead.set_len(got) };
+                let n = got.min(buf.remaining());
+                buf.put_slice(&this.ahead[..n]);
+                this.ahead_pos = n;
+                this.scan_filled(buf, before);
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T> GoawayWatch<T> {
+    /// Scans what the last read added to `buf`.
+    fn scan_filled(&mut self, buf: &tokio::io::ReadBuf<'_>, before: usize) {
+        self.scan(&buf.filled()[before..]);
     }
 }
 
@@ -422,6 +465,8 @@ where
         header: [0; 9],
         have: 0,
         skip: 0,
+        ahead: Vec::new(),
+        ahead_pos: 0,
     };
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
