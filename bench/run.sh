@@ -9,7 +9,7 @@
 #
 # Environment:
 #   SERVER_CPU=0 CLIENT_CPU=1   CPUs to pin to (one CPU machine: both 0)
-#   CLIENTS="rgrpc rgrpc_thr cpp tonic tonic_ct tcp"   which clients to run
+#   CLIENTS="rgrpc rgrpc_pool rgrpc_thr cpp tonic tonic_ct tcp"   which clients to run
 #   SCENARIOS="unary_lat pingpong_lat unary_tput server_stream server_stream@1024 large_unary client_stream"
 #                               (NAME@BYTES: the streamed messages carry BYTES of payload)
 #   QUICK=1                     a short smoke run (counts / 10)
@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 OUT=${OUT:-$ROOT/build/bench-results}
-CLIENTS=${CLIENTS:-"rgrpc rgrpc_thr cpp tonic tonic_ct tcp"}
+CLIENTS=${CLIENTS:-"rgrpc rgrpc_pool rgrpc_thr cpp tonic tonic_ct tcp"}
 SCENARIOS=${SCENARIOS:-"unary_lat pingpong_lat unary_tput server_stream server_stream@1024 large_unary client_stream"}
 LAT_RUNS=3
 say() { printf '\n== %s\n' "$*" >&2; }
@@ -128,6 +128,7 @@ scenario_flags() { # NAME[@BYTES]
 client_cmd() { # client -> command prefix (port flags included)
   case $1 in
     rgrpc)     echo "env RGRPC_BENCH_TPUT=async $BIN/rgrpc_bench --port $GRPC_PORT" ;;
+    rgrpc_pool) echo "env RGRPC_BENCH_TPUT=async_pool $BIN/rgrpc_bench --port $GRPC_PORT" ;;
     rgrpc_thr) echo "env RGRPC_BENCH_TPUT=threads $BIN/rgrpc_bench --port $GRPC_PORT" ;;
     cpp)       echo "$BIN/cpp_client --port $GRPC_PORT" ;;
     tonic)     echo "$TONIC --port $GRPC_PORT" ;;
@@ -144,8 +145,8 @@ for sc in $SCENARIOS; do
   [[ $base == unary_lat || $base == pingpong_lat ]] && runs=$LAT_RUNS
   for r in $(seq "$runs"); do
     for c in $CLIENTS; do
-      # rgrpc_thr differs from rgrpc only in unary_tput
-      [[ $c == rgrpc_thr && $base != unary_tput ]] && continue
+      # rgrpc_pool and rgrpc_thr differ from rgrpc only in unary_tput
+      [[ ($c == rgrpc_thr || $c == rgrpc_pool) && $base != unary_tput ]] && continue
       set +e
       line=$(taskset -c "$CLIENT_CPU" timeout 120 $(client_cmd "$c") --scenario "$base" $(scenario_flags "$sc") 2>"$OUT/$c.$sc.$r.err")
       rc=$?

@@ -19,6 +19,7 @@ CLIENTS = [
     ("tonic", "tonic MT"),
     ("tonic_ct", "tonic CT"),
     ("rgrpc", "rgrpc"),
+    ("rgrpc_pool", "rgrpc pool cb"),
     ("rgrpc_thr", "rgrpc threads"),
 ]
 PEERS = ["cpp", "tonic", "tonic_ct"]
