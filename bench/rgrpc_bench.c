@@ -144,9 +144,7 @@ static int run_pingpong(bench_result *res) {
     if (i == A.warmup) bench_start(res);
     uint64_t t0 = bench_now_ns();
     size_t n = pack_request(&pb);
-    /* The buffer hint lets messages leave 64 KiB at a time;
-     * rgrpc_call_close_send below writes the rest. */
-    if ((rc = rgrpc_call_send(call, pb.buf, n, RGRPC_SEND_BUFFER_HINT)) != RGRPC_RESULT_OK) {
+    if ((rc = rgrpc_call_send(call, pb.buf, n, 0)) != RGRPC_RESULT_OK) {
       report_call_failure("StreamingCall send", rc, call);
       ret = BENCH_EXIT_FAILED;
       break;
