@@ -172,7 +172,7 @@ static inline void bench_record(bench_result *r, uint64_t ns) {
 }
 
 static inline int bench_expired(const bench_result *r, double duration, uint64_t now) {
-  return (double)(now - r->t_start) >= duration * 1e9;
+  return now > r->t_start && (double)(now - r->t_start) >= duration * 1e9;
 }
 
 static inline int bench_cmp_u64(const void *a, const void *b) {

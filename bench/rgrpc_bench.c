@@ -258,9 +258,11 @@ static void tput_on_done(void *user_data, const rgrpc_status *st, const uint8_t 
   int ok = rgrpc_status_get_code(st) == RGRPC_STATUS_CODE_OK;
   if (!ok) report_status("UnaryCall (async)", RGRPC_RESULT_RPC_FAILED, st);
   else if (check_response(resp, len)) ok = 0;
-  uint64_t now = bench_now_ns();
+  /* The clock is read under the lock: callbacks may run on several
+   * threads, and one that read it before another started the measured
+   * phase would see time run backwards. */
   pthread_mutex_lock(&T.mu);
-  int again = tput_complete_locked(slot->t0, now, ok);
+  int again = tput_complete_locked(slot->t0, bench_now_ns(), ok);
   pthread_mutex_unlock(&T.mu);
   if (again) tput_issue(slot);
 }
@@ -284,8 +286,8 @@ static void *tput_thread(void *arg) {
     else if (check_response(rgrpc_buffer_data(resp), rgrpc_buffer_len(resp))) ok = 0;
     rgrpc_buffer_free(resp);
     rgrpc_status_free(st);
-    uint64_t now = bench_now_ns();
     pthread_mutex_lock(&T.mu);
+    uint64_t now = bench_now_ns(); /* under the lock, see tput_on_done */
     /* the "again" slot is taken by the loop head instead */
     T.inflight--;
     T.completed++;

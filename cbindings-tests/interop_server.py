@@ -419,6 +419,50 @@ def _handlers():
 
 
 # --------------------------------------------------------------------------
+# grpc.testing.BenchmarkService, for the smoke test of bench/rgrpc_bench
+# (bench/smoke.py). The benchmarks themselves run against bench/cpp_server.
+
+BENCH_SERVICE = "grpc.testing.BenchmarkService"
+
+
+def _bench_response(size: int):
+    return messages_pb2.SimpleResponse(payload=messages_pb2.Payload(body=bytes(size)))
+
+
+def bench_unary(req, context):
+    return _bench_response(req.response_size)
+
+
+def bench_streaming(reqs, context):
+    for req in reqs:
+        yield _bench_response(req.response_size)
+
+
+def bench_from_client(reqs, context):
+    last = 0
+    for req in reqs:
+        last = req.response_size
+    return _bench_response(last)
+
+
+def bench_from_server(req, context):
+    resp = _bench_response(req.response_size)
+    while context.is_active():
+        yield resp
+
+
+def _bench_handlers():
+    kw = dict(request_deserializer=messages_pb2.SimpleRequest.FromString,
+              response_serializer=lambda m: m.SerializeToString())
+    return {
+        "UnaryCall": grpc.unary_unary_rpc_method_handler(bench_unary, **kw),
+        "StreamingCall": grpc.stream_stream_rpc_method_handler(bench_streaming, **kw),
+        "StreamingFromClient": grpc.stream_unary_rpc_method_handler(bench_from_client, **kw),
+        "StreamingFromServer": grpc.unary_stream_rpc_method_handler(bench_from_server, **kw),
+    }
+
+
+# --------------------------------------------------------------------------
 # main
 
 
@@ -488,7 +532,8 @@ def main(argv=None) -> int:
         options=options,
     )
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE, _handlers()),)
+        (grpc.method_handlers_generic_handler(SERVICE, _handlers()),
+         grpc.method_handlers_generic_handler(BENCH_SERVICE, _bench_handlers()))
     )
 
     if args.uds:
