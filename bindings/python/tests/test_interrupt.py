@@ -15,7 +15,11 @@ import pytest
 from conftest import PKG_ROOT
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Python leaves SIGINT ignored when it starts with it ignored (a test run
+    # started as a background job of a non-interactive shell): install the
+    # KeyboardInterrupt handler explicitly, as an interactive program has it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, %(pkg)r)
     sys.path.insert(0, %(gen)r)
     import rgrpc
