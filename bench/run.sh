@@ -12,6 +12,8 @@
 #   CLIENTS="rgrpc rgrpc_pool rgrpc_thr cpp tonic tonic_ct tcp"   which clients to run
 #   SCENARIOS="unary_lat pingpong_lat unary_tput server_stream server_stream@1024 large_unary client_stream"
 #                               (NAME@BYTES: the streamed messages carry BYTES of payload)
+#   SERVER_SPIN_US=N            both servers poll N µs before sleeping (cpp_server
+#                               and tcp_floor --spin-us; default 0: no spinning)
 #   QUICK=1                     a short smoke run (counts / 10)
 #   OUT=dir                     where results go (default build/bench-results)
 #   NO_INSTALL=1                never call apt-get
@@ -104,9 +106,10 @@ start_server() { # VAR name command... : starts it, sets VAR to its port
   echo "$name did not start: $(cat "$log")" >&2
   exit 1
 }
-start_server GRPC_PORT cpp_server "$BIN/cpp_server" --port 0
-start_server TCP_PORT tcp_floor_server "$BIN/tcp_floor" --server --port 0
-say "servers on CPU $SERVER_CPU (gRPC :$GRPC_PORT, TCP :$TCP_PORT), clients on CPU $CLIENT_CPU"
+SPIN=${SERVER_SPIN_US:-0}
+start_server GRPC_PORT cpp_server "$BIN/cpp_server" --port 0 --spin-us "$SPIN"
+start_server TCP_PORT tcp_floor_server "$BIN/tcp_floor" --server --port 0 --spin-us "$SPIN"
+say "servers on CPU $SERVER_CPU (gRPC :$GRPC_PORT, TCP :$TCP_PORT, spin $SPIN µs), clients on CPU $CLIENT_CPU"
 
 # ---------------------------------------------------------------- scenarios
 div=1; [[ -n "${QUICK:-}" ]] && div=10
@@ -171,5 +174,5 @@ say "results ($RESULTS)"
   echo
   echo "rgrpc $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src/ changes');" \
        "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU;" \
-       "load average $LOAD_BEFORE before, $(cut -d' ' -f1 /proc/loadavg) after (other work on the machine skews every figure); $(date -u +%Y-%m-%d)."
+       "server spin ${SPIN} µs; load average $LOAD_BEFORE before, $(cut -d' ' -f1 /proc/loadavg) after (other work on the machine skews every figure); $(date -u +%Y-%m-%d)."
 } | tee "$OUT/table.md"

@@ -2,8 +2,13 @@
  * tcp_floor: the floor of the latency scenarios, a raw loopback TCP
  * ping-pong with no HTTP/2, no gRPC and no protobuf.
  *
- *   tcp_floor --server [--port N]     echo server (port 0: any); prints
- *                                     "LISTENING <port>" once it accepts
+ *   tcp_floor --server [--port N] [--spin-us N]
+ *                                     echo server (port 0: any); prints
+ *                                     "LISTENING <port>" once it accepts;
+ *                                     --spin-us N: poll the socket without
+ *                                     blocking for up to N µs before
+ *                                     sleeping in read (as cpp_server
+ *                                     --spin-us; default 0)
  *   tcp_floor <client flags>          the flags of rgrpc_bench
  *
  * A request is an 8-byte header (request length, response length, both
@@ -39,10 +44,22 @@ static int write_all(int fd, const void *buf, size_t n) {
   return 0;
 }
 
+/* Server only: how long a read polls before it blocks (--spin-us). */
+static long SPIN_US;
+
 static int read_all(int fd, void *buf, size_t n) {
   char *p = (char *)buf;
   while (n > 0) {
-    ssize_t r = read(fd, p, n);
+    ssize_t r;
+    if (SPIN_US > 0) {
+      uint64_t until = bench_now_ns() + (uint64_t)SPIN_US * 1000;
+      do {
+        r = recv(fd, p, n, MSG_DONTWAIT);
+      } while (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && bench_now_ns() < until);
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) r = read(fd, p, n);
+    } else {
+      r = read(fd, p, n);
+    }
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return -1;
     p += r;
@@ -160,11 +177,14 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && !strcmp(argv[1], "--server")) {
     long port = 0;
-    if (argc == 4 && !strcmp(argv[2], "--port") && !bench_parse_long(argv[3], 0, &port) && port <= 65535)
-      return run_server((int)port);
-    if (argc == 2) return run_server(0);
-    fprintf(stderr, "usage: %s --server [--port N]\n", argv[0]);
-    return BENCH_EXIT_USAGE;
+    for (int i = 2; i < argc; i += 2) {
+      long *dst = !strcmp(argv[i], "--port") ? &port : !strcmp(argv[i], "--spin-us") ? &SPIN_US : NULL;
+      if (!dst || i + 1 >= argc || bench_parse_long(argv[i + 1], 0, dst) || port > 65535) {
+        fprintf(stderr, "usage: %s --server [--port N] [--spin-us N]\n", argv[0]);
+        return BENCH_EXIT_USAGE;
+      }
+    }
+    return run_server((int)port);
   }
   bench_args a;
   int rc = bench_parse_args(argc, argv, &a);
