@@ -16,22 +16,9 @@ static void *canceller_main(void *p) {
   return NULL;
 }
 
-/* Starts a FullDuplexCall and has one response go through, so the stream
- * is certainly open on the server. */
-static rgrpc_call *open_bidi(rgrpc_channel *ch, const rgrpc_call_options *o) {
-  static const int32_t one = 3;
-  rgrpc_call *call = NULL;
-  CHECK_OK(rgrpc_call_start(ch, M_BIDI, o, &call));
-  tu_pb req = tu_streaming_output_request(&one, NULL, 1, 0, 0, NULL);
-  tu_send_pb(call, &req, 0);
-  tu_pb_free(&req);
-  CHECK_EQ_INT(tu_recv_body_len(call), 3);
-  return call;
-}
-
 static void test_cancel_from_other_thread_unblocks_recv(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  rgrpc_call *call = open_bidi(ch, NULL);
+  rgrpc_call *call = tu_open_bidi(ch, NULL);
   canceller_args a = {call, 200, NULL};
   pthread_t t;
   int64_t t0 = tu_now_ms();
@@ -59,7 +46,7 @@ static void test_cancel_from_other_thread_unblocks_recv(void) {
 /* finish blocked in one thread, cancel from another. */
 static void test_cancel_unblocks_finish(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  rgrpc_call *call = open_bidi(ch, NULL);
+  rgrpc_call *call = tu_open_bidi(ch, NULL);
   canceller_args a = {call, 200, NULL};
   pthread_t t;
   int64_t t0 = tu_now_ms();
@@ -95,7 +82,7 @@ static void test_cancel_unblocks_initial_metadata(void) {
 
 static void test_cancel_idempotent(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  rgrpc_call *call = open_bidi(ch, NULL);
+  rgrpc_call *call = tu_open_bidi(ch, NULL);
   CHECK_OK(rgrpc_call_cancel(call));
   CHECK_OK(rgrpc_call_cancel(call));
   CHECK(!rgrpc_call_is_active(call));
@@ -193,7 +180,7 @@ static void test_free_active_call(void) {
   done_record_init(&r);
 
   /* A bidi call with an open stream, a done callback registered. */
-  rgrpc_call *call = open_bidi(ch, NULL);
+  rgrpc_call *call = tu_open_bidi(ch, NULL);
   CHECK_OK(rgrpc_call_on_done(call, record_done, &r));
   rgrpc_call_free(call); /* cancels; the callback still runs, with CANCELLED */
   CHECK_MSG(tu_latch_wait(&r.latch, 5000 * tu_slow()), "done callback did not run after free");
@@ -252,7 +239,7 @@ static void test_channel_close_with_active_calls(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
 
   /* 1: a bidi call, a thread blocked in recv on it. */
-  rgrpc_call *bidi = open_bidi(ch, NULL);
+  rgrpc_call *bidi = tu_open_bidi(ch, NULL);
   receiver_args ra = {bidi, RGRPC_RESULT_OK, 0};
   pthread_t t;
   tu_thread_start(&t, receiver_main, &ra);
@@ -332,7 +319,7 @@ static void test_channel_close_with_active_calls(void) {
 /* Close from another thread while the main thread is blocked in recv. */
 static void test_channel_close_from_other_thread(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  rgrpc_call *call = open_bidi(ch, NULL);
+  rgrpc_call *call = tu_open_bidi(ch, NULL);
   canceller_args a = {NULL, 200, ch};
   pthread_t t;
   tu_thread_start(&t, canceller_main, &a);
@@ -347,7 +334,7 @@ static void test_channel_close_from_other_thread(void) {
 /* Freeing the channel handle does not end its calls. */
 static void test_channel_free_keeps_calls(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  rgrpc_call *call = open_bidi(ch, NULL);
+  rgrpc_call *call = tu_open_bidi(ch, NULL);
   rgrpc_channel_free(ch);
   static const int32_t size = 77;
   tu_pb req = tu_streaming_output_request(&size, NULL, 1, 0, 0, NULL);
@@ -360,7 +347,7 @@ static void test_channel_free_keeps_calls(void) {
 
 static void test_two_receivers_busy(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  rgrpc_call *call = open_bidi(ch, NULL);
+  rgrpc_call *call = tu_open_bidi(ch, NULL);
   receiver_args ra = {call, RGRPC_RESULT_OK, 0};
   pthread_t t;
   tu_thread_start(&t, receiver_main, &ra);
@@ -380,7 +367,7 @@ static void test_two_receivers_busy(void) {
   rgrpc_call_free(call);
 
   /* Same, but the blocked receiver is released by a cancel. */
-  call = open_bidi(ch, NULL);
+  call = tu_open_bidi(ch, NULL);
   ra.call = call;
   tu_thread_start(&t, receiver_main, &ra);
   tu_sleep_ms(300);

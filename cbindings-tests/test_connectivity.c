@@ -267,36 +267,6 @@ static rgrpc_call_options *wfr_opts(int64_t timeout_ms) {
   return o;
 }
 
-/* A unary call; returns its code and copies the status details. */
-static rgrpc_status_code unary_details(rgrpc_channel *ch, const rgrpc_call_options *o,
-                                       char *details, size_t details_len) {
-  tu_pb req = tu_simple_request(1, 0, 0, NULL);
-  rgrpc_buffer *resp = NULL;
-  const rgrpc_status *st = NULL;
-  rgrpc_result rc = rgrpc_call_unary(ch, M_UNARY, o, req.data, req.len, &resp, &st);
-  tu_pb_free(&req);
-  CHECK_MSG(rc == RGRPC_RESULT_OK || rc == RGRPC_RESULT_RPC_FAILED, "rgrpc_call_unary: %s",
-            rgrpc_result_name(rc));
-  CHECK(st != NULL);
-  rgrpc_status_code code = rgrpc_status_get_code(st);
-  snprintf(details, details_len, "%s", rgrpc_status_details(st));
-  rgrpc_buffer_free(resp);
-  rgrpc_status_free(st);
-  return code;
-}
-
-/* A FullDuplexCall with one response through (the stream is surely open). */
-static rgrpc_call *open_bidi(rgrpc_channel *ch, const rgrpc_call_options *o) {
-  static const int32_t one = 3;
-  rgrpc_call *call = NULL;
-  CHECK_OK(rgrpc_call_start(ch, M_BIDI, o, &call));
-  tu_pb req = tu_streaming_output_request(&one, NULL, 1, 0, 0, NULL);
-  tu_send_pb(call, &req, 0);
-  tu_pb_free(&req);
-  CHECK_EQ_INT(tu_recv_body_len(call), 3);
-  return call;
-}
-
 /* A thread making one wait-for-ready unary call. */
 typedef struct {
   rgrpc_channel *ch;
@@ -667,7 +637,7 @@ static void test_refused_target(void) {
   for (int i = 0; i < 3; i++) {
     char details[512];
     int64_t t0 = tu_now_ms();
-    CHECK_CODE(unary_details(ch, NULL, details, sizeof details), RGRPC_STATUS_CODE_UNAVAILABLE);
+    CHECK_CODE(tu_unary_details(ch, NULL, 1, NULL, details, sizeof details), RGRPC_STATUS_CODE_UNAVAILABLE);
     int64_t el = tu_now_ms() - t0;
     CHECK_MSG(el < 300 * tu_slow(), "a fail-fast call took %lld ms", (long long)el);
     CHECK_NONEMPTY(details);
@@ -1221,7 +1191,7 @@ static void test_server_frozen_then_killed(void) {
   uint64_t id = log_subscribe(ch, &l, false);
   rgrpc_call_options *deadline = rgrpc_call_options_new();
   CHECK_OK(rgrpc_call_options_set_timeout_ms(deadline, 30000)); /* bounded, but far */
-  rgrpc_call *bidi = open_bidi(ch, deadline);
+  rgrpc_call *bidi = tu_open_bidi(ch, deadline);
   int ready = log_wait_state(&l, S_READY, 0, 2000 * tu_slow());
   CHECK_MSG(ready >= 0, "%s", log_str(&l));
 
@@ -1261,7 +1231,7 @@ static void test_server_frozen_then_killed(void) {
   log_init(&l);
   id = log_subscribe(ch, &l, false);
   CHECK_CODE(tu_unary_size(ch, NULL, 10, NULL), RGRPC_STATUS_CODE_OK); /* the server is back */
-  bidi = open_bidi(ch, deadline);
+  bidi = tu_open_bidi(ch, deadline);
   ready = log_wait_state(&l, S_READY, 0, 2000 * tu_slow());
   CHECK_MSG(ready >= 0, "%s", log_str(&l));
 

@@ -294,8 +294,9 @@ rgrpc_status_code tu_unary(rgrpc_channel *ch, const char *method, const rgrpc_ca
   return code;
 }
 
-rgrpc_status_code tu_unary_size(rgrpc_channel *ch, const rgrpc_call_options *opts,
-                                int32_t response_size, size_t *body_len) {
+rgrpc_status_code tu_unary_details(rgrpc_channel *ch, const rgrpc_call_options *opts,
+                                   int32_t response_size, size_t *body_len, char *details,
+                                   size_t details_len) {
   tu_pb req = tu_simple_request(response_size, 0, 0, NULL);
   rgrpc_buffer *resp = NULL;
   const rgrpc_status *st = NULL;
@@ -307,9 +308,26 @@ rgrpc_status_code tu_unary_size(rgrpc_channel *ch, const rgrpc_call_options *opt
   rgrpc_status_code code = rgrpc_status_get_code(st);
   CHECK((rc == RGRPC_RESULT_OK) == (code == RGRPC_STATUS_CODE_OK));
   if (body_len) *body_len = rc == RGRPC_RESULT_OK ? tu_buffer_body_len(resp) : (size_t)-1;
+  if (details) snprintf(details, details_len, "%s", rgrpc_status_details(st));
   rgrpc_buffer_free(resp);
   rgrpc_status_free(st);
   return code;
+}
+
+rgrpc_status_code tu_unary_size(rgrpc_channel *ch, const rgrpc_call_options *opts,
+                                int32_t response_size, size_t *body_len) {
+  return tu_unary_details(ch, opts, response_size, body_len, NULL, 0);
+}
+
+rgrpc_call *tu_open_bidi(rgrpc_channel *ch, const rgrpc_call_options *opts) {
+  static const int32_t three = 3;
+  rgrpc_call *call = NULL;
+  CHECK_OK(rgrpc_call_start(ch, M_BIDI, opts, &call));
+  tu_pb req = tu_streaming_output_request(&three, NULL, 1, 0, 0, NULL);
+  tu_send_pb(call, &req, 0);
+  tu_pb_free(&req);
+  CHECK_EQ_INT(tu_recv_body_len(call), 3);
+  return call;
 }
 
 void tu_send_pb(rgrpc_call *call, const tu_pb *msg, uint32_t flags) {

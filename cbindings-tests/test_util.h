@@ -196,6 +196,14 @@ rgrpc_status_code tu_unary(rgrpc_channel *ch, const char *method, const rgrpc_ca
  * status code and the received payload.body length in *body_len (may be NULL). */
 rgrpc_status_code tu_unary_size(rgrpc_channel *ch, const rgrpc_call_options *opts,
                                 int32_t response_size, size_t *body_len);
+/* tu_unary_size that also copies the status details (when `details` is
+ * not NULL). */
+rgrpc_status_code tu_unary_details(rgrpc_channel *ch, const rgrpc_call_options *opts,
+                                   int32_t response_size, size_t *body_len, char *details,
+                                   size_t details_len);
+/* Starts a FullDuplexCall and has one response go through, so the stream
+ * is certainly open on the server. */
+rgrpc_call *tu_open_bidi(rgrpc_channel *ch, const rgrpc_call_options *opts);
 
 /* Sends one message with flags on a call, expecting RGRPC_RESULT_OK. */
 void tu_send_pb(rgrpc_call *call, const tu_pb *msg, uint32_t flags);

@@ -493,17 +493,9 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
     def done(self):
         return self._state.code is not None
 
-    def result(self, timeout=None):
-        st = self._state
-        if not st.wait_done(timeout):
-            raise _api.FutureTimeoutError()
-        if st.code is StatusCode.OK:
-            return st.response
-        if st.cancelled:
-            raise _api.FutureCancelledError()
-        raise self
-
-    def exception(self, timeout=None):
+    def _failure(self, timeout):
+        """Waits for the outcome: None when OK, else this call as the error;
+        raises FutureTimeoutError / FutureCancelledError."""
         st = self._state
         if not st.wait_done(timeout):
             raise _api.FutureTimeoutError()
@@ -513,14 +505,18 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
             raise _api.FutureCancelledError()
         return self
 
+    def result(self, timeout=None):
+        err = self._failure(timeout)
+        if err is not None:
+            raise err
+        return self._state.response
+
+    def exception(self, timeout=None):
+        return self._failure(timeout)
+
     def traceback(self, timeout=None):
-        st = self._state
-        if not st.wait_done(timeout):
-            raise _api.FutureTimeoutError()
-        if st.code is StatusCode.OK:
+        if self._failure(timeout) is None:
             return None
-        if st.cancelled:
-            raise _api.FutureCancelledError()
         try:
             raise self
         except _api.RpcError:

@@ -179,15 +179,20 @@ class _ChannelReadyFuture(_api.Future):
             self._matured = True
             cbs, self._callbacks = self._callbacks, None
             self._cond.notify_all()
+        self._finish(cbs)
+
+    def _start(self):
+        self._channel.subscribe(self._update, try_to_connect=True)
+
+    def _finish(self, cbs):
+        """Stops following the channel and runs the callbacks (outside the
+        lock)."""
         self._channel.unsubscribe(self._update)
         for fn in cbs:
             try:
                 fn(self)
             except Exception:
                 _runtime._LOGGER.exception("Exception in a channel-ready callback")
-
-    def _start(self):
-        self._channel.subscribe(self._update, try_to_connect=True)
 
     def cancel(self):
         with self._cond:
@@ -196,12 +201,7 @@ class _ChannelReadyFuture(_api.Future):
             self._cancelled = True
             cbs, self._callbacks = self._callbacks, None
             self._cond.notify_all()
-        self._channel.unsubscribe(self._update)
-        for fn in cbs:
-            try:
-                fn(self)
-            except Exception:
-                _runtime._LOGGER.exception("Exception in a channel-ready callback")
+        self._finish(cbs)
         return True
 
     def cancelled(self):
