@@ -225,7 +225,10 @@ impl Lifecycle {
             }
         }
         log(&format!("channel {} is {to}", self.params.target.authority));
-        self.start_drain();
+        // Without subscribers nothing is queued: no delivery thread.
+        if !lock(&self.queue).is_empty() {
+            self.start_drain();
+        }
     }
 
     /// SHUTDOWN: final; the connection is closed and every waiter woken.
