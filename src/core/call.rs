@@ -18,7 +18,7 @@ use crate::core::credentials::CallCredentials;
 use crate::core::metadata::Metadata;
 use crate::core::rt;
 use crate::core::status::{self, Code, Status};
-use crate::core::sync::lock;
+use crate::core::sync::{lock, AsyncMutex};
 use bytes::{Bytes, BytesMut};
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
@@ -179,8 +179,8 @@ pub(crate) struct CallShared {
     finished_tx: watch::Sender<bool>,
     opened: tokio::sync::OnceCell<()>,
     pending: Mutex<(Option<SendStream<Bytes>>, Option<ResponseFuture>)>,
-    send: tokio::sync::Mutex<SendState>,
-    recv: tokio::sync::Mutex<RecvState>,
+    send: AsyncMutex<SendState>,
+    recv: AsyncMutex<RecvState>,
     send_busy: AtomicBool,
     recv_busy: AtomicBool,
     push_mode: AtomicBool,
@@ -257,13 +257,13 @@ impl Channel {
             finished_tx: watch::channel(false).0,
             opened: tokio::sync::OnceCell::new(),
             pending: Mutex::new((None, None)),
-            send: tokio::sync::Mutex::new(SendState {
+            send: AsyncMutex::new(SendState {
                 stream: None,
                 closed: false,
                 sent_any: false,
                 corked: BytesMut::new(),
             }),
-            recv: tokio::sync::Mutex::new(RecvState {
+            recv: AsyncMutex::new(RecvState {
                 phase: RecvPhase::NotStarted,
                 decoder: Decoder::new(max_recv),
                 received: 0,
@@ -562,15 +562,33 @@ impl CallShared {
         self.status_tx.borrow().clone()
     }
 
+    /// True once the call has its final status (no reference taken).
+    fn ended(&self) -> bool {
+        self.status_tx.borrow().is_some()
+    }
+
     /// Runs `op` until it finishes or the call terminates.
     async fn guarded<T>(
         &self,
         op: impl Future<Output = Result<T, CallError>>,
     ) -> Result<T, CallError> {
-        let mut rx = self.status_tx.subscribe();
-        if rx.borrow().is_some() {
+        if self.ended() {
             return Err(CallError::Ended);
         }
+        // Most operations complete at the first poll (a message already
+        // received, room to send): only a waiting one watches the status.
+        // A status set in between is seen by `wait_for`, which checks the
+        // current value first.
+        let mut op = std::pin::pin!(op);
+        let first = std::future::poll_fn(|cx| match op.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await;
+        if let Some(r) = first {
+            return r;
+        }
+        let mut rx = self.status_tx.subscribe();
         tokio::select! {
             biased;
             r = op => r,
@@ -580,10 +598,15 @@ impl CallShared {
 
     /// Opens the HTTP/2 stream once (connecting if needed).
     async fn ensure_open(&self) -> Result<(), CallError> {
+        if self.opened.initialized() {
+            return Ok(());
+        }
         let r = self
             .opened
             .get_or_try_init(|| async {
-                match self.open().await {
+                // Boxed: every send and recv future embeds this one, and
+                // the opening state machine is large and needed once.
+                match Box::pin(self.open()).await {
                     Ok(()) => Ok(()),
                     Err(st) => {
                         self.terminate(st, false);
@@ -767,7 +790,7 @@ impl CallShared {
                 return Ok(Some(m));
             }
         }
-        if self.status().is_some() {
+        if self.ended() {
             return Ok(None);
         }
         let _busy =
@@ -796,7 +819,7 @@ impl CallShared {
     /// call ends or one message arrives, which it keeps for `recv`. It never
     /// buffers more than one message, so flow control still applies.
     fn ensure_progress(&self) {
-        if self.status().is_some()
+        if self.ended()
             || self.push_mode.load(Ordering::Acquire)
             || self.driving.swap(true, Ordering::AcqRel)
         {
@@ -1061,7 +1084,7 @@ impl CallShared {
             if let Some(md) = self.initial_md.get() {
                 return Ok(md);
             }
-            if self.status().is_some() {
+            if self.ended() {
                 return Ok(self.initial_md.get_or_init(Metadata::new));
             }
             // Drive the response headers ourselves if no one is receiving.
@@ -1098,7 +1121,7 @@ impl CallShared {
     fn on_done(&self, cb: DoneCallback) -> Result<(), DoneCallback> {
         {
             let mut cbs = lock(&self.callbacks);
-            if self.status().is_some() {
+            if self.ended() {
                 return Err(cb);
             }
             cbs.push(cb);
@@ -1171,8 +1194,8 @@ impl CallShared {
             s.send_reset(reason);
         }
         match self.send.try_lock() {
-            Ok(mut g) => reset_send(&mut g, reason),
-            Err(_) => {
+            Some(mut g) => reset_send(&mut g, reason),
+            None => {
                 // A send is in progress; it is unwinding now (its guard saw
                 // the status). Reset once it has let go.
                 if let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) {

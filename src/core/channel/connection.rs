@@ -182,9 +182,10 @@ impl<T> GoawayWatch<T> {
                 bytes = &bytes[n..];
                 continue;
             }
-            self.header[self.have] = bytes[0];
-            self.have += 1;
-            bytes = &bytes[1..];
+            let n = (9 - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
             if self.have == 9 {
                 let h = &self.header;
                 self.skip = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
