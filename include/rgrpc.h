@@ -32,11 +32,6 @@
 
 
 /**
- * Most bytes [`SendFlags::buffer_hint`] messages wait in a call's buffer.
- */
-#define CORK_LIMIT (64 << 10)
-
-/**
  * `rgrpc_call_send` flag: half-close after this message (as if
  * `rgrpc_call_close_send` followed; saves a frame).
  */

@@ -60,6 +60,32 @@ mod tests {
         );
     }
 
+    /// Every name the header defines is in rgrpc's namespace: a stray
+    /// `pub const` in the core would otherwise become a bare C macro.
+    #[test]
+    fn every_name_is_prefixed() {
+        let header = generate(&root());
+        let mut bad = Vec::new();
+        for line in header.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let name = match words.as_slice() {
+                ["#define", name, ..] => name,
+                ["typedef", "struct", name, ..] | ["typedef", "enum", name, ..] => name,
+                ["struct", name, ..] | ["enum", name, ..] => name,
+                _ => continue,
+            };
+            let name = name
+                .trim_end_matches([';', '{'])
+                .split('(')
+                .next()
+                .unwrap_or("");
+            if !(name.starts_with("rgrpc_") || name.starts_with("RGRPC_") || name.is_empty()) {
+                bad.push(name.to_string());
+            }
+        }
+        assert!(bad.is_empty(), "unprefixed names in the header: {bad:?}");
+    }
+
     #[test]
     fn version_macros_match_cargo_toml() {
         let root = root();
