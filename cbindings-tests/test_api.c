@@ -116,6 +116,19 @@ static void test_null_handling(void) {
   CHECK_EQ_INT(rgrpc_buffer_len(NULL), 0);
   (void)rgrpc_buffer_data(NULL); /* NULL or non-dereferenceable: must not crash */
   rgrpc_buffer_free(NULL);
+  rgrpc_buffer *nb = NULL;
+  uint8_t *nd = NULL;
+  CHECK_RC(rgrpc_buffer_new(1, NULL, &nd), RGRPC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rgrpc_buffer_new(1, &nb, NULL), RGRPC_RESULT_NULL_PARAMETER);
+  CHECK(nb == NULL && nd == NULL);
+  if (sizeof(size_t) > 4) {
+    /* Longer than a gRPC length prefix can say. */
+    CHECK_RC(rgrpc_buffer_new((size_t)UINT32_MAX + 1, &nb, &nd), RGRPC_RESULT_INVALID_ARGUMENT);
+    CHECK(nb == NULL && nd == NULL);
+  }
+  CHECK_OK(rgrpc_buffer_new(0, &nb, &nd));
+  CHECK_EQ_INT(rgrpc_buffer_len(nb), 0);
+  rgrpc_buffer_free(nb);
 
   /* call options */
   CHECK_RC(rgrpc_call_options_set_timeout_ms(NULL, 10), RGRPC_RESULT_NULL_PARAMETER);

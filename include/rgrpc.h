@@ -32,6 +32,11 @@
 
 
 /**
+ * Buffers at least this large are pooled.
+ */
+#define MIN_POOLED (64 << 10)
+
+/**
  * `rgrpc_call_send` flag: half-close after this message (as if
  * `rgrpc_call_close_send` followed; saves a frame).
  */
@@ -323,10 +328,21 @@ typedef uint32_t rgrpc_compression;
 #endif // __cplusplus
 
 /**
- * A received message: bytes owned by the library until
- * `rgrpc_buffer_free`. Immutable; may be read from any thread.
+ * Flags for [`Call::send`].
+ */
+typedef struct SendFlags SendFlags;
+
+/**
+ * A message: bytes owned by the caller until `rgrpc_buffer_free`, or
+ * until passed to a function that takes it (`rgrpc_call_send_buffer`,
+ * `rgrpc_call_unary_buffer`).
  *
- * Methods: `rgrpc_buffer_data`, `rgrpc_buffer_len`, `rgrpc_buffer_free`.
+ * Received messages are immutable and may be read from any thread. A
+ * buffer from `rgrpc_buffer_new` is written through the pointer that
+ * function returns, by one thread at a time.
+ *
+ * Methods: `rgrpc_buffer_new`, `rgrpc_buffer_data`, `rgrpc_buffer_len`,
+ * `rgrpc_buffer_free`.
  */
 typedef struct rgrpc_buffer rgrpc_buffer;
 
@@ -618,14 +634,37 @@ typedef void (*rgrpc_metadata_plugin_cb)(void *user_data,
  */
 typedef void (*rgrpc_destroy_cb)(void *user_data);
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
- * The bytes of a buffer. Valid until `rgrpc_buffer_free(buffer)`. For an
- * empty message or NULL, returns a non-dereferenceable pointer or NULL;
- * check `rgrpc_buffer_len` first.
+ * Makes a buffer of `len` bytes for a message the application writes in
+ * place (for example `protobuf_c_message_pack(msg, data)`), then sends
+ * with `rgrpc_call_send_buffer` or `rgrpc_call_unary_buffer`, which take
+ * the buffer and send it without copying it (a compressed message is
+ * still compressed into a new one). Saves one copy of every request;
+ * worth it for large messages.
+ *
+ * On success writes the buffer to `*buffer_out` (owned by the caller
+ * until a send function takes it, or `rgrpc_buffer_free`) and the address
+ * of its `len` bytes to `*data_out`. The bytes are uninitialised, as from
+ * `malloc`: write all `len` of them before sending. The address stays
+ * valid until the buffer is sent or freed.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (an
+ * out-pointer is NULL), or `RGRPC_RESULT_INVALID_ARGUMENT` (`len` above
+ * the largest gRPC message, 4 GiB - 1, or memory for it could not be
+ * allocated). Thread-safe.
+ */
+rgrpc_result rgrpc_buffer_new(size_t len, rgrpc_buffer **buffer_out, uint8_t **data_out);
+
+/**
+ * The bytes of a buffer. Valid until `rgrpc_buffer_free(buffer)` (or the
+ * buffer is sent). For an empty message or NULL, returns a
+ * non-dereferenceable pointer or NULL; check `rgrpc_buffer_len` first.
  */
 const uint8_t *rgrpc_buffer_data(const rgrpc_buffer *buffer);
 
@@ -635,7 +674,8 @@ const uint8_t *rgrpc_buffer_data(const rgrpc_buffer *buffer);
 size_t rgrpc_buffer_len(const rgrpc_buffer *buffer);
 
 /**
- * Frees a buffer. NULL is a no-op; freeing twice is undefined.
+ * Frees a buffer. NULL is a no-op; freeing twice, or freeing a buffer a
+ * send function took, is undefined.
  */
 void rgrpc_buffer_free(rgrpc_buffer *buffer);
 
@@ -788,6 +828,15 @@ rgrpc_result rgrpc_call_start(rgrpc_channel *channel,
 rgrpc_result rgrpc_call_send(rgrpc_call *call, const uint8_t *data, size_t len, uint32_t flags);
 
 /**
+ * Sends a message in a buffer, which the call takes (in every case, also
+ * on errors): one from `rgrpc_buffer_new` written in place goes out
+ * without a copy; a received one is copied. Otherwise as
+ * `rgrpc_call_send` (blocking, flags, results). Do not use `msg` after
+ * this call.
+ */
+rgrpc_result rgrpc_call_send_buffer(rgrpc_call *call, rgrpc_buffer *msg, uint32_t flags);
+
+/**
  * Half-closes the call: no more messages will be sent. Idempotent.
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED`,
@@ -924,6 +973,19 @@ rgrpc_result rgrpc_call_unary(rgrpc_channel *channel,
                               size_t request_len,
                               rgrpc_buffer **response_out,
                               const rgrpc_status **status_out);
+
+/**
+ * `rgrpc_call_unary` with the request in a buffer, which the call takes
+ * (in every case, also on errors): one from `rgrpc_buffer_new` written in
+ * place goes out without a copy; a received one is copied. Results and
+ * out-parameters as `rgrpc_call_unary`. Do not use `request` afterwards.
+ */
+rgrpc_result rgrpc_call_unary_buffer(rgrpc_channel *channel,
+                                     const char *method,
+                                     const rgrpc_call_options *opts,
+                                     rgrpc_buffer *request,
+                                     rgrpc_buffer **response_out,
+                                     const rgrpc_status **status_out);
 
 /**
  * Starts a unary call that runs in the background (a future).

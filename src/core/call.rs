@@ -12,7 +12,7 @@
 
 use crate::core::channel::{Channel, ChannelInner};
 use crate::core::codec::compression::{self, Compression, DecompressError};
-use crate::core::codec::framing::{self, DecodeError, Decoder};
+use crate::core::codec::framing::{self, DecodeError, Decoder, Prefixed};
 use crate::core::codec::{percent, timeout};
 use crate::core::credentials::CallCredentials;
 use crate::core::metadata::Metadata;
@@ -81,6 +81,15 @@ pub struct SendFlags {
     /// then cost one write (gRPC's buffer hint). Flushed by the next send
     /// without the hint, `close_send`, or a full buffer.
     pub buffer_hint: bool,
+}
+
+impl SendFlags {
+    /// Only `last`: the one message of a unary request.
+    pub const LAST: SendFlags = SendFlags {
+        last: true,
+        no_compress: false,
+        buffer_hint: false,
+    };
 }
 
 /// Most bytes [`SendFlags::buffer_hint`] messages wait in a call's buffer.
@@ -317,21 +326,22 @@ impl Channel {
     ) -> Result<(Option<Bytes>, Arc<Status>), StartError> {
         opts.unary_response = true;
         let call = self.start_call(method, opts)?;
-        let _ = call
-            .send(
-                request,
-                SendFlags {
-                    last: true,
-                    ..SendFlags::default()
-                },
-            )
-            .await;
-        let msg = call.recv().await.ok().flatten();
-        let status = match call.finish().await {
-            Ok(s) => s,
-            Err(e) => Arc::new(Status::new(Code::Internal, e.to_string())),
-        };
-        Ok((if status.is_ok() { msg } else { None }, status))
+        let _ = call.send(request, SendFlags::LAST).await;
+        Ok(unary_response(call).await)
+    }
+
+    /// [`Channel::unary`] with a request written in place (sent without a
+    /// copy unless compressed).
+    pub async fn unary_prefixed(
+        &self,
+        method: &str,
+        mut opts: CallOptions,
+        request: Prefixed,
+    ) -> Result<(Option<Bytes>, Arc<Status>), StartError> {
+        opts.unary_response = true;
+        let call = self.start_call(method, opts)?;
+        let _ = call.send_prefixed(request, SendFlags::LAST).await;
+        Ok(unary_response(call).await)
     }
 
     /// Starts a unary call driven by a runtime task (a future). `done`
@@ -446,6 +456,16 @@ impl Call {
             .await
     }
 
+    /// [`Call::send`] for a message written in place: its buffer becomes
+    /// the frame (no copy) unless the message is compressed.
+    pub async fn send_prefixed(&self, msg: Prefixed, flags: SendFlags) -> Result<(), CallError> {
+        let frame = match compressed_frame(&self.shared, msg.payload(), flags)? {
+            Some(frame) => frame,
+            None => msg.into_frame(),
+        };
+        self.shared.send(frame, flags).await
+    }
+
     /// Half-closes: tells the server no more messages follow.
     pub async fn close_send(&self) -> Result<(), CallError> {
         self.shared.close_send().await
@@ -534,11 +554,35 @@ impl Call {
 /// Checks the send limit (on the uncompressed size) and frames the
 /// message, compressed when the call compresses, the message does not opt
 /// out, and compression makes it smaller (the flag says which).
+/// The response and status of a unary call whose request went out.
+async fn unary_response(call: Call) -> (Option<Bytes>, Arc<Status>) {
+    let msg = call.recv().await.ok().flatten();
+    let status = match call.finish().await {
+        Ok(s) => s,
+        Err(e) => Arc::new(Status::new(Code::Internal, e.to_string())),
+    };
+    (if status.is_ok() { msg } else { None }, status)
+}
+
 fn encode_message(
     shared: &Arc<CallShared>,
     msg: &[u8],
     flags: SendFlags,
 ) -> Result<Bytes, CallError> {
+    Ok(match compressed_frame(shared, msg, flags)? {
+        Some(frame) => frame,
+        None => framing::encode(msg, false),
+    })
+}
+
+/// Applies the send limit (ending the call when it is exceeded), then
+/// compresses when the call does and that makes the message smaller:
+/// `Some(frame)`; `None` = send it uncompressed.
+fn compressed_frame(
+    shared: &Arc<CallShared>,
+    msg: &[u8],
+    flags: SendFlags,
+) -> Result<Option<Bytes>, CallError> {
     if let Some(max) = shared.channel.opts.max_send_message_length {
         if msg.len() > max {
             shared.terminate_local(Status::new(
@@ -551,10 +595,10 @@ fn encode_message(
     if shared.compression != Compression::Identity && !flags.no_compress {
         let z = shared.compression.compress(msg);
         if z.len() < msg.len() {
-            return Ok(framing::encode(&z, true));
+            return Ok(Some(framing::encode(&z, true)));
         }
     }
-    Ok(framing::encode(msg, false))
+    Ok(None)
 }
 
 impl CallShared {

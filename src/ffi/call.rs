@@ -2,7 +2,7 @@
 //! unary helpers, and the callbacks.
 
 use super::boundary::boundary;
-use super::buffer::rgrpc_buffer;
+use super::buffer::{self, rgrpc_buffer, Outgoing};
 use super::callback::UserData;
 use super::channel::rgrpc_channel;
 use super::error::{cstring, rgrpc_result};
@@ -489,23 +489,62 @@ pub extern "C" fn rgrpc_call_send(
 ) -> rgrpc_result {
     boundary(|| {
         let c = try_ref_or_null!(rgrpc_call, call);
-        if flags & !(RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS | RGRPC_SEND_BUFFER_HINT) != 0 {
+        let Some(f) = send_flags(flags) else {
             return rgrpc_result::InvalidArgument;
-        }
+        };
         // SAFETY: data is NULL or points to len readable bytes.
         let Some(msg) = (unsafe { bytes_arg(data, len) }) else {
             return rgrpc_result::NullParameter;
-        };
-        let f = SendFlags {
-            last: flags & RGRPC_SEND_LAST != 0,
-            no_compress: flags & RGRPC_SEND_NO_COMPRESS != 0,
-            buffer_hint: flags & RGRPC_SEND_BUFFER_HINT != 0,
         };
         match block(c.send(msg, f)) {
             Ok(Ok(())) => rgrpc_result::Ok,
             Ok(Err(e)) => call_error(e),
             Err(r) => r,
         }
+    })
+}
+
+/// Sends a message in a buffer, which the call takes (in every case, also
+/// on errors): one from `rgrpc_buffer_new` written in place goes out
+/// without a copy; a received one is copied. Otherwise as
+/// `rgrpc_call_send` (blocking, flags, results). Do not use `msg` after
+/// this call.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_send_buffer(
+    call: *mut rgrpc_call,
+    msg: *mut rgrpc_buffer,
+    flags: u32,
+) -> rgrpc_result {
+    boundary(|| {
+        let msg = buffer::take(msg);
+        let c = try_ref_or_null!(rgrpc_call, call);
+        let Some(f) = send_flags(flags) else {
+            return rgrpc_result::InvalidArgument;
+        };
+        let Some(msg) = msg else {
+            return rgrpc_result::NullParameter;
+        };
+        let r = match msg.into_outgoing() {
+            Outgoing::Copy(b) => block(c.send(&b, f)),
+            Outgoing::InPlace(p) => block(c.send_prefixed(p, f)),
+        };
+        match r {
+            Ok(Ok(())) => rgrpc_result::Ok,
+            Ok(Err(e)) => call_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+/// The send flags, or None for unknown bits.
+fn send_flags(flags: u32) -> Option<SendFlags> {
+    if flags & !(RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS | RGRPC_SEND_BUFFER_HINT) != 0 {
+        return None;
+    }
+    Some(SendFlags {
+        last: flags & RGRPC_SEND_LAST != 0,
+        no_compress: flags & RGRPC_SEND_NO_COMPRESS != 0,
+        buffer_hint: flags & RGRPC_SEND_BUFFER_HINT != 0,
     })
 }
 
@@ -544,7 +583,7 @@ pub extern "C" fn rgrpc_call_recv(
         }
         match block(c.recv()) {
             Ok(Ok(Some(b))) => {
-                write_out!(msg_out, to_boxed::<rgrpc_buffer>(b));
+                write_out!(msg_out, buffer::received(b));
                 rgrpc_result::Ok
             }
             Ok(Ok(None)) => rgrpc_result::EndOfStream,
@@ -802,7 +841,45 @@ pub extern "C" fn rgrpc_call_unary(
         match block(ch.unary(method, o, req)) {
             Ok(Ok((msg, st))) => {
                 if let Some(m) = msg {
-                    write_out!(response_out, to_boxed::<rgrpc_buffer>(m));
+                    write_out!(response_out, buffer::received(m));
+                }
+                give_status(st, status_out)
+            }
+            Ok(Err(e)) => start_error(e),
+            Err(r) => r,
+        }
+    })
+}
+
+/// `rgrpc_call_unary` with the request in a buffer, which the call takes
+/// (in every case, also on errors): one from `rgrpc_buffer_new` written in
+/// place goes out without a copy; a received one is copied. Results and
+/// out-parameters as `rgrpc_call_unary`. Do not use `request` afterwards.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_unary_buffer(
+    channel: *mut rgrpc_channel,
+    method: *const c_char,
+    opts: *const rgrpc_call_options,
+    request: *mut rgrpc_buffer,
+    response_out: *mut *mut rgrpc_buffer,
+    status_out: *mut *const rgrpc_status,
+) -> rgrpc_result {
+    boundary(|| {
+        let request = buffer::take(request);
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        let method = try_str!(method);
+        let (Some(request), false) = (request, response_out.is_null()) else {
+            return rgrpc_result::NullParameter;
+        };
+        let o = options_of(opts);
+        let r = match request.into_outgoing() {
+            Outgoing::Copy(b) => block(ch.unary(method, o, &b)),
+            Outgoing::InPlace(p) => block(ch.unary_prefixed(method, o, p)),
+        };
+        match r {
+            Ok(Ok((msg, st))) => {
+                if let Some(m) = msg {
+                    write_out!(response_out, buffer::received(m));
                 }
                 give_status(st, status_out)
             }

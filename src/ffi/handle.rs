@@ -41,6 +41,18 @@ pub(crate) unsafe fn try_mut<'a, C: Castable>(p: *mut C) -> Option<&'a mut C::Ru
     unsafe { (p as *mut C::Rust).as_mut() }
 }
 
+/// Takes back a Box-owned handle (`None` for NULL).
+///
+/// # Safety
+/// `p` must be NULL or a live Box-owned handle that is not used afterwards.
+pub(crate) unsafe fn take_boxed<C: Castable>(p: *mut C) -> Option<C::Rust> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: p came from to_boxed::<C> and ownership returns to Rust here.
+    Some(*unsafe { Box::from_raw(p as *mut C::Rust) })
+}
+
 /// Frees a Box-owned handle; NULL is a no-op.
 ///
 /// # Safety

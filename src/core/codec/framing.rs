@@ -2,18 +2,56 @@
 //! 4-byte big-endian length, payload. DATA frame boundaries are unrelated to
 //! message boundaries, so the decoder buffers across chunks.
 
+use super::pool;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Bytes of the message prefix.
 pub const HEADER_LEN: usize = 5;
 
-/// Frames one message.
+/// Frames one message (a copy of it; large ones in a pooled buffer).
 pub fn encode(payload: &[u8], compressed: bool) -> Bytes {
-    let mut b = BytesMut::with_capacity(HEADER_LEN + payload.len());
-    b.put_u8(compressed as u8);
-    b.put_u32(payload.len() as u32);
-    b.put_slice(payload);
-    b.freeze()
+    let total = HEADER_LEN + payload.len();
+    if total < pool::MIN_POOLED {
+        let mut b = BytesMut::with_capacity(total);
+        b.put_u8(compressed as u8);
+        b.put_u32(payload.len() as u32);
+        b.put_slice(payload);
+        return b.freeze();
+    }
+    let mut v = pool::take(total).unwrap_or_else(|| Vec::with_capacity(total));
+    v.push(compressed as u8);
+    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    v.extend_from_slice(payload);
+    pool::into_bytes(v)
+}
+
+/// A message written in place after room for its prefix: framed without
+/// copying the payload (the application serializes straight into it).
+#[derive(Debug)]
+pub struct Prefixed(Vec<u8>);
+
+impl Prefixed {
+    /// `buf`: [`HEADER_LEN`] bytes of room (any content), then the payload.
+    /// `None` when `buf` is shorter than the room or the payload is longer
+    /// than the 4-byte length allows.
+    pub fn new(buf: Vec<u8>) -> Option<Prefixed> {
+        let len = buf.len().checked_sub(HEADER_LEN)?;
+        u32::try_from(len).ok()?;
+        Some(Prefixed(buf))
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.0[HEADER_LEN..]
+    }
+
+    /// The framed, uncompressed message (the same allocation).
+    pub fn into_frame(mut self) -> Bytes {
+        let len = (self.0.len() - HEADER_LEN) as u32;
+        self.0[0] = 0;
+        self.0[1..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        pool::into_bytes(self.0)
+    }
 }
 
 /// One decoded message.
@@ -44,6 +82,17 @@ pub enum DecodeError {
 pub struct Decoder {
     buf: BytesMut,
     max_len: Option<usize>,
+    /// A large message being gathered in a pooled buffer.
+    large: Option<Large>,
+}
+
+/// A message of at least `pool::MIN_POOLED` bytes, gathered straight into
+/// its own (pooled) buffer.
+#[derive(Debug)]
+struct Large {
+    data: Vec<u8>,
+    len: usize,
+    compressed: bool,
 }
 
 impl Decoder {
@@ -52,22 +101,40 @@ impl Decoder {
         Decoder {
             buf: BytesMut::new(),
             max_len,
+            large: None,
         }
     }
 
     /// Appends a received chunk.
-    pub fn push(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
+    pub fn push(&mut self, mut chunk: &[u8]) {
+        if let Some(l) = &mut self.large {
+            let n = (l.len - l.data.len()).min(chunk.len());
+            l.data.extend_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+        }
+        if !chunk.is_empty() {
+            self.buf.extend_from_slice(chunk);
+        }
     }
 
     /// True when bytes of an incomplete message are buffered.
     pub fn has_partial(&self) -> bool {
-        !self.buf.is_empty()
+        !self.buf.is_empty() || self.large.is_some()
     }
 
     /// Pops the next complete message, checking the limit as soon as the
     /// prefix is known (before the payload is buffered).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, DecodeError> {
+        if let Some(l) = &self.large {
+            if l.data.len() < l.len {
+                return Ok(None);
+            }
+            let l = self.large.take().expect("checked above");
+            return Ok(Some(Frame {
+                compressed: l.compressed,
+                data: pool::into_bytes(l.data),
+            }));
+        }
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -82,7 +149,23 @@ impl Decoder {
             }
         }
         if self.buf.len() < HEADER_LEN + len {
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            if len >= pool::MIN_POOLED {
+                // Gathered in a buffer of its own from here on. Room for
+                // at most 16 MiB up front: a length announced by the peer is
+                // only believed as far as bytes arrive.
+                let room = len.min(16 << 20);
+                let mut data = pool::take(room).unwrap_or_else(|| Vec::with_capacity(room));
+                self.buf.advance(HEADER_LEN);
+                data.extend_from_slice(&self.buf);
+                self.buf.clear();
+                self.large = Some(Large {
+                    data,
+                    len,
+                    compressed: flag == 1,
+                });
+            } else {
+                self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            }
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
@@ -120,6 +203,37 @@ mod tests {
     }
 
     #[test]
+    fn large_messages_split_anywhere() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&encode(b"a", false));
+        wire.extend_from_slice(&encode(&big, true));
+        wire.extend_from_slice(&encode(b"bc", false));
+        wire.extend_from_slice(&encode(&big[..pool::MIN_POOLED], false));
+        for chunk_len in [1usize, 7, 16384, 65536, 1 << 20] {
+            let mut d = Decoder::new(None);
+            let mut got = Vec::new();
+            for chunk in wire.chunks(chunk_len) {
+                d.push(chunk);
+                while let Some(f) = d.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got.len(), 4, "chunks of {chunk_len}");
+            assert_eq!(&got[0].data[..], b"a");
+            assert!(got[1].compressed && got[1].data == big);
+            assert!(!got[2].compressed && &got[2].data[..] == b"bc");
+            assert_eq!(&got[3].data[..], &big[..pool::MIN_POOLED]);
+            assert!(!d.has_partial());
+        }
+        // Cut short inside a large message: partial.
+        let mut d = Decoder::new(None);
+        d.push(&wire[..100_000]);
+        while d.next_frame().unwrap().is_some() {}
+        assert!(d.has_partial());
+    }
+
+    #[test]
     fn limit_checked_on_prefix() {
         let mut d = Decoder::new(Some(10));
         d.push(&[0, 0, 0, 0, 11]);
@@ -131,6 +245,26 @@ mod tests {
         d.push(&encode(&[1; 10], true));
         let f = d.next_frame().unwrap().unwrap();
         assert!(f.compressed);
+    }
+
+    #[test]
+    fn prefixed_frames_in_place() {
+        let mut buf = vec![9u8; HEADER_LEN];
+        buf.extend_from_slice(b"hello");
+        let p = Prefixed::new(buf).unwrap();
+        assert_eq!(p.payload(), b"hello");
+        let ptr = p.payload().as_ptr();
+        let f = p.into_frame();
+        assert_eq!(&f[..], &encode(b"hello", false)[..]);
+        assert_eq!(f[HEADER_LEN..].as_ptr(), ptr, "no copy");
+        assert!(Prefixed::new(vec![0; HEADER_LEN - 1]).is_none());
+        assert_eq!(
+            Prefixed::new(vec![0; HEADER_LEN])
+                .unwrap()
+                .into_frame()
+                .len(),
+            HEADER_LEN
+        );
     }
 
     #[test]

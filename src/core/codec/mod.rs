@@ -4,4 +4,5 @@
 pub mod compression;
 pub mod framing;
 pub mod percent;
+pub mod pool;
 pub mod timeout;
