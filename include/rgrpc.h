@@ -32,11 +32,6 @@
 
 
 /**
- * Buffers at least this large are pooled.
- */
-#define MIN_POOLED (64 << 10)
-
-/**
  * `rgrpc_call_send` flag: half-close after this message (as if
  * `rgrpc_call_close_send` followed; saves a frame).
  */
@@ -326,11 +321,6 @@ typedef enum rgrpc_compression rgrpc_compression;
 typedef uint32_t rgrpc_compression;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
-
-/**
- * Flags for [`Call::send`].
- */
-typedef struct SendFlags SendFlags;
 
 /**
  * A message: bytes owned by the caller until `rgrpc_buffer_free`, or

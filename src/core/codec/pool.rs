@@ -14,7 +14,7 @@ use bytes::Bytes;
 use std::sync::Mutex;
 
 /// Buffers at least this large are pooled.
-pub const MIN_POOLED: usize = 64 << 10;
+pub(crate) const MIN_POOLED: usize = 64 << 10;
 /// Buffers above this are never kept.
 const MAX_POOLED: usize = 8 << 20;
 /// At most this many buffers are kept...
