@@ -10,6 +10,11 @@
  * rgrpc_buffer_new and sends it with rgrpc_call_unary_buffer (no copy of
  * the request inside rgrpc); unary_lat uses the one-call rgrpc_call_unary.
  *
+ * server_stream receives in push mode by default: a message callback
+ * (rgrpc_call_on_message) running on the main thread while it waits in
+ * rgrpc_call_finish, so no return to C and back per message;
+ * RGRPC_BENCH_STREAM=pull loops over rgrpc_call_recv instead.
+ *
  * unary_tput runs --concurrency calls in flight on one channel. Three ways
  * are built in, chosen with the environment variable RGRPC_BENCH_TPUT:
  *   async   (default) rgrpc_call_unary_async with inline callbacks
@@ -437,7 +442,75 @@ static int run_unary_tput(bench_result *res) {
 
 /* ---- server_stream: StreamingFromServer, messages received per second ---- */
 
+/* Push mode (the default): messages go to a message callback
+ * (rgrpc_call_on_message) on the thread driving the I/O, here the main
+ * thread blocked in rgrpc_call_finish; the callback cancels the call when
+ * done. RGRPC_BENCH_STREAM=pull loops over rgrpc_call_recv instead. */
+typedef struct {
+  bench_result *res;
+  rgrpc_call *call;
+  long seen, total;
+  int bad, done;
+} push_state;
+
+static void on_stream_message(void *user_data, const uint8_t *data, size_t len) {
+  push_state *ps = (push_state *)user_data;
+  if (ps->done) return;
+  if (check_response(data, len)) {
+    ps->bad = 1;
+    ps->done = 1;
+    rgrpc_call_cancel(ps->call);
+    return;
+  }
+  long i = ps->seen++;
+  if (i + 1 == A.warmup) {
+    bench_start(ps->res);
+  } else if (i >= A.warmup) {
+    ps->res->ops++;
+    if (i + 1 >= ps->total ||
+        ((ps->res->ops & 255) == 0 && bench_expired(ps->res, A.duration, bench_now_ns()))) {
+      bench_stop(ps->res);
+      ps->done = 1;
+      rgrpc_call_cancel(ps->call);
+    }
+  }
+}
+
+static int run_server_stream_push(bench_result *res) {
+  packbuf pb = {0};
+  rgrpc_call *call = NULL;
+  rgrpc_result rc = rgrpc_call_start(CH, M_FROM_SERVER, NULL, &call);
+  if (rc) {
+    report_status("StreamingFromServer start", rc, NULL);
+    return BENCH_EXIT_FAILED;
+  }
+  push_state ps = {res, call, 0, A.warmup + A.calls, 0, 0};
+  if (A.warmup == 0) bench_start(res);
+  int ret = 0;
+  if ((rc = rgrpc_call_on_message(call, on_stream_message, &ps)) != RGRPC_RESULT_OK) {
+    report_status("rgrpc_call_on_message", rc, NULL);
+    ret = BENCH_EXIT_FAILED;
+  }
+  size_t n = pack_request(&pb);
+  if (!ret && (rc = rgrpc_call_send(call, pb.buf, n, RGRPC_SEND_LAST)) != RGRPC_RESULT_OK) {
+    report_call_failure("StreamingFromServer send", rc, call);
+    ret = BENCH_EXIT_FAILED;
+  }
+  const rgrpc_status *st = NULL;
+  rgrpc_call_finish(call, &st);
+  if (!ret && (ps.bad || !ps.done)) {
+    report_status("StreamingFromServer", RGRPC_RESULT_RPC_FAILED, st);
+    ret = BENCH_EXIT_FAILED;
+  }
+  rgrpc_status_free(st);
+  rgrpc_call_free(call);
+  free(pb.buf);
+  return ret;
+}
+
 static int run_server_stream(bench_result *res) {
+  const char *mode = getenv("RGRPC_BENCH_STREAM");
+  if (!mode || strcmp(mode, "pull")) return run_server_stream_push(res);
   packbuf pb = {0};
   rgrpc_call *call = NULL;
   rgrpc_result rc = rgrpc_call_start(CH, M_FROM_SERVER, NULL, &call);

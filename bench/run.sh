@@ -9,7 +9,7 @@
 #
 # Environment:
 #   SERVER_CPU=0 CLIENT_CPU=1   CPUs to pin to (one CPU machine: both 0)
-#   CLIENTS="rgrpc rgrpc_pool rgrpc_thr cpp tonic tonic_ct tcp"   which clients to run
+#   CLIENTS="rgrpc rgrpc_pool rgrpc_thr rgrpc_pull cpp tonic tonic_ct tcp"   which clients to run
 #   SCENARIOS="unary_lat pingpong_lat unary_tput server_stream server_stream@1024 large_unary client_stream"
 #                               (NAME@BYTES: the streamed messages carry BYTES of payload)
 #   SERVER_SPIN_US=N            both servers poll N µs before sleeping (cpp_server
@@ -22,7 +22,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 OUT=${OUT:-$ROOT/build/bench-results}
-CLIENTS=${CLIENTS:-"rgrpc rgrpc_pool rgrpc_thr cpp tonic tonic_ct tcp"}
+CLIENTS=${CLIENTS:-"rgrpc rgrpc_pool rgrpc_thr rgrpc_pull cpp tonic tonic_ct tcp"}
 SCENARIOS=${SCENARIOS:-"unary_lat pingpong_lat unary_tput server_stream server_stream@1024 large_unary client_stream"}
 LAT_RUNS=3
 say() { printf '\n== %s\n' "$*" >&2; }
@@ -133,6 +133,7 @@ client_cmd() { # client -> command prefix (port flags included)
     rgrpc)     echo "env RGRPC_BENCH_TPUT=async $BIN/rgrpc_bench --port $GRPC_PORT" ;;
     rgrpc_pool) echo "env RGRPC_BENCH_TPUT=async_pool $BIN/rgrpc_bench --port $GRPC_PORT" ;;
     rgrpc_thr) echo "env RGRPC_BENCH_TPUT=threads $BIN/rgrpc_bench --port $GRPC_PORT" ;;
+    rgrpc_pull) echo "env RGRPC_BENCH_STREAM=pull $BIN/rgrpc_bench --port $GRPC_PORT" ;;
     cpp)       echo "$BIN/cpp_client --port $GRPC_PORT" ;;
     tonic)     echo "$TONIC --port $GRPC_PORT" ;;
     tonic_ct)  echo "$TONIC --current-thread --port $GRPC_PORT" ;;
@@ -148,8 +149,10 @@ for sc in $SCENARIOS; do
   [[ $base == unary_lat || $base == pingpong_lat ]] && runs=$LAT_RUNS
   for r in $(seq "$runs"); do
     for c in $CLIENTS; do
-      # rgrpc_pool and rgrpc_thr differ from rgrpc only in unary_tput
+      # rgrpc_pool and rgrpc_thr differ from rgrpc only in unary_tput,
+      # rgrpc_pull only in server_stream
       [[ ($c == rgrpc_thr || $c == rgrpc_pool) && $base != unary_tput ]] && continue
+      [[ $c == rgrpc_pull && $base != server_stream ]] && continue
       set +e
       line=$(taskset -c "$CLIENT_CPU" timeout 120 $(client_cmd "$c") --scenario "$base" $(scenario_flags "$sc") 2>"$OUT/$c.$sc.$r.err")
       rc=$?

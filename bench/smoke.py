@@ -51,6 +51,9 @@ def main():
     # unary_tput's other two ways of keeping calls in flight
     runs += [("unary_tput", ["--concurrency", "8"], ["qps"], [], {"RGRPC_BENCH_TPUT": m})
              for m in ("async_pool", "threads")]
+    # server_stream's recv loop (push mode is the default)
+    runs += [("server_stream", fl, ["msgs_per_s"], ["p50_us", "qps"], {"RGRPC_BENCH_STREAM": "pull"})
+             for fl in ([], ["--resp-size", "1024"])]
     for scenario, flags, positive, null, env in runs:
         name = " ".join([scenario] + flags + [f"{k}={v}" for k, v in (env or {}).items()])
         try:

@@ -21,6 +21,7 @@ CLIENTS = [
     ("rgrpc", "rgrpc"),
     ("rgrpc_pool", "rgrpc pool cb"),
     ("rgrpc_thr", "rgrpc threads"),
+    ("rgrpc_pull", "rgrpc recv loop"),
 ]
 PEERS = ["cpp", "tonic", "tonic_ct"]
 
