@@ -50,15 +50,22 @@ typedef struct {
   size_t cap;
 } packbuf;
 
-/* Serializes SimpleRequest{response_size, payload.body} into pb. */
-static size_t pack_request(packbuf *pb) {
+/* SimpleRequest{response_size, payload.body}: serialized into `out`, or
+ * with out == NULL only its serialized size. */
+static size_t simple_request(uint8_t *out) {
   Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
   Grpc__Testing__Payload payload = GRPC__TESTING__PAYLOAD__INIT;
   payload.body.data = REQ_BODY;
   payload.body.len = (size_t)A.req_size;
   req.response_size = (int32_t)A.resp_size;
   req.payload = &payload;
-  size_t n = grpc__testing__simple_request__get_packed_size(&req);
+  return out ? grpc__testing__simple_request__pack(&req, out)
+             : grpc__testing__simple_request__get_packed_size(&req);
+}
+
+/* Serializes the SimpleRequest into pb. */
+static size_t pack_request(packbuf *pb) {
+  size_t n = simple_request(NULL);
   if (n > pb->cap) {
     free(pb->buf);
     pb->buf = (uint8_t *)malloc(n);
@@ -68,7 +75,7 @@ static size_t pack_request(packbuf *pb) {
     }
     pb->cap = n;
   }
-  return grpc__testing__simple_request__pack(&req, pb->buf);
+  return simple_request(pb->buf);
 }
 
 /* Parses a SimpleResponse and checks its payload size; 0 on success. */
@@ -104,27 +111,49 @@ static void report_call_failure(const char *what, rgrpc_result rc, rgrpc_call *c
   rgrpc_status_free(st);
 }
 
-/* ---- unary_lat, large_unary: one blocking call at a time ---- */
+/* ---- unary_lat, large_unary: one blocking call at a time ----
+ * unary_lat: rgrpc_call_unary (the request copied once inside rgrpc).
+ * large_unary (`in_place`): the request serialized straight into an
+ * rgrpc_buffer_new buffer and sent with rgrpc_call_unary_buffer (no copy
+ * inside rgrpc, as C++ serializes into gRPC's own slice). */
 
-static int run_unary_blocking(bench_result *res) {
+static int run_unary_blocking(bench_result *res, int in_place) {
   packbuf pb = {0};
   long total = A.warmup + A.calls;
+  int ret = 0;
   for (long i = 0; i < total; i++) {
     if (i == A.warmup) bench_start(res);
     uint64_t t0 = bench_now_ns();
-    size_t n = pack_request(&pb);
     rgrpc_buffer *resp = NULL;
     const rgrpc_status *st = NULL;
-    rgrpc_result rc = rgrpc_call_unary(CH, M_UNARY, NULL, pb.buf, n, &resp, &st);
+    rgrpc_result rc;
+    if (in_place) {
+      rgrpc_buffer *msg = NULL;
+      uint8_t *data = NULL;
+      if ((rc = rgrpc_buffer_new(simple_request(NULL), &msg, &data)) != RGRPC_RESULT_OK) {
+        report_status("rgrpc_buffer_new", rc, NULL);
+        ret = BENCH_EXIT_FAILED;
+        break;
+      }
+      simple_request(data);
+      rc = rgrpc_call_unary_buffer(CH, M_UNARY, NULL, msg, &resp, &st);
+    } else {
+      size_t n = pack_request(&pb);
+      rc = rgrpc_call_unary(CH, M_UNARY, NULL, pb.buf, n, &resp, &st);
+    }
     if (rc != RGRPC_RESULT_OK) {
       report_status("UnaryCall", rc, st);
       rgrpc_status_free(st);
-      return BENCH_EXIT_FAILED;
+      ret = BENCH_EXIT_FAILED;
+      break;
     }
     int bad = check_response(rgrpc_buffer_data(resp), rgrpc_buffer_len(resp));
     rgrpc_buffer_free(resp);
     rgrpc_status_free(st);
-    if (bad) return BENCH_EXIT_FAILED;
+    if (bad) {
+      ret = BENCH_EXIT_FAILED;
+      break;
+    }
     uint64_t t1 = bench_now_ns();
     if (i >= A.warmup) {
       bench_record(res, t1 - t0);
@@ -132,56 +161,9 @@ static int run_unary_blocking(bench_result *res) {
       if (bench_expired(res, A.duration, t1)) break;
     }
   }
-  bench_stop(res);
+  if (!ret) bench_stop(res);
   free(pb.buf);
-  return 0;
-}
-
-/* ---- large_unary: the request serialized straight into an rgrpc buffer
- * (rgrpc_buffer_new + rgrpc_call_unary_buffer: no copy of the request
- * inside rgrpc, as C++ serializes into gRPC's own slice) ---- */
-
-static int run_unary_in_place(bench_result *res) {
-  long total = A.warmup + A.calls;
-  for (long i = 0; i < total; i++) {
-    if (i == A.warmup) bench_start(res);
-    uint64_t t0 = bench_now_ns();
-    Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
-    Grpc__Testing__Payload payload = GRPC__TESTING__PAYLOAD__INIT;
-    payload.body.data = REQ_BODY;
-    payload.body.len = (size_t)A.req_size;
-    req.response_size = (int32_t)A.resp_size;
-    req.payload = &payload;
-    size_t n = grpc__testing__simple_request__get_packed_size(&req);
-    rgrpc_buffer *msg = NULL;
-    uint8_t *data = NULL;
-    rgrpc_result rc = rgrpc_buffer_new(n, &msg, &data);
-    if (rc != RGRPC_RESULT_OK) {
-      report_status("rgrpc_buffer_new", rc, NULL);
-      return BENCH_EXIT_FAILED;
-    }
-    grpc__testing__simple_request__pack(&req, data);
-    rgrpc_buffer *resp = NULL;
-    const rgrpc_status *st = NULL;
-    rc = rgrpc_call_unary_buffer(CH, M_UNARY, NULL, msg, &resp, &st);
-    if (rc != RGRPC_RESULT_OK) {
-      report_status("UnaryCall", rc, st);
-      rgrpc_status_free(st);
-      return BENCH_EXIT_FAILED;
-    }
-    int bad = check_response(rgrpc_buffer_data(resp), rgrpc_buffer_len(resp));
-    rgrpc_buffer_free(resp);
-    rgrpc_status_free(st);
-    if (bad) return BENCH_EXIT_FAILED;
-    uint64_t t1 = bench_now_ns();
-    if (i >= A.warmup) {
-      bench_record(res, t1 - t0);
-      res->ops++;
-      if (bench_expired(res, A.duration, t1)) break;
-    }
-  }
-  bench_stop(res);
-  return 0;
+  return ret;
 }
 
 /* ---- pingpong_lat: StreamingCall, one message each way at a time ---- */
@@ -643,8 +625,8 @@ int main(int argc, char **argv) {
     return BENCH_EXIT_FAILED;
   }
   switch (A.scenario) {
-    case SC_UNARY_LAT: rc = run_unary_blocking(&res); break;
-    case SC_LARGE_UNARY: rc = run_unary_in_place(&res); break;
+    case SC_UNARY_LAT: rc = run_unary_blocking(&res, 0); break;
+    case SC_LARGE_UNARY: rc = run_unary_blocking(&res, 1); break;
     case SC_PINGPONG_LAT: rc = run_pingpong(&res); break;
     case SC_UNARY_TPUT: rc = run_unary_tput(&res); break;
     case SC_SERVER_STREAM: rc = run_server_stream(&res); break;

@@ -70,17 +70,23 @@ static void test_server_streaming_error_at_end(void) {
 static void test_client_streaming(void) {
   static const size_t payloads[] = {27182, 8, 1828, 45904};
   rgrpc_channel *ch = tu_channel(NULL, NULL);
-  for (int variant = 0; variant < 4; variant++) {
+  for (int variant = 0; variant < 8; variant++) {
     rgrpc_call *call = NULL;
     CHECK_OK(rgrpc_call_start(ch, M_CLIENT_STREAM, NULL, &call));
-    /* variants 2 and 3: every message may wait in the send buffer
+    /* variants 2, 3 (and 6, 7): every message may wait in the send buffer
      * (RGRPC_SEND_BUFFER_HINT); close_send or LAST writes them. */
-    uint32_t hint = variant >= 2 ? RGRPC_SEND_BUFFER_HINT : 0;
-    int last_flag = variant == 1 || variant == 3;
+    uint32_t hint = (variant & 2) ? RGRPC_SEND_BUFFER_HINT : 0;
+    int last_flag = variant & 1;
+    /* variants 4..7: messages written in place (rgrpc_call_send_buffer) */
+    int in_place = variant & 4;
     for (size_t i = 0; i < 4; i++) {
       tu_pb req = tu_streaming_input_request(payloads[i]);
-      /* variants 0, 2: close_send afterwards; 1, 3: LAST on the last message */
-      tu_send_pb(call, &req, hint | ((last_flag && i == 3) ? RGRPC_SEND_LAST : 0));
+      /* even variants: close_send afterwards; odd: LAST on the last message */
+      uint32_t flags = hint | ((last_flag && i == 3) ? RGRPC_SEND_LAST : 0);
+      if (in_place)
+        CHECK_OK(rgrpc_call_send_buffer(call, tu_in_place(&req), flags));
+      else
+        tu_send_pb(call, &req, flags);
       tu_pb_free(&req);
     }
     if (!last_flag) CHECK_OK(rgrpc_call_close_send(call));

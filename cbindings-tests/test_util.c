@@ -334,6 +334,17 @@ void tu_send_pb(rgrpc_call *call, const tu_pb *msg, uint32_t flags) {
   CHECK_OK(rgrpc_call_send(call, msg->data, msg->len, flags));
 }
 
+rgrpc_buffer *tu_in_place(const tu_pb *msg) {
+  rgrpc_buffer *b = NULL;
+  uint8_t *data = NULL;
+  CHECK_OK(rgrpc_buffer_new(msg->len, &b, &data));
+  CHECK(b != NULL && data != NULL);
+  CHECK(rgrpc_buffer_data(b) == data);
+  CHECK_EQ_INT(rgrpc_buffer_len(b), msg->len);
+  if (msg->len) memcpy(data, msg->data, msg->len);
+  return b;
+}
+
 size_t tu_recv_body_len(rgrpc_call *call) {
   rgrpc_buffer *buf = NULL;
   CHECK_OK(rgrpc_call_recv(call, &buf));

@@ -208,6 +208,10 @@ rgrpc_call *tu_open_bidi(rgrpc_channel *ch, const rgrpc_call_options *opts);
 /* Sends one message with flags on a call, expecting RGRPC_RESULT_OK. */
 void tu_send_pb(rgrpc_call *call, const tu_pb *msg, uint32_t flags);
 
+/* A copy of `msg` in a new rgrpc_buffer_new buffer (as a serializer
+ * writing into it would leave it), checking the buffer's data and length. */
+rgrpc_buffer *tu_in_place(const tu_pb *msg);
+
 /* Receives one message, expects OK, returns its payload.body length. */
 size_t tu_recv_body_len(rgrpc_call *call);
 

@@ -321,27 +321,30 @@ impl Channel {
     pub async fn unary(
         &self,
         method: &str,
-        mut opts: CallOptions,
+        opts: CallOptions,
         request: &[u8],
-    ) -> Result<(Option<Bytes>, Arc<Status>), StartError> {
-        opts.unary_response = true;
-        let call = self.start_call(method, opts)?;
-        let _ = call.send(request, SendFlags::LAST).await;
-        Ok(unary_response(call).await)
+    ) -> Result<UnaryOutcome, StartError> {
+        self.unary_message(method, opts, Message::Copy(request))
+            .await
     }
 
-    /// [`Channel::unary`] with a request written in place (sent without a
-    /// copy unless compressed).
-    pub async fn unary_prefixed(
+    /// [`Channel::unary`] with the request as a [`Message`] (one written in
+    /// place goes out without a copy).
+    pub async fn unary_message(
         &self,
         method: &str,
         mut opts: CallOptions,
-        request: Prefixed,
-    ) -> Result<(Option<Bytes>, Arc<Status>), StartError> {
+        request: Message<'_>,
+    ) -> Result<UnaryOutcome, StartError> {
         opts.unary_response = true;
         let call = self.start_call(method, opts)?;
-        let _ = call.send_prefixed(request, SendFlags::LAST).await;
-        Ok(unary_response(call).await)
+        let _ = call.send_message(request, SendFlags::LAST).await;
+        let msg = call.recv().await.ok().flatten();
+        let status = match call.finish().await {
+            Ok(s) => s,
+            Err(e) => Arc::new(Status::new(Code::Internal, e.to_string())),
+        };
+        Ok((if status.is_ok() { msg } else { None }, status))
     }
 
     /// Starts a unary call driven by a runtime task (a future). `done`
@@ -411,12 +414,8 @@ impl Channel {
 /// Runs a unary future: sends the request, keeps the response for `recv`,
 /// reads to the end.
 async fn drive_unary(shared: Arc<CallShared>, request: Bytes) {
-    if let Ok(frame) = encode_message(&shared, &request, SendFlags::default()) {
-        let last = SendFlags {
-            last: true,
-            ..SendFlags::default()
-        };
-        let _ = shared.send(frame, last).await;
+    if let Ok(frame) = encode_message(&shared, Message::Copy(&request), SendFlags::default()) {
+        let _ = shared.send(frame, SendFlags::LAST).await;
     }
     if let Ok(Some(m)) = shared.recv().await {
         lock(&shared.stash).push_front(m);
@@ -451,19 +450,15 @@ impl Call {
     /// Sends one message. Waits while HTTP/2 flow control gives no room
     /// (at most one message is buffered).
     pub async fn send(&self, msg: &[u8], flags: SendFlags) -> Result<(), CallError> {
+        self.send_message(Message::Copy(msg), flags).await
+    }
+
+    /// [`Call::send`] with the message as a [`Message`] (one written in
+    /// place goes out without a copy).
+    pub async fn send_message(&self, msg: Message<'_>, flags: SendFlags) -> Result<(), CallError> {
         self.shared
             .send(encode_message(&self.shared, msg, flags)?, flags)
             .await
-    }
-
-    /// [`Call::send`] for a message written in place: its buffer becomes
-    /// the frame (no copy) unless the message is compressed.
-    pub async fn send_prefixed(&self, msg: Prefixed, flags: SendFlags) -> Result<(), CallError> {
-        let frame = match compressed_frame(&self.shared, msg.payload(), flags)? {
-            Some(frame) => frame,
-            None => msg.into_frame(),
-        };
-        self.shared.send(frame, flags).await
     }
 
     /// Half-closes: tells the server no more messages follow.
@@ -551,54 +546,54 @@ impl Call {
     }
 }
 
-/// Checks the send limit (on the uncompressed size) and frames the
-/// message, compressed when the call compresses, the message does not opt
-/// out, and compression makes it smaller (the flag says which).
-/// The response and status of a unary call whose request went out.
-async fn unary_response(call: Call) -> (Option<Bytes>, Arc<Status>) {
-    let msg = call.recv().await.ok().flatten();
-    let status = match call.finish().await {
-        Ok(s) => s,
-        Err(e) => Arc::new(Status::new(Code::Internal, e.to_string())),
-    };
-    (if status.is_ok() { msg } else { None }, status)
+/// The response of a unary call (only when its status is OK) and its status.
+pub type UnaryOutcome = (Option<Bytes>, Arc<Status>);
+
+/// A message to send.
+pub enum Message<'a> {
+    /// Bytes the sender keeps: copied into the frame.
+    Copy(&'a [u8]),
+    /// Written in place after room for the prefix: the buffer becomes the
+    /// frame (no copy) unless the message is compressed.
+    InPlace(Prefixed),
 }
 
+/// Checks the send limit (on the uncompressed size, ending the call when it
+/// is exceeded) and frames the message, compressed when the call
+/// compresses, the message does not opt out, and compression makes it
+/// smaller (the flag says which).
 fn encode_message(
     shared: &Arc<CallShared>,
-    msg: &[u8],
+    msg: Message<'_>,
     flags: SendFlags,
 ) -> Result<Bytes, CallError> {
-    Ok(match compressed_frame(shared, msg, flags)? {
-        Some(frame) => frame,
-        None => framing::encode(msg, false),
-    })
-}
-
-/// Applies the send limit (ending the call when it is exceeded), then
-/// compresses when the call does and that makes the message smaller:
-/// `Some(frame)`; `None` = send it uncompressed.
-fn compressed_frame(
-    shared: &Arc<CallShared>,
-    msg: &[u8],
-    flags: SendFlags,
-) -> Result<Option<Bytes>, CallError> {
+    let payload = match &msg {
+        Message::Copy(b) => *b,
+        Message::InPlace(p) => p.payload(),
+    };
     if let Some(max) = shared.channel.opts.max_send_message_length {
-        if msg.len() > max {
+        if payload.len() > max {
             shared.terminate_local(Status::new(
                 Code::ResourceExhausted,
-                format!("Sent message larger than max ({} vs. {})", msg.len(), max),
+                format!(
+                    "Sent message larger than max ({} vs. {})",
+                    payload.len(),
+                    max
+                ),
             ));
             return Err(CallError::Ended);
         }
     }
     if shared.compression != Compression::Identity && !flags.no_compress {
-        let z = shared.compression.compress(msg);
-        if z.len() < msg.len() {
-            return Ok(Some(framing::encode(&z, true)));
+        let z = shared.compression.compress(payload);
+        if z.len() < payload.len() {
+            return Ok(framing::encode(&z, true));
         }
     }
-    Ok(None)
+    Ok(match msg {
+        Message::Copy(b) => framing::encode(b, false),
+        Message::InPlace(p) => p.into_frame(),
+    })
 }
 
 impl CallShared {
@@ -762,22 +757,25 @@ impl CallShared {
             if st.stream.is_none() {
                 st.stream = lock(&self.pending).0.take();
             }
-            if st.stream.is_none() {
-                return Err(CallError::Ended);
-            }
+            let SendState {
+                stream,
+                corked,
+                sent_any,
+                closed,
+            } = &mut *st;
+            let stream = stream.as_mut().ok_or(CallError::Ended)?;
             let mut frame = frame;
             if flags.buffer_hint && !flags.last {
-                st.corked.extend_from_slice(&frame);
-                if st.corked.len() < CORK_LIMIT {
+                corked.extend_from_slice(&frame);
+                if corked.len() < CORK_LIMIT {
                     return Ok(());
                 }
-                frame = st.corked.split().freeze();
-            } else if !st.corked.is_empty() {
-                st.corked.extend_from_slice(&frame);
-                frame = st.corked.split().freeze();
+                frame = corked.split().freeze();
+            } else if !corked.is_empty() {
+                corked.extend_from_slice(&frame);
+                frame = corked.split().freeze();
             }
-            let first = !st.sent_any;
-            let stream = st.stream.as_mut().ok_or(CallError::Ended)?;
+            let first = !*sent_any;
             // Wait until the previous message has left the buffer and the
             // window has room. The first message goes at once: nothing is
             // buffered yet, and h2 can then write it with the request
@@ -792,9 +790,9 @@ impl CallShared {
             stream
                 .send_data(frame, flags.last)
                 .map_err(|_| CallError::Ended)?;
-            st.sent_any = true;
+            *sent_any = true;
             if flags.last {
-                st.closed = true;
+                *closed = true;
             }
             Ok(())
         })

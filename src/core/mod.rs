@@ -9,7 +9,7 @@ pub mod rt;
 pub mod status;
 pub(crate) mod sync;
 
-pub use call::{Call, CallError, CallOptions, SendFlags};
+pub use call::{Call, CallError, CallOptions, Message, SendFlags};
 pub use channel::{Channel, ChannelOptions};
 pub use metadata::Metadata;
 pub use status::{Code, Status};

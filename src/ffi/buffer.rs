@@ -8,6 +8,7 @@ use super::error::rgrpc_result;
 use super::handle::{free_boxed, take_boxed, to_boxed, try_ref, Castable};
 use crate::core::codec::framing::{Prefixed, HEADER_LEN};
 use crate::core::codec::pool;
+use crate::core::Message;
 use bytes::Bytes;
 
 /// A message: bytes owned by the caller until `rgrpc_buffer_free`, or
@@ -54,32 +55,22 @@ impl Buffer {
         }
     }
 
-    /// The message to send: a written buffer becomes the frame itself.
-    pub(crate) fn into_outgoing(self) -> Outgoing {
+    /// Runs `f` with the buffer as a message to send: a written buffer
+    /// becomes the frame itself, a received one is copied.
+    pub(crate) fn with_message<R>(self, f: impl FnOnce(Message<'_>) -> R) -> R {
         match self {
-            Buffer::Received(b) => Outgoing::Copy(b),
+            Buffer::Received(b) => f(Message::Copy(&b)),
             Buffer::Writable { mut buf, len } => {
-                // SAFETY: the capacity is at least HEADER_LEN + len (rgrpc_buffer_new);
-                // the prefix room is initialised and the header requires the
-                // application to have written all `len` payload bytes
-                // through the pointer rgrpc_buffer_new gave it.
+                // SAFETY: the capacity is at least HEADER_LEN + len
+                // (rgrpc_buffer_new); the prefix room is initialised and the
+                // header requires the application to have written all `len`
+                // payload bytes through the pointer rgrpc_buffer_new gave it.
                 unsafe { buf.set_len(HEADER_LEN + len) };
-                match Prefixed::new(buf) {
-                    Some(p) => Outgoing::InPlace(p),
-                    // Unreachable: rgrpc_buffer_new checked the length.
-                    None => Outgoing::Copy(Bytes::new()),
-                }
+                let p = Prefixed::new(buf).expect("rgrpc_buffer_new checked the length");
+                f(Message::InPlace(p))
             }
         }
     }
-}
-
-/// A message handed to a send function.
-pub(crate) enum Outgoing {
-    /// A received message sent on: framed by copying.
-    Copy(Bytes),
-    /// Written in place: sent without a copy.
-    InPlace(Prefixed),
 }
 
 /// Wraps a received message for the caller.

@@ -2,7 +2,7 @@
 //! unary helpers, and the callbacks.
 
 use super::boundary::boundary;
-use super::buffer::{self, rgrpc_buffer, Outgoing};
+use super::buffer::{self, rgrpc_buffer};
 use super::callback::UserData;
 use super::channel::rgrpc_channel;
 use super::error::{cstring, rgrpc_result};
@@ -13,7 +13,7 @@ use super::handle::{
 use super::metadata::rgrpc_metadata;
 use super::status::rgrpc_status;
 use super::version::monotonic_ms;
-use crate::core::call::StartError;
+use crate::core::call::{StartError, UnaryOutcome};
 use crate::core::codec::compression::Compression;
 use crate::core::credentials::CallCredentials;
 use crate::core::{Call, CallError, CallOptions, Metadata, SendFlags, Status};
@@ -496,12 +496,16 @@ pub extern "C" fn rgrpc_call_send(
         let Some(msg) = (unsafe { bytes_arg(data, len) }) else {
             return rgrpc_result::NullParameter;
         };
-        match block(c.send(msg, f)) {
-            Ok(Ok(())) => rgrpc_result::Ok,
-            Ok(Err(e)) => call_error(e),
-            Err(r) => r,
-        }
+        send_result(block(c.send(msg, f)))
     })
+}
+
+fn send_result(r: Result<Result<(), CallError>, rgrpc_result>) -> rgrpc_result {
+    match r {
+        Ok(Ok(())) => rgrpc_result::Ok,
+        Ok(Err(e)) => call_error(e),
+        Err(r) => r,
+    }
 }
 
 /// Sends a message in a buffer, which the call takes (in every case, also
@@ -524,15 +528,7 @@ pub extern "C" fn rgrpc_call_send_buffer(
         let Some(msg) = msg else {
             return rgrpc_result::NullParameter;
         };
-        let r = match msg.into_outgoing() {
-            Outgoing::Copy(b) => block(c.send(&b, f)),
-            Outgoing::InPlace(p) => block(c.send_prefixed(p, f)),
-        };
-        match r {
-            Ok(Ok(())) => rgrpc_result::Ok,
-            Ok(Err(e)) => call_error(e),
-            Err(r) => r,
-        }
+        send_result(msg.with_message(|m| block(c.send_message(m, f))))
     })
 }
 
@@ -838,17 +834,27 @@ pub extern "C" fn rgrpc_call_unary(
             return rgrpc_result::NullParameter;
         };
         let o = options_of(opts);
-        match block(ch.unary(method, o, req)) {
-            Ok(Ok((msg, st))) => {
-                if let Some(m) = msg {
-                    write_out!(response_out, buffer::received(m));
-                }
-                give_status(st, status_out)
-            }
-            Ok(Err(e)) => start_error(e),
-            Err(r) => r,
-        }
+        unary_result(block(ch.unary(method, o, req)), response_out, status_out)
     })
+}
+
+/// The result of a blocking unary call, with the response and status
+/// written out as `rgrpc_call_unary` says. `response_out` is not NULL.
+fn unary_result(
+    r: Result<Result<UnaryOutcome, StartError>, rgrpc_result>,
+    response_out: *mut *mut rgrpc_buffer,
+    status_out: *mut *const rgrpc_status,
+) -> rgrpc_result {
+    match r {
+        Ok(Ok((msg, st))) => {
+            if let Some(m) = msg {
+                write_out!(response_out, buffer::received(m));
+            }
+            give_status(st, status_out)
+        }
+        Ok(Err(e)) => start_error(e),
+        Err(r) => r,
+    }
 }
 
 /// `rgrpc_call_unary` with the request in a buffer, which the call takes
@@ -872,20 +878,8 @@ pub extern "C" fn rgrpc_call_unary_buffer(
             return rgrpc_result::NullParameter;
         };
         let o = options_of(opts);
-        let r = match request.into_outgoing() {
-            Outgoing::Copy(b) => block(ch.unary(method, o, &b)),
-            Outgoing::InPlace(p) => block(ch.unary_prefixed(method, o, p)),
-        };
-        match r {
-            Ok(Ok((msg, st))) => {
-                if let Some(m) = msg {
-                    write_out!(response_out, buffer::received(m));
-                }
-                give_status(st, status_out)
-            }
-            Ok(Err(e)) => start_error(e),
-            Err(r) => r,
-        }
+        let r = request.with_message(|m| block(ch.unary_message(method, o, m)));
+        unary_result(r, response_out, status_out)
     })
 }
 

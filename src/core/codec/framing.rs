@@ -3,22 +3,14 @@
 //! message boundaries, so the decoder buffers across chunks.
 
 use super::pool;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Bytes of the message prefix.
 pub const HEADER_LEN: usize = 5;
 
 /// Frames one message (a copy of it; large ones in a pooled buffer).
 pub fn encode(payload: &[u8], compressed: bool) -> Bytes {
-    let total = HEADER_LEN + payload.len();
-    if total < pool::MIN_POOLED {
-        let mut b = BytesMut::with_capacity(total);
-        b.put_u8(compressed as u8);
-        b.put_u32(payload.len() as u32);
-        b.put_slice(payload);
-        return b.freeze();
-    }
-    let mut v = pool::take(total).unwrap_or_else(|| Vec::with_capacity(total));
+    let mut v = pool::vec(HEADER_LEN + payload.len());
     v.push(compressed as u8);
     v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     v.extend_from_slice(payload);
@@ -154,7 +146,7 @@ impl Decoder {
                 // at most 16 MiB up front: a length announced by the peer is
                 // only believed as far as bytes arrive.
                 let room = len.min(16 << 20);
-                let mut data = pool::take(room).unwrap_or_else(|| Vec::with_capacity(room));
+                let mut data = pool::vec(room);
                 self.buf.advance(HEADER_LEN);
                 data.extend_from_slice(&self.buf);
                 self.buf.clear();

@@ -47,6 +47,12 @@ pub fn take(cap: usize) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// [`take`], for callers that treat running out of memory as fatal (as
+/// `Vec` does).
+pub fn vec(cap: usize) -> Vec<u8> {
+    take(cap).unwrap_or_else(|| Vec::with_capacity(cap))
+}
+
 /// Keeps `v` for reuse when it is large and the pool has room; frees it
 /// otherwise.
 pub fn give(v: Vec<u8>) {
