@@ -550,6 +550,63 @@ static void test_on_message_bidi(void) {
   rgrpc_channel_free(ch);
 }
 
+/* A thread blocked in rgrpc_call_recv drives the connection itself while it
+ * waits (it reads for every call on it); when it returns, the connection's
+ * own task must take over again. Callbacks are waited for on a latch, so
+ * nothing but the library's background driver can deliver them. */
+typedef struct {
+  rgrpc_call *call;
+  size_t len;
+} recv_job;
+
+static void *recv_one(void *arg) {
+  recv_job *j = arg;
+  j->len = tu_recv_body_len(j->call);
+  return NULL;
+}
+
+static void async_unary_ok(rgrpc_channel *ch, int32_t size) {
+  unary_result r;
+  unary_result_init(&r);
+  tu_pb req = tu_simple_request(size, 1, 0, NULL);
+  CHECK_OK(rgrpc_call_unary_async(ch, M_UNARY, NULL, req.data, req.len, on_unary, &r, NULL));
+  tu_pb_free(&req);
+  CHECK_MSG(tu_latch_wait(&r.latch, 10000 * tu_slow()), "callback did not run");
+  CHECK_CODE(r.code, RGRPC_STATUS_CODE_OK);
+  CHECK_EQ_INT(r.body_len, (size_t)size);
+  unary_result_destroy(&r);
+}
+
+static void test_async_after_blocked_callers(void) {
+  rgrpc_channel *ch = tu_channel(NULL, NULL);
+  /* A blocking call first (its caller drove the connection), then
+   * callback calls with no blocked caller at all. */
+  size_t len = 0;
+  CHECK_CODE(tu_unary_size(ch, NULL, 7, &len), RGRPC_STATUS_CODE_OK);
+  CHECK_EQ_INT(len, 7);
+  for (int i = 0; i < 20; i++) async_unary_ok(ch, 100 + i);
+
+  /* While another thread is blocked in recv on a stream of the same
+   * connection, callback calls complete (through that thread), and after
+   * its recv returns they still do. */
+  rgrpc_call *bidi = tu_open_bidi(ch, NULL);
+  recv_job rx = {bidi, 0};
+  pthread_t t;
+  tu_thread_start(&t, recv_one, &rx);
+  tu_sleep_ms(100); /* let it block */
+  for (int i = 0; i < 5; i++) async_unary_ok(ch, 200 + i);
+  int32_t five = 5;
+  tu_pb req = tu_streaming_output_request(&five, NULL, 1, 0, 0, NULL);
+  tu_send_pb(bidi, &req, RGRPC_SEND_LAST);
+  tu_pb_free(&req);
+  tu_thread_join(t);
+  CHECK_EQ_INT(rx.len, 5);
+  for (int i = 0; i < 5; i++) async_unary_ok(ch, 300 + i);
+  CHECK_CODE(tu_finish_code(bidi), RGRPC_STATUS_CODE_OK);
+  rgrpc_call_free(bidi);
+  rgrpc_channel_free(ch);
+}
+
 int main(void) {
   RUN_TEST(test_unary_async_callback);
   RUN_TEST(test_unary_async_wait);
@@ -561,5 +618,6 @@ int main(void) {
   RUN_TEST(test_on_message_push_mode);
   RUN_TEST(test_on_message_bidi);
   RUN_TEST(test_call_ends_without_reader);
+  RUN_TEST(test_async_after_blocked_callers);
   return 0;
 }

@@ -16,7 +16,7 @@ use crate::core::codec::framing::{self, DecodeError, Decoder, Prefixed};
 use crate::core::codec::{percent, timeout};
 use crate::core::credentials::CallCredentials;
 use crate::core::metadata::Metadata;
-use crate::core::rt;
+use crate::core::rt::{self, Lend};
 use crate::core::status::{self, Code, Status};
 use crate::core::sync::{lock, AsyncMutex};
 use bytes::{Bytes, BytesMut};
@@ -186,7 +186,8 @@ pub(crate) struct CallShared {
     response_encoding: OnceLock<std::ffi::CString>,
     status_tx: watch::Sender<Option<Arc<Status>>>,
     finished_tx: watch::Sender<bool>,
-    opened: tokio::sync::OnceCell<()>,
+    /// Set once the stream is open: the connection it runs on.
+    opened: tokio::sync::OnceCell<Arc<dyn Lend>>,
     pending: Mutex<(Option<SendStream<Bytes>>, Option<ResponseFuture>)>,
     send: AsyncMutex<SendState>,
     recv: AsyncMutex<RecvState>,
@@ -637,7 +638,8 @@ impl CallShared {
 
     /// Opens the HTTP/2 stream once (connecting if needed).
     async fn ensure_open(&self) -> Result<(), CallError> {
-        if self.opened.initialized() {
+        if let Some(conn) = self.opened.get() {
+            rt::offer(conn);
             return Ok(());
         }
         let r = self
@@ -645,24 +647,22 @@ impl CallShared {
             .get_or_try_init(|| async {
                 // Boxed: every send and recv future embeds this one, and
                 // the opening state machine is large and needed once.
-                match Box::pin(self.open()).await {
-                    Ok(()) => Ok(()),
-                    Err(st) => {
-                        self.terminate(st, false);
-                        Err(CallError::Ended)
-                    }
-                }
+                Box::pin(self.open()).await.map_err(|st| {
+                    self.terminate(st, false);
+                    CallError::Ended
+                })
             })
             .await;
         r.map(|_| ())
     }
 
-    async fn open(&self) -> Result<(), Status> {
+    async fn open(&self) -> Result<Arc<dyn Lend>, Status> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let auth = self.auth_metadata().await?;
-            let sender = self.channel.connection(self.opts.wait_for_ready).await?;
+            let (sender, conn) = self.channel.connection(self.opts.wait_for_ready).await?;
+            rt::offer(&conn);
             let req = self.build_request(&auth)?;
             let result = async {
                 let mut sender = sender.ready().await?;
@@ -672,7 +672,7 @@ impl CallShared {
             match result {
                 Ok((resp, stream)) => {
                     *lock(&self.pending) = (Some(stream), Some(resp));
-                    return Ok(());
+                    return Ok(conn);
                 }
                 Err(e) => {
                     // The connection went away before the stream was opened:

@@ -6,7 +6,9 @@
 //!   thread blocked in an rgrpc call drives the connections itself: it
 //!   reads and writes the sockets and runs the timers while it waits, as
 //!   C-core's pollers do, so a blocking call involves no hand-off between
-//!   threads. When no caller is blocked, one background thread
+//!   threads; it even polls its call's connection itself (see [`Lend`]),
+//!   so a response is read and returned in one poll. When no caller is
+//!   blocked, one background thread
 //!   (`rgrpc-driver`) drives instead, for callbacks, async calls,
 //!   keepalive and reconnects.
 //! * **N ≥ 1 — N worker threads.** A multi-threaded runtime; blocking
@@ -15,10 +17,13 @@
 //! Library threads block SIGPIPE (see `ignore_sigpipe_on_this_thread`).
 
 use once_cell::sync::OnceCell;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
@@ -279,19 +284,24 @@ pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
                 return None;
             }
         }
+        let fut = std::pin::pin!(fut);
+        let mut lending = Lending {
+            fut,
+            conn: None,
+            lent: false,
+        };
         // Fast path: an operation that can complete at once (a message
-        // already received) needs no driving at all.
-        let mut fut = std::pin::pin!(fut);
+        // already received) needs no driving at all. This first poll also
+        // learns which connection the caller may drive while it waits.
         {
             let _ctx = rt.enter();
-            let waker = std::task::Waker::noop();
-            let mut cx = std::task::Context::from_waker(waker);
-            if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(out) = lending.poll_fut(&mut cx) {
                 return Some(out);
             }
         }
         let _guard = CallerGuard::enter();
-        return Some(rt.block_on(fut));
+        return Some(rt.block_on(lending));
     }
     match Handle::try_current() {
         Err(_) => Some(rt.handle().block_on(fut)),
@@ -301,5 +311,114 @@ pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
             }
             Some(tokio::task::block_in_place(|| rt.handle().block_on(fut)))
         }
+    }
+}
+
+/// Something a caller blocked in [`block_on`] may drive while it waits: the
+/// connection its call runs on. Driving it on the caller's thread saves a
+/// wake-up per message: the caller reads the frame and finds its message in
+/// the same poll, instead of the connection task reading it and waking the
+/// caller, after which tokio polls its I/O driver once more.
+pub(crate) trait Lend: Send + Sync {
+    /// Polls it for the caller whose waker `cx` carries; wake-ups go to
+    /// that caller until `give_back`. False when it could not be polled
+    /// (another thread is polling it, or it has ended).
+    fn poll_lent(&self, cx: &mut Context<'_>) -> bool;
+    /// The caller has stopped driving it.
+    fn give_back(&self);
+}
+
+thread_local! {
+    /// True while a blocked caller polls its future (not while the runtime
+    /// runs other tasks on the same thread).
+    static OFFERS_OPEN: Cell<bool> = const { Cell::new(false) };
+    /// The first connection offered during that poll.
+    static OFFERED: RefCell<Option<Arc<dyn Lend>>> = const { RefCell::new(None) };
+}
+
+/// Called by a call's future as it is polled: when a caller blocked in
+/// [`block_on`] (caller-driven runtime) is polling it, the caller will
+/// drive `conn` itself while it waits. Does nothing otherwise.
+pub(crate) fn offer(conn: &Arc<dyn Lend>) {
+    if OFFERS_OPEN.with(|o| o.get()) {
+        OFFERED.with(|o| {
+            let mut o = o.borrow_mut();
+            if o.is_none() {
+                *o = Some(conn.clone());
+            }
+        });
+    }
+}
+
+/// Closes the offer window on drop (also when the polled future panics).
+struct OfferWindow;
+
+impl OfferWindow {
+    fn open() -> OfferWindow {
+        OFFERS_OPEN.with(|o| o.set(true));
+        OfferWindow
+    }
+}
+
+impl Drop for OfferWindow {
+    fn drop(&mut self) {
+        OFFERS_OPEN.with(|o| o.set(false));
+    }
+}
+
+/// A blocked caller's future, which also drives the connection its call
+/// offered (see [`Lend`]) whenever the future cannot go on.
+struct Lending<'a, F: Future> {
+    fut: Pin<&'a mut F>,
+    conn: Option<Arc<dyn Lend>>,
+    lent: bool,
+}
+
+impl<F: Future> Lending<'_, F> {
+    fn poll_fut(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let r = {
+            let _window = OfferWindow::open();
+            self.fut.as_mut().poll(cx)
+        };
+        let offered = OFFERED.with(|o| o.borrow_mut().take());
+        if self.conn.is_none() {
+            self.conn = offered;
+        }
+        r
+    }
+
+    fn give_back(&mut self) {
+        if std::mem::take(&mut self.lent) {
+            if let Some(c) = &self.conn {
+                c.give_back();
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Lending<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(v) = this.poll_fut(cx) {
+            this.give_back();
+            return Poll::Ready(v);
+        }
+        let lent = this.conn.as_ref().is_some_and(|c| c.poll_lent(cx));
+        if lent {
+            this.lent = true;
+            if let Poll::Ready(v) = this.poll_fut(cx) {
+                this.give_back();
+                return Poll::Ready(v);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<F: Future> Drop for Lending<'_, F> {
+    fn drop(&mut self) {
+        self.give_back();
     }
 }

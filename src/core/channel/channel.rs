@@ -6,6 +6,7 @@ use crate::core::channel::options::ChannelOptions;
 use crate::core::channel::state::ConnectivityState;
 use crate::core::channel::target::{self, Address};
 use crate::core::credentials::{ChannelCredentials, Transport};
+use crate::core::rt::Lend;
 use crate::core::status::{Code, Status};
 use crate::core::sync::lock;
 use bytes::Bytes;
@@ -257,12 +258,12 @@ impl ChannelInner {
         }
     }
 
-    /// A stream handle on the channel's connection (see
-    /// `Lifecycle::connection_for_call`).
+    /// A stream handle on the channel's connection, and the connection for
+    /// a blocked caller to drive (see `Lifecycle::connection_for_call`).
     pub(crate) async fn connection(
         &self,
         wait_for_ready: bool,
-    ) -> Result<SendRequest<Bytes>, Status> {
+    ) -> Result<(SendRequest<Bytes>, Arc<dyn Lend>), Status> {
         self.lc.connection_for_call(wait_for_ready).await
     }
 

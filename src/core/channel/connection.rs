@@ -1,9 +1,11 @@
 //! One HTTP/2 connection (h2 over TCP or a Unix socket), shared by every call
 //! on a channel: many streams on one connection.
 
+use super::driver::Driver;
 use super::nosigpipe::NoSigPipe;
 use crate::core::channel::target::{Address, Target};
 use crate::core::credentials::Transport;
+use crate::core::rt::Lend;
 use crate::core::status::{Code, Status};
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -59,6 +61,8 @@ impl Shared {
 /// A live connection: a handle to open streams, and its end signal.
 pub(crate) struct Connection {
     pub(crate) send: SendRequest<Bytes>,
+    /// Lets a caller blocked on one of its calls drive it (`rt::Lend`).
+    pub(crate) lend: Arc<dyn Lend>,
     shared: Arc<Shared>,
     ping_pong: Option<h2::PingPong>,
 }
@@ -490,8 +494,10 @@ async fn handshake(io: BoxedIo, tls_roots: Option<&str>) -> Result<Connection, S
     let sh = shared.clone();
     let rt = crate::core::rt::handle()
         .map_err(|e| Status::new(Code::Unavailable, format!("runtime: {e}")))?;
+    let driver = Driver::new(conn);
+    let run = driver.clone().run();
     let task = rt.spawn(async move {
-        let r = conn.await;
+        let r = run.await;
         sh.finish(classify(r, goaway_seen.load(Ordering::Acquire)));
     });
     let _ = shared.task.set(task.abort_handle());
@@ -509,6 +515,7 @@ async fn handshake(io: BoxedIo, tls_roots: Option<&str>) -> Result<Connection, S
     }
     Ok(Connection {
         send,
+        lend: driver,
         shared,
         ping_pong,
     })

@@ -21,7 +21,7 @@ use super::connection::{connect, Connection};
 use super::state::ConnectivityState;
 use super::target::Target;
 use crate::core::credentials::Transport;
-use crate::core::rt;
+use crate::core::rt::{self, Lend};
 use crate::core::status::{Code, Status};
 use crate::core::sync::lock;
 use bytes::Bytes;
@@ -270,14 +270,14 @@ impl Lifecycle {
     pub(crate) async fn connection_for_call(
         self: &Arc<Self>,
         wait_for_ready: bool,
-    ) -> Result<SendRequest<Bytes>, Status> {
+    ) -> Result<(SendRequest<Bytes>, Arc<dyn Lend>), Status> {
         let mut rx = self.state_tx.subscribe();
         loop {
             let state = *rx.borrow_and_update();
             match state {
                 ConnectivityState::Ready => {
                     if let Some(c) = lock(&self.inner).conn.as_ref().filter(|c| c.is_alive()) {
-                        return Ok(c.send.clone());
+                        return Ok((c.send.clone(), c.lend.clone()));
                     }
                 }
                 ConnectivityState::Idle => self.request_connect(),

@@ -5,6 +5,7 @@ pub mod backoff;
 #[allow(clippy::module_inception)]
 mod channel;
 pub(crate) mod connection;
+mod driver;
 pub(crate) mod lifecycle;
 pub(crate) mod nosigpipe;
 pub mod options;
