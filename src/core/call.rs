@@ -563,11 +563,11 @@ pub enum Message<'a> {
 /// is exceeded) and frames the message, compressed when the call
 /// compresses, the message does not opt out, and compression makes it
 /// smaller (the flag says which).
-fn encode_message(
+fn encode_message<'a>(
     shared: &Arc<CallShared>,
-    msg: Message<'_>,
+    msg: Message<'a>,
     flags: SendFlags,
-) -> Result<Bytes, CallError> {
+) -> Result<Encoded<'a>, CallError> {
     let payload = match &msg {
         Message::Copy(b) => *b,
         Message::InPlace(p) => p.payload(),
@@ -588,13 +588,37 @@ fn encode_message(
     if shared.compression != Compression::Identity && !flags.no_compress {
         let z = shared.compression.compress(payload);
         if z.len() < payload.len() {
-            return Ok(framing::encode(&z, true));
+            return Ok(Encoded::Framed(framing::encode(&z, true)));
         }
     }
     Ok(match msg {
-        Message::Copy(b) => framing::encode(b, false),
-        Message::InPlace(p) => p.into_frame(),
+        Message::Copy(b) => Encoded::Plain(b),
+        Message::InPlace(p) => Encoded::Framed(p.into_frame()),
     })
+}
+
+/// A message ready to send: framed already, or uncompressed bytes the
+/// sender keeps, framed only where they go (the call's buffer for a
+/// [`SendFlags::buffer_hint`] send, else a frame of their own): one copy.
+enum Encoded<'a> {
+    Framed(Bytes),
+    Plain(&'a [u8]),
+}
+
+impl Encoded<'_> {
+    fn append_to(self, buf: &mut BytesMut) {
+        match self {
+            Encoded::Framed(f) => buf.extend_from_slice(&f),
+            Encoded::Plain(p) => framing::append(buf, p),
+        }
+    }
+
+    fn into_frame(self) -> Bytes {
+        match self {
+            Encoded::Framed(f) => f,
+            Encoded::Plain(p) => framing::encode(p, false),
+        }
+    }
 }
 
 impl CallShared {
@@ -746,7 +770,7 @@ impl CallShared {
         Ok(req)
     }
 
-    async fn send(&self, frame: Bytes, flags: SendFlags) -> Result<(), CallError> {
+    async fn send(&self, msg: Encoded<'_>, flags: SendFlags) -> Result<(), CallError> {
         let _busy = BusyGuard::acquire(&self.send_busy, "another thread is sending on this call")?;
         self.guarded(async {
             self.ensure_open().await?;
@@ -764,17 +788,18 @@ impl CallShared {
                 closed,
             } = &mut *st;
             let stream = stream.as_mut().ok_or(CallError::Ended)?;
-            let mut frame = frame;
-            if flags.buffer_hint && !flags.last {
-                corked.extend_from_slice(&frame);
+            let frame = if flags.buffer_hint && !flags.last {
+                msg.append_to(corked);
                 if corked.len() < CORK_LIMIT {
                     return Ok(());
                 }
-                frame = corked.split().freeze();
+                corked.split().freeze()
             } else if !corked.is_empty() {
-                corked.extend_from_slice(&frame);
-                frame = corked.split().freeze();
-            }
+                msg.append_to(corked);
+                corked.split().freeze()
+            } else {
+                msg.into_frame()
+            };
             let first = !*sent_any;
             // Wait until the previous message has left the buffer and the
             // window has room. The first message goes at once: nothing is

@@ -17,6 +17,14 @@ pub fn encode(payload: &[u8], compressed: bool) -> Bytes {
     pool::into_bytes(v)
 }
 
+/// Appends one uncompressed message, framed, to `buf` (one copy).
+pub fn append(buf: &mut BytesMut, payload: &[u8]) {
+    buf.reserve(HEADER_LEN + payload.len());
+    buf.extend_from_slice(&[0]);
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(payload);
+}
+
 /// A message written in place after room for its prefix: framed without
 /// copying the payload (the application serializes straight into it).
 #[derive(Debug)]
