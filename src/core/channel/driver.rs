@@ -11,8 +11,8 @@
 //! Every poll, whoever makes it, hands h2 and the socket one waker (the
 //! [`Hub`]'s): it wakes the caller that is lending itself, if there is one,
 //! and otherwise the task. So a caller that stops lending never leaves a
-//! registration behind: it tells the hub, which wakes the task if anything
-//! happened meanwhile.
+//! registration behind: it tells the hub, and the task is scheduled to
+//! take over.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,9 +44,6 @@ struct HubState {
     task: Option<Waker>,
     /// The caller driving the connection while it waits, if any.
     caller: Option<Waker>,
-    /// A wake-up went to the caller (or found nobody) since its latest
-    /// poll: the task must run when the caller stops lending.
-    owed: bool,
 }
 
 impl Wake for Hub {
@@ -55,14 +52,10 @@ impl Wake for Hub {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let s = &mut *lock(&self.state);
-        if let Some(c) = &s.caller {
-            s.owed = true;
-            c.wake_by_ref();
-        } else if let Some(t) = &s.task {
-            t.wake_by_ref();
-        } else {
-            s.owed = true;
+        let s = lock(&self.state);
+        // Before the task's first poll nobody needs waking: it polls first.
+        if let Some(w) = s.caller.as_ref().or(s.task.as_ref()) {
+            w.wake_by_ref();
         }
     }
 }
@@ -112,7 +105,6 @@ where
             if !s.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
                 s.task = Some(cx.waker().clone());
             }
-            s.owed = false;
         }
         // Set before trying: a caller that holds the lock sees it when it
         // lets go, and wakes us then.
@@ -158,7 +150,6 @@ where
             if !s.caller.as_ref().is_some_and(|c| c.will_wake(cx.waker())) {
                 s.caller = Some(cx.waker().clone());
             }
-            s.owed = false;
         }
         if let Poll::Ready(out) = Pin::new(conn).poll(&mut Context::from_waker(&self.waker)) {
             // Ended: the task reports it (it is woken at once).
@@ -178,15 +169,17 @@ where
         true
     }
 
-    /// The caller stops driving: wake-ups go to the task again, and the
-    /// task runs now if anything happened since the caller's last poll.
+    /// The caller stops driving: wake-ups go to the task again. The task is
+    /// also scheduled now (on a caller's thread that is a queue push): it
+    /// takes over whatever happened since the caller's last poll, and a
+    /// send the caller makes next finds it scheduled already, so h2's
+    /// wake-up for that send costs nothing (from outside the runtime it
+    /// would cost an eventfd write to the I/O driver).
     fn give_back(&self) {
         let mut s = lock(&self.hub.state);
         s.caller = None;
-        if std::mem::take(&mut s.owed) {
-            if let Some(t) = &s.task {
-                t.wake_by_ref();
-            }
+        if let Some(t) = &s.task {
+            t.wake_by_ref();
         }
     }
 }
@@ -239,7 +232,7 @@ mod tests {
         tx.send(7).unwrap();
         assert_eq!(caller_wakes.0.load(Ordering::SeqCst), 1);
         assert_eq!(task_wakes.0.load(Ordering::SeqCst), 0);
-        // It stops lending without polling again: the task is owed a poll.
+        // It stops lending: the task is scheduled to take over.
         d.give_back();
         assert_eq!(task_wakes.0.load(Ordering::SeqCst), 1);
         match task.as_mut().poll(&mut Context::from_waker(&task_waker)) {
