@@ -102,6 +102,17 @@ static void report_status(const char *what, rgrpc_result rc, const rgrpc_status 
     fprintf(stderr, "rgrpc_bench: %s: %s\n", what, rgrpc_result_name(rc));
 }
 
+/* Starts a call on `method`; NULL (reported as `what`) when it cannot. */
+static rgrpc_call *start_call(const char *method, const char *what) {
+  rgrpc_call *call = NULL;
+  rgrpc_result rc = rgrpc_call_start(CH, method, NULL, &call);
+  if (rc) {
+    report_status(what, rc, NULL);
+    return NULL;
+  }
+  return call;
+}
+
 /* Reports why an operation on a streaming call failed, with the call's
  * final status when it has ended. */
 static void report_call_failure(const char *what, rgrpc_result rc, rgrpc_call *call) {
@@ -170,12 +181,9 @@ static int run_unary_blocking(bench_result *res, int in_place) {
 
 static int run_pingpong(bench_result *res) {
   packbuf pb = {0};
-  rgrpc_call *call = NULL;
-  rgrpc_result rc = rgrpc_call_start(CH, M_PINGPONG, NULL, &call);
-  if (rc) {
-    report_status("StreamingCall start", rc, NULL);
-    return BENCH_EXIT_FAILED;
-  }
+  rgrpc_call *call = start_call(M_PINGPONG, "StreamingCall start");
+  if (!call) return BENCH_EXIT_FAILED;
+  rgrpc_result rc;
   int ret = 0;
   long total = A.warmup + A.calls;
   for (long i = 0; i < total; i++) {
@@ -460,12 +468,9 @@ static void on_stream_message(void *user_data, const uint8_t *data, size_t len) 
 
 static int run_server_stream_push(bench_result *res) {
   packbuf pb = {0};
-  rgrpc_call *call = NULL;
-  rgrpc_result rc = rgrpc_call_start(CH, M_FROM_SERVER, NULL, &call);
-  if (rc) {
-    report_status("StreamingFromServer start", rc, NULL);
-    return BENCH_EXIT_FAILED;
-  }
+  rgrpc_call *call = start_call(M_FROM_SERVER, "StreamingFromServer start");
+  if (!call) return BENCH_EXIT_FAILED;
+  rgrpc_result rc;
   push_state ps = {res, call, 0, A.warmup + A.calls, 0, 0};
   if (A.warmup == 0) bench_start(res);
   int ret = 0;
@@ -494,12 +499,9 @@ static int run_server_stream(bench_result *res) {
   const char *mode = getenv("RGRPC_BENCH_STREAM");
   if (!mode || strcmp(mode, "pull")) return run_server_stream_push(res);
   packbuf pb = {0};
-  rgrpc_call *call = NULL;
-  rgrpc_result rc = rgrpc_call_start(CH, M_FROM_SERVER, NULL, &call);
-  if (rc) {
-    report_status("StreamingFromServer start", rc, NULL);
-    return BENCH_EXIT_FAILED;
-  }
+  rgrpc_call *call = start_call(M_FROM_SERVER, "StreamingFromServer start");
+  if (!call) return BENCH_EXIT_FAILED;
+  rgrpc_result rc;
   size_t n = pack_request(&pb);
   int ret = 0;
   if ((rc = rgrpc_call_send(call, pb.buf, n, RGRPC_SEND_LAST)) != RGRPC_RESULT_OK) {
@@ -544,12 +546,9 @@ static int run_server_stream(bench_result *res) {
  * Returns the number sent, or -1. */
 static long client_stream_call(long count, bench_result *res) {
   packbuf pb = {0};
-  rgrpc_call *call = NULL;
-  rgrpc_result rc = rgrpc_call_start(CH, M_FROM_CLIENT, NULL, &call);
-  if (rc) {
-    report_status("StreamingFromClient start", rc, NULL);
-    return -1;
-  }
+  rgrpc_call *call = start_call(M_FROM_CLIENT, "StreamingFromClient start");
+  if (!call) return -1;
+  rgrpc_result rc;
   long sent = 0;
   for (; sent < count; sent++) {
     size_t n = pack_request(&pb);

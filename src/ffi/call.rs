@@ -552,11 +552,7 @@ fn send_flags(flags: u32) -> Option<SendFlags> {
 pub extern "C" fn rgrpc_call_close_send(call: *mut rgrpc_call) -> rgrpc_result {
     boundary(|| {
         let c = try_ref_or_null!(rgrpc_call, call);
-        match block(c.close_send()) {
-            Ok(Ok(())) => rgrpc_result::Ok,
-            Ok(Err(e)) => call_error(e),
-            Err(r) => r,
-        }
+        send_result(block(c.close_send()))
     })
 }
 

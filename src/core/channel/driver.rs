@@ -63,16 +63,21 @@ impl Wake for Hub {
 /// A connection future (`h2::client::Connection`) shared between its task
 /// and lending callers.
 pub(crate) struct Driver<C: Future> {
-    conn: Mutex<Option<C>>,
+    conn: Mutex<Slot<C>>,
     hub: Arc<Hub>,
     waker: Waker,
-    /// How the connection ended when a caller polled it to the end.
-    outcome: Mutex<Option<C::Output>>,
     /// The task is gone (finished or aborted): nobody polls any more.
     closed: AtomicBool,
-    /// The task found the connection busy (a caller polling it) and must be
-    /// woken when the caller is done.
+    /// The task found the connection busy (a caller polling it): the
+    /// caller wakes it as soon as it lets go.
     task_missed: AtomicBool,
+}
+
+enum Slot<C: Future> {
+    Live(C),
+    /// Ended; the outcome until the task takes it (when a caller polled the
+    /// connection to its end).
+    Ended(Option<C::Output>),
 }
 
 impl<C> Driver<C>
@@ -83,10 +88,9 @@ where
     pub(crate) fn new(conn: C) -> Arc<Self> {
         let hub = Arc::new(Hub::default());
         Arc::new(Driver {
-            conn: Mutex::new(Some(conn)),
+            conn: Mutex::new(Slot::Live(conn)),
             waker: Waker::from(hub.clone()),
             hub,
-            outcome: Mutex::new(None),
             closed: AtomicBool::new(false),
             task_missed: AtomicBool::new(false),
         })
@@ -113,17 +117,22 @@ where
             return Poll::Pending;
         };
         self.task_missed.store(false, Ordering::SeqCst);
-        let Some(conn) = slot.as_mut() else {
-            // A caller polled it to its end.
-            return lock(&self.outcome)
-                .take()
-                .map_or(Poll::Pending, Poll::Ready);
-        };
-        let r = Pin::new(conn).poll(&mut Context::from_waker(&self.waker));
-        if r.is_ready() {
-            *slot = None;
+        match &mut *slot {
+            Slot::Live(conn) => {
+                let r = Pin::new(conn).poll(&mut Context::from_waker(&self.waker));
+                if r.is_ready() {
+                    *slot = Slot::Ended(None);
+                }
+                r
+            }
+            Slot::Ended(out) => out.take().map_or(Poll::Pending, Poll::Ready),
         }
-        r
+    }
+
+    fn wake_task(&self) {
+        if let Some(t) = &lock(&self.hub.state).task {
+            t.wake_by_ref();
+        }
     }
 }
 
@@ -142,7 +151,7 @@ where
         let Some(mut slot) = try_lock(&self.conn) else {
             return false;
         };
-        let Some(conn) = slot.as_mut() else {
+        let Slot::Live(conn) = &mut *slot else {
             return false;
         };
         {
@@ -151,20 +160,20 @@ where
                 s.caller = Some(cx.waker().clone());
             }
         }
-        if let Poll::Ready(out) = Pin::new(conn).poll(&mut Context::from_waker(&self.waker)) {
-            // Ended: the task reports it (it is woken at once).
-            *slot = None;
-            *lock(&self.outcome) = Some(out);
-            self.task_missed.store(true, Ordering::SeqCst);
-        }
+        let ended = match Pin::new(conn).poll(&mut Context::from_waker(&self.waker)) {
+            Poll::Ready(out) => {
+                *slot = Slot::Ended(Some(out));
+                true
+            }
+            Poll::Pending => false,
+        };
         if self.closed.load(Ordering::Acquire) {
-            *slot = None;
+            *slot = Slot::Ended(None);
         }
         drop(slot);
-        if self.task_missed.swap(false, Ordering::SeqCst) {
-            if let Some(t) = &lock(&self.hub.state).task {
-                t.wake_by_ref();
-            }
+        // The task reports an end, and takes over a poll it found busy.
+        if self.task_missed.swap(false, Ordering::SeqCst) || ended {
+            self.wake_task();
         }
         true
     }
@@ -172,15 +181,13 @@ where
     /// The caller stops driving: wake-ups go to the task again. The task is
     /// also scheduled now (on a caller's thread that is a queue push): it
     /// takes over whatever happened since the caller's last poll, and a
-    /// send the caller makes next finds it scheduled already, so h2's
-    /// wake-up for that send costs nothing (from outside the runtime it
-    /// would cost an eventfd write to the I/O driver).
+    /// send the caller makes next finds it
+    /// scheduled already, so h2's wake-up for that send costs nothing (from
+    /// outside the runtime it would cost an eventfd write to the I/O
+    /// driver).
     fn give_back(&self) {
-        let mut s = lock(&self.hub.state);
-        s.caller = None;
-        if let Some(t) = &s.task {
-            t.wake_by_ref();
-        }
+        lock(&self.hub.state).caller = None;
+        self.wake_task();
     }
 }
 
@@ -191,7 +198,7 @@ impl<C: Future> Drop for TaskGuard<C> {
         self.0.closed.store(true, Ordering::Release);
         // A lending caller that holds the lock drops it after its poll.
         if let Some(mut slot) = try_lock(&self.0.conn) {
-            *slot = None;
+            *slot = Slot::Ended(None);
         }
     }
 }
@@ -216,17 +223,32 @@ mod tests {
         (c.clone(), Waker::from(c))
     }
 
-    #[test]
-    fn wake_ups_follow_the_lender_and_return_to_the_task() {
-        let (tx, rx) = oneshot::channel::<u32>();
+    /// A driver over a oneshot receiver (the "connection") whose task has
+    /// been polled once, with the task's wake-up counter and waker.
+    #[allow(clippy::type_complexity)]
+    fn started(
+        rx: oneshot::Receiver<u32>,
+    ) -> (
+        Arc<Driver<oneshot::Receiver<u32>>>,
+        Pin<Box<impl Future<Output = Result<u32, oneshot::error::RecvError>>>>,
+        Arc<Count>,
+        Waker,
+    ) {
         let d = Driver::new(rx);
         let mut task = Box::pin(d.clone().run());
         let (task_wakes, task_waker) = waker();
-        let (caller_wakes, caller_waker) = waker();
         assert!(task
             .as_mut()
             .poll(&mut Context::from_waker(&task_waker))
             .is_pending());
+        (d, task, task_wakes, task_waker)
+    }
+
+    #[test]
+    fn wake_ups_follow_the_lender_and_return_to_the_task() {
+        let (tx, rx) = oneshot::channel::<u32>();
+        let (d, mut task, task_wakes, task_waker) = started(rx);
+        let (caller_wakes, caller_waker) = waker();
         // A caller lends itself: the next wake-up is the caller's.
         assert!(d.poll_lent(&mut Context::from_waker(&caller_waker)));
         tx.send(7).unwrap();
@@ -244,14 +266,8 @@ mod tests {
     #[test]
     fn a_caller_that_polls_it_to_the_end_hands_the_outcome_to_the_task() {
         let (tx, rx) = oneshot::channel::<u32>();
-        let d = Driver::new(rx);
-        let mut task = Box::pin(d.clone().run());
-        let (task_wakes, task_waker) = waker();
+        let (d, mut task, task_wakes, task_waker) = started(rx);
         let (_, caller_waker) = waker();
-        assert!(task
-            .as_mut()
-            .poll(&mut Context::from_waker(&task_waker))
-            .is_pending());
         tx.send(9).unwrap();
         let before = task_wakes.0.load(Ordering::SeqCst);
         assert!(d.poll_lent(&mut Context::from_waker(&caller_waker)));

@@ -8,11 +8,18 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Bytes of the message prefix.
 pub const HEADER_LEN: usize = 5;
 
+/// The prefix of a message of `len` bytes (callers keep `len` within
+/// `u32`: the send limit, or [`Prefixed::new`]).
+fn prefix(compressed: bool, len: usize) -> [u8; HEADER_LEN] {
+    let mut p = [compressed as u8, 0, 0, 0, 0];
+    p[1..].copy_from_slice(&(len as u32).to_be_bytes());
+    p
+}
+
 /// Frames one message (a copy of it; large ones in a pooled buffer).
 pub fn encode(payload: &[u8], compressed: bool) -> Bytes {
     let mut v = pool::vec(HEADER_LEN + payload.len());
-    v.push(compressed as u8);
-    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    v.extend_from_slice(&prefix(compressed, payload.len()));
     v.extend_from_slice(payload);
     pool::into_bytes(v)
 }
@@ -20,8 +27,7 @@ pub fn encode(payload: &[u8], compressed: bool) -> Bytes {
 /// Appends one uncompressed message, framed, to `buf` (one copy).
 pub fn append(buf: &mut BytesMut, payload: &[u8]) {
     buf.reserve(HEADER_LEN + payload.len());
-    buf.extend_from_slice(&[0]);
-    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&prefix(false, payload.len()));
     buf.extend_from_slice(payload);
 }
 
@@ -47,9 +53,8 @@ impl Prefixed {
 
     /// The framed, uncompressed message (the same allocation).
     pub fn into_frame(mut self) -> Bytes {
-        let len = (self.0.len() - HEADER_LEN) as u32;
-        self.0[0] = 0;
-        self.0[1..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        let p = prefix(false, self.0.len() - HEADER_LEN);
+        self.0[..HEADER_LEN].copy_from_slice(&p);
         pool::into_bytes(self.0)
     }
 }
