@@ -19,7 +19,7 @@ step "cargo test (unit, integration, header staleness; caller-driven runtime)"
 cargo test --workspace --locked
 
 step "Rust integration tests again on the multi-threaded runtime (RGRPC_WORKER_THREADS=2)"
-RGRPC_WORKER_THREADS=2 cargo test --locked -p rgrpc --tests
+RGRPC_WORKER_THREADS=2 cargo test --locked -p rgrpc-core --tests
 
 step "tonic interop server binary"
 cargo build -q --locked -p rgrpc-tonic-interop --bin tonic-interop-server

@@ -1,14 +1,30 @@
-//! rgrpc: a gRPC client library with a C API.
+//! rgrpc: a gRPC client library with a C API — the C ABI crate.
 //!
-//! The crate has two layers:
+//! This crate builds `librgrpc.{so,a}` and is the only input of cbindgen
+//! for `include/rgrpc.h` (`cargo run -p rgrpc-gen-header`). It is thin:
+//! every function validates its arguments, calls the safe core
+//! ([`rgrpc_core`], in `core/`), and converts the result back to C types.
+//! Only this crate has `extern "C"`, raw pointers and handle conversion.
 //!
-//! * [`core`] — safe Rust that knows nothing of C: channels (target parsing,
-//!   connection), calls (state machine, deadline, metadata, framing, status),
-//!   and the background tokio runtime. It is usable and tested from Rust.
-//! * [`ffi`] — the C ABI (`include/rgrpc.h` is generated from it by cbindgen):
-//!   thin functions that validate arguments, call the core and convert back.
-//!
-//! See `README.md` for the C API and `../shared/design.md` for the rules.
+//! See `ARCHITECTURE.md` for the layers and `README.md` for the C API.
 
-pub mod core;
-pub mod ffi;
+// C type names (`rgrpc_call`) are the API; the C caller passes raw
+// pointers to every function, which validates them (NULL -> an error code)
+// and dereferences only under the header's contract.
+#![allow(non_camel_case_types)]
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+pub mod boundary;
+pub mod buffer;
+pub mod call;
+pub mod callback;
+pub mod channel;
+pub mod connectivity;
+pub mod credentials;
+pub mod error;
+pub mod handle;
+pub mod metadata;
+mod names;
+pub mod runtime;
+pub mod status;
+pub mod version;

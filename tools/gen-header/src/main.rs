@@ -1,4 +1,4 @@
-//! Regenerates `include/rgrpc.h` from `src/ffi` with the pinned cbindgen.
+//! Regenerates `include/rgrpc.h` from the `rgrpc` crate (`src/`, the C ABI) with the pinned cbindgen.
 //!
 //! Usage (from the repository root): `cargo run -p rgrpc-gen-header`.
 //! `cargo run -p rgrpc-gen-header -- --check` exits 1 when the committed

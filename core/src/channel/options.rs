@@ -1,0 +1,318 @@
+//! Channel options, set by grpcio / C-core key names (`grpc.*`) so users can
+//! carry their settings over. Unknown keys, wrong-typed values and keys of
+//! features not built yet are reported, never silently dropped.
+
+use crate::channel::lifecycle::LifecycleConfig;
+use crate::codec::compression::Compression;
+use std::time::Duration;
+
+/// C-core's "never" for millisecond options (INT_MAX).
+const NEVER_MS: i64 = i32::MAX as i64;
+
+fn millis(key: &str, v: i64, min: i64) -> Result<Duration, OptionError> {
+    if v < min {
+        return Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: format!("{v} ms (at least {min})"),
+        });
+    }
+    Ok(Duration::from_millis(v as u64))
+}
+
+/// `None` for INT_MAX ("never"), else the duration.
+fn millis_or_never(key: &str, v: i64, min: i64) -> Result<Option<Duration>, OptionError> {
+    if v >= NEVER_MS {
+        return Ok(None);
+    }
+    millis(key, v, min).map(Some)
+}
+
+/// A typed option value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionValue {
+    /// An integer (C-core's `GRPC_ARG_INTEGER`).
+    Int(i64),
+    /// A string (C-core's `GRPC_ARG_STRING`).
+    Str(String),
+}
+
+/// Why an option was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionError {
+    /// Not a key rgrpc or gRPC knows.
+    UnknownKey(String),
+    /// The key takes the other type.
+    WrongType { key: String, expected: &'static str },
+    /// The value is out of range or malformed.
+    InvalidValue { key: String, reason: String },
+    /// A gRPC key whose feature rgrpc does not implement yet.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionError::UnknownKey(k) => write!(f, "unknown channel option {k:?}"),
+            OptionError::WrongType { key, expected } => {
+                write!(f, "channel option {key:?} takes {expected} value")
+            }
+            OptionError::InvalidValue { key, reason } => {
+                write!(f, "invalid value for channel option {key:?}: {reason}")
+            }
+            OptionError::Unsupported(k) => write!(
+                f,
+                "channel option {k:?} is a gRPC option that this version of rgrpc does not support yet"
+            ),
+        }
+    }
+}
+
+/// Default receive limit: 4 MiB, as in grpcio and C-core.
+pub const DEFAULT_MAX_RECV: usize = 4 * 1024 * 1024;
+
+/// The settings of a channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelOptions {
+    /// Largest message accepted from the server (`None` = unlimited).
+    /// Key `grpc.max_receive_message_length`, -1 = unlimited.
+    pub max_receive_message_length: Option<usize>,
+    /// Largest message the client may send (`None` = unlimited, the default).
+    /// Key `grpc.max_send_message_length`, -1 = unlimited.
+    pub max_send_message_length: Option<usize>,
+    /// Prepended to the user-agent (`grpc.primary_user_agent`).
+    pub primary_user_agent: Option<String>,
+    /// Appended to the user-agent (`grpc.secondary_user_agent`).
+    pub secondary_user_agent: Option<String>,
+    /// The `:authority` to send instead of the target's (`grpc.default_authority`).
+    pub default_authority: Option<String>,
+    /// The name checked in the server's certificate, and the `:authority`
+    /// unless `grpc.default_authority` is set (`grpc.ssl_target_name_override`).
+    pub ssl_target_name_override: Option<String>,
+    /// Compression of messages sent on calls that do not choose their own
+    /// (`grpc.default_compression_algorithm`: 0 none, 1 deflate, 2 gzip).
+    pub default_compression: Compression,
+    /// Reconnect backoff, keepalive and idle settings.
+    pub lifecycle: LifecycleConfig,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            max_receive_message_length: Some(DEFAULT_MAX_RECV),
+            max_send_message_length: None,
+            primary_user_agent: None,
+            secondary_user_agent: None,
+            default_authority: None,
+            ssl_target_name_override: None,
+            default_compression: Compression::Identity,
+            lifecycle: LifecycleConfig::default(),
+        }
+    }
+}
+
+/// gRPC channel argument keys that rgrpc recognises but has not built yet.
+const NOT_YET: &[&str] = &[
+    "grpc.http2.min_time_between_pings_ms",
+    "grpc.http2.min_ping_interval_without_data_ms",
+    "grpc.service_config",
+    "grpc.service_config_disable_resolution",
+    "grpc.enable_retries",
+    "grpc.per_rpc_retry_buffer_size",
+    "grpc.lb_policy_name",
+    "grpc.default_compression_level",
+    "grpc.compression_enabled_algorithms_bitset",
+    "grpc.max_metadata_size",
+    "grpc.absolute_max_metadata_size",
+    "grpc.http2.max_frame_size",
+    "grpc.http2.lookahead_bytes",
+    "grpc.http2.bdp_probe",
+    "grpc.enable_http_proxy",
+    "grpc.dns_min_time_between_resolutions_ms",
+];
+
+fn limit(key: &str, v: i64) -> Result<Option<usize>, OptionError> {
+    match v {
+        -1 => Ok(None),
+        v if v < -1 => Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: format!("{v} (use -1 for unlimited or a size in bytes)"),
+        }),
+        v => usize::try_from(v)
+            .map(Some)
+            .map_err(|_| OptionError::InvalidValue {
+                key: key.into(),
+                reason: format!("{v} is too large"),
+            }),
+    }
+}
+
+impl ChannelOptions {
+    /// Sets an option by its gRPC key. Each key names its type once:
+    /// `int(..)` / `string(..)` report a value of the other type.
+    pub fn set(&mut self, key: &str, value: OptionValue) -> Result<(), OptionError> {
+        let int = |v: OptionValue| match v {
+            OptionValue::Int(i) => Ok(i),
+            OptionValue::Str(_) => Err(OptionError::WrongType {
+                key: key.to_string(),
+                expected: "an integer",
+            }),
+        };
+        let string = |v: OptionValue| match v {
+            OptionValue::Str(s) => Ok(s),
+            OptionValue::Int(_) => Err(OptionError::WrongType {
+                key: key.to_string(),
+                expected: "a string",
+            }),
+        };
+        let lc = &mut self.lifecycle;
+        match key {
+            "grpc.max_receive_message_length" => {
+                self.max_receive_message_length = limit(key, int(value)?)?
+            }
+            "grpc.max_send_message_length" => {
+                self.max_send_message_length = limit(key, int(value)?)?
+            }
+            "grpc.primary_user_agent" => {
+                let s = string(value)?;
+                check_header_text(key, &s)?;
+                self.primary_user_agent = Some(s)
+            }
+            "grpc.secondary_user_agent" => {
+                let s = string(value)?;
+                check_header_text(key, &s)?;
+                self.secondary_user_agent = Some(s)
+            }
+            "grpc.default_authority" => {
+                let s = string(value)?;
+                if s.is_empty() || s.parse::<http::uri::Authority>().is_err() {
+                    return Err(OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{s:?} is not a valid authority (host[:port])"),
+                    });
+                }
+                self.default_authority = Some(s)
+            }
+            "grpc.ssl_target_name_override" => {
+                let s = string(value)?;
+                if s.is_empty()
+                    || s.parse::<http::uri::Authority>().is_err()
+                    || s.contains(':') && !s.starts_with('[')
+                {
+                    return Err(OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{s:?} is not a valid host name"),
+                    });
+                }
+                self.ssl_target_name_override = Some(s)
+            }
+            "grpc.keepalive_time_ms" => lc.keepalive_time = millis_or_never(key, int(value)?, 1)?,
+            "grpc.keepalive_timeout_ms" => lc.keepalive_timeout = millis(key, int(value)?, 1)?,
+            "grpc.keepalive_permit_without_calls" => {
+                lc.keepalive_permit_without_calls = int(value)? != 0
+            }
+            "grpc.http2.max_pings_without_data" => {
+                let v = int(value)?;
+                lc.max_pings_without_data =
+                    u32::try_from(v).map_err(|_| OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{v} (use 0 for no limit, or a count)"),
+                    })?
+            }
+            "grpc.client_idle_timeout_ms" | "grpc.max_connection_idle_ms" => {
+                lc.idle_timeout = millis_or_never(key, int(value)?, 1)?
+            }
+            "grpc.initial_reconnect_backoff_ms" => {
+                lc.backoff.initial = millis(key, int(value)?, 1)?
+            }
+            "grpc.min_reconnect_backoff_ms" => {
+                lc.backoff.min_connect_timeout = millis(key, int(value)?, 1)?
+            }
+            "grpc.max_reconnect_backoff_ms" => lc.backoff.max = millis(key, int(value)?, 1)?,
+            "grpc.default_compression_algorithm" => {
+                let v = int(value)?;
+                self.default_compression = u32::try_from(v)
+                    .ok()
+                    .and_then(Compression::from_u32)
+                    .ok_or_else(|| OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{v} (use 0 for none, 1 for deflate, 2 for gzip)"),
+                    })?
+            }
+            k if NOT_YET.contains(&k) => return Err(OptionError::Unsupported(k.to_string())),
+            k => return Err(OptionError::UnknownKey(k.to_string())),
+        }
+        Ok(())
+    }
+}
+
+fn check_header_text(key: &str, s: &str) -> Result<(), OptionError> {
+    if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        Ok(())
+    } else {
+        Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: "must be printable ASCII".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_and_errors() {
+        let mut o = ChannelOptions::default();
+        assert_eq!(o.max_receive_message_length, Some(4 << 20));
+        o.set("grpc.max_receive_message_length", OptionValue::Int(-1))
+            .unwrap();
+        assert_eq!(o.max_receive_message_length, None);
+        o.set("grpc.max_send_message_length", OptionValue::Int(10))
+            .unwrap();
+        assert_eq!(o.max_send_message_length, Some(10));
+        assert!(matches!(
+            o.set("grpc.max_send_message_length", OptionValue::Str("x".into())),
+            Err(OptionError::WrongType { .. })
+        ));
+        assert!(matches!(
+            o.set("grpc.max_send_message_length", OptionValue::Int(-5)),
+            Err(OptionError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            o.set("grpc.nope", OptionValue::Int(1)),
+            Err(OptionError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            o.set("grpc.service_config", OptionValue::Str("{}".into())),
+            Err(OptionError::Unsupported(_))
+        ));
+        o.set("grpc.keepalive_time_ms", OptionValue::Int(1000))
+            .unwrap();
+        assert_eq!(o.lifecycle.keepalive_time, Some(Duration::from_secs(1)));
+        o.set("grpc.keepalive_time_ms", OptionValue::Int(i32::MAX as i64))
+            .unwrap();
+        assert_eq!(o.lifecycle.keepalive_time, None);
+        o.set("grpc.client_idle_timeout_ms", OptionValue::Int(1000))
+            .unwrap();
+        assert_eq!(o.lifecycle.idle_timeout, Some(Duration::from_secs(1)));
+        assert!(o
+            .set("grpc.initial_reconnect_backoff_ms", OptionValue::Int(0))
+            .is_err());
+        assert!(o
+            .set(
+                "grpc.default_authority",
+                OptionValue::Str("bad authority".into())
+            )
+            .is_err());
+        o.set(
+            "grpc.default_authority",
+            OptionValue::Str("foo.test:443".into()),
+        )
+        .unwrap();
+        o.set(
+            "grpc.primary_user_agent",
+            OptionValue::Str("myapp/1.0".into()),
+        )
+        .unwrap();
+    }
+}

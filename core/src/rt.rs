@@ -1,0 +1,412 @@
+//! The one background tokio runtime, built lazily on first use, in one of
+//! two modes chosen before that with [`set_worker_threads`] or the
+//! `RGRPC_WORKER_THREADS` environment variable:
+//!
+//! * **0 — caller-driven (the default).** A single-threaded runtime. A
+//!   thread blocked in an rgrpc call drives the connections itself: it
+//!   reads and writes the sockets and runs the timers while it waits, as
+//!   C-core's pollers do, so a blocking call involves no hand-off between
+//!   threads; it even polls its call's connection itself (see [`Lend`]),
+//!   so a response is read and returned in one poll. When no caller is
+//!   blocked, one background thread
+//!   (`rgrpc-driver`) drives instead, for callbacks, async calls,
+//!   keepalive and reconnects.
+//! * **N ≥ 1 — N worker threads.** A multi-threaded runtime; blocking
+//!   callers wait for the workers.
+//!
+//! Library threads block SIGPIPE (see `sys::block_sigpipe_on_this_thread`).
+
+#![forbid(unsafe_code)]
+
+use once_cell::sync::OnceCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::Notify;
+
+static RUNTIME: OnceCell<Runtime> = OnceCell::new();
+/// usize::MAX = not chosen yet.
+static WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
+static CONFIG_LOCK: Mutex<()> = Mutex::new(());
+
+/// Hand-over between blocked callers and the background driver.
+///
+/// The hot path (a caller entering and leaving `block_on`) touches two
+/// atomics and nothing else: the driver is woken only when the last caller
+/// leaves while it sleeps without a deadline, or when a caller arrives
+/// while it drives.
+struct Driver {
+    /// Callers currently inside `block_on`.
+    callers: AtomicUsize,
+    /// Bumped by every caller leaving: tells the lingering driver that the
+    /// runtime was driven meanwhile.
+    departures: AtomicUsize,
+    /// True while the driver sleeps until the last caller leaves; cleared
+    /// by the caller that wakes it.
+    parked: Mutex<bool>,
+    /// Signalled (under `parked`) when the last caller leaves.
+    idle: Condvar,
+    /// Tells the driving driver to step aside for a caller.
+    step_aside: Notify,
+    /// True while the driver runs the runtime.
+    driving: AtomicBool,
+}
+
+/// How long the background driver waits after the last caller left before
+/// driving again.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
+static DRIVER: Driver = Driver {
+    callers: AtomicUsize::new(0),
+    departures: AtomicUsize::new(0),
+    parked: Mutex::new(false),
+    idle: Condvar::new(),
+    step_aside: Notify::const_new(),
+    driving: AtomicBool::new(false),
+};
+
+thread_local! {
+    /// True on the driver thread, and on a caller thread inside `block_on`:
+    /// such a thread runs the runtime and cannot block on it again.
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Why the runtime could not be configured or started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// The runtime is already running; its mode is fixed.
+    AlreadyStarted,
+    /// A worker count above 1024.
+    InvalidWorkerCount(usize),
+    /// The operating system refused to start the threads.
+    Start(String),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeError::AlreadyStarted => f.write_str(
+                "the runtime is already running; choose the worker threads before the first call",
+            ),
+            RuntimeError::InvalidWorkerCount(n) => {
+                write!(f, "worker thread count {n} is out of range (0..=1024)")
+            }
+            RuntimeError::Start(e) => write!(f, "could not start the runtime: {e}"),
+        }
+    }
+}
+
+/// Chooses the runtime: 0 = caller-driven, N = N worker threads. Must be
+/// called before the runtime starts (the first call).
+pub fn set_worker_threads(n: usize) -> Result<(), RuntimeError> {
+    if n > 1024 {
+        return Err(RuntimeError::InvalidWorkerCount(n));
+    }
+    let _g = CONFIG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if RUNTIME.get().is_some() {
+        return Err(RuntimeError::AlreadyStarted);
+    }
+    WORKERS.store(n, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The worker count the runtime has or will have (0 = caller-driven).
+pub fn worker_threads() -> usize {
+    let n = WORKERS.load(Ordering::SeqCst);
+    if n != usize::MAX {
+        return n;
+    }
+    std::env::var("RGRPC_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n <= 1024)
+        .unwrap_or(0)
+}
+
+/// The runtime, started on first use.
+pub fn runtime() -> Result<&'static Runtime, RuntimeError> {
+    RUNTIME.get_or_try_init(|| {
+        let _g = CONFIG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let n = worker_threads();
+        if n == 0 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .thread_name("rgrpc-blocking")
+                .on_thread_start(|| {
+                    crate::sys::block_sigpipe_on_this_thread();
+                })
+                .enable_all()
+                .build()
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            std::thread::Builder::new()
+                .name("rgrpc-driver".into())
+                .spawn(drive_in_background)
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            Ok(rt)
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .thread_name("rgrpc-worker")
+                .on_thread_start(|| {
+                    crate::sys::block_sigpipe_on_this_thread();
+                })
+                .enable_all()
+                .build()
+                .map_err(|e| RuntimeError::Start(e.to_string()))
+        }
+    })
+}
+
+/// The background driver of the caller-driven runtime: drives it whenever
+/// no caller is blocked in `block_on`, and steps aside when one arrives.
+fn drive_in_background() {
+    crate::sys::block_sigpipe_on_this_thread();
+    DRIVING.with(|d| d.set(true));
+    let rt = loop {
+        if let Some(rt) = RUNTIME.get() {
+            break rt;
+        }
+        std::thread::yield_now();
+    };
+    loop {
+        // Wait until no caller drives, then until none has driven for a
+        // whole LINGER: a caller making blocking calls back to back is not
+        // interrupted by the driver stepping in and out between them, and
+        // the callers never wake the driver meanwhile (background work waits
+        // at most about LINGER).
+        loop {
+            if DRIVER.callers.load(Ordering::SeqCst) > 0 {
+                let mut parked = DRIVER.parked.lock().unwrap_or_else(|e| e.into_inner());
+                *parked = true;
+                // The last caller to leave clears `parked`: one wake-up per
+                // park, however many calls follow.
+                while *parked && DRIVER.callers.load(Ordering::SeqCst) > 0 {
+                    parked = DRIVER.idle.wait(parked).unwrap_or_else(|e| e.into_inner());
+                }
+                *parked = false;
+            }
+            let seen = DRIVER.departures.load(Ordering::SeqCst);
+            std::thread::sleep(LINGER);
+            if DRIVER.callers.load(Ordering::SeqCst) == 0
+                && DRIVER.departures.load(Ordering::SeqCst) == seen
+            {
+                break;
+            }
+        }
+        DRIVER.driving.store(true, Ordering::SeqCst);
+        rt.block_on(async {
+            loop {
+                let aside = DRIVER.step_aside.notified();
+                tokio::pin!(aside);
+                aside.as_mut().enable();
+                if DRIVER.callers.load(Ordering::SeqCst) > 0 {
+                    return;
+                }
+                aside.await;
+            }
+        });
+        DRIVER.driving.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Marks the calling thread as a driving caller for its lifetime: the
+/// background driver steps aside; undone on drop (also when the future
+/// panics). Socket writes use MSG_NOSIGNAL (see `channel::nosigpipe`), so
+/// the caller's signal mask is left alone.
+struct CallerGuard;
+
+impl CallerGuard {
+    fn enter() -> CallerGuard {
+        DRIVER.callers.fetch_add(1, Ordering::SeqCst);
+        if DRIVER.driving.load(Ordering::SeqCst) {
+            DRIVER.step_aside.notify_one();
+        }
+        DRIVING.with(|d| d.set(true));
+        CallerGuard
+    }
+}
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        DRIVING.with(|d| d.set(false));
+        DRIVER.departures.fetch_add(1, Ordering::SeqCst);
+        if DRIVER.callers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let mut parked = DRIVER.parked.lock().unwrap_or_else(|e| e.into_inner());
+            if *parked {
+                *parked = false;
+                DRIVER.idle.notify_one();
+            }
+        }
+    }
+}
+
+/// A handle to the runtime, starting it if needed.
+pub fn handle() -> Result<&'static Handle, RuntimeError> {
+    runtime().map(|r| r.handle())
+}
+
+/// Runs `fut` to completion on the calling thread.
+///
+/// Caller-driven runtime: the calling thread drives the runtime (its
+/// connections and timers) until `fut` completes. Multi-threaded runtime:
+/// `fut` is polled here while the workers drive I/O; from inside a worker
+/// (a callback) the worker is first marked as blocking.
+///
+/// Returns `None` where blocking is impossible: on a thread that is
+/// already driving the runtime (e.g. inside a message callback in
+/// caller-driven mode), or inside a foreign single-threaded tokio runtime.
+pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
+    let rt = runtime().ok()?;
+    if rt.handle().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        if DRIVING.with(|d| d.get()) {
+            return None;
+        }
+        if let Ok(cur) = Handle::try_current() {
+            // Our own blocking-pool threads (callbacks) may drive; a thread
+            // of some other runtime may not.
+            if cur.id() != rt.handle().id() {
+                return None;
+            }
+        }
+        let fut = std::pin::pin!(fut);
+        let mut lending = Lending {
+            fut,
+            conn: None,
+            lent: false,
+        };
+        // Fast path: an operation that can complete at once (a message
+        // already received) needs no driving at all. This first poll also
+        // learns which connection the caller may drive while it waits.
+        {
+            let _ctx = rt.enter();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(out) = lending.poll_fut(&mut cx) {
+                return Some(out);
+            }
+        }
+        let _guard = CallerGuard::enter();
+        return Some(rt.block_on(lending));
+    }
+    match Handle::try_current() {
+        Err(_) => Some(rt.handle().block_on(fut)),
+        Ok(cur) => {
+            if cur.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+                return None;
+            }
+            Some(tokio::task::block_in_place(|| rt.handle().block_on(fut)))
+        }
+    }
+}
+
+/// Something a caller blocked in [`block_on`] may drive while it waits: the
+/// connection its call runs on. Driving it on the caller's thread saves a
+/// wake-up per message: the caller reads the frame and finds its message in
+/// the same poll, instead of the connection task reading it and waking the
+/// caller, after which tokio polls its I/O driver once more.
+pub(crate) trait Lend: Send + Sync {
+    /// Polls it for the caller whose waker `cx` carries; wake-ups go to
+    /// that caller until `give_back`. False when it could not be polled
+    /// (another thread is polling it, or it has ended).
+    fn poll_lent(&self, cx: &mut Context<'_>) -> bool;
+    /// The caller has stopped driving it.
+    fn give_back(&self);
+}
+
+thread_local! {
+    /// True while a blocked caller polls its future (not while the runtime
+    /// runs other tasks on the same thread).
+    static OFFERS_OPEN: Cell<bool> = const { Cell::new(false) };
+    /// The first connection offered during that poll.
+    static OFFERED: RefCell<Option<Arc<dyn Lend>>> = const { RefCell::new(None) };
+}
+
+/// Called by a call's future as it is polled: when a caller blocked in
+/// [`block_on`] (caller-driven runtime) is polling it, the caller will
+/// drive `conn` itself while it waits. Does nothing otherwise.
+pub(crate) fn offer(conn: &Arc<dyn Lend>) {
+    if OFFERS_OPEN.with(|o| o.get()) {
+        OFFERED.with(|o| {
+            let mut o = o.borrow_mut();
+            if o.is_none() {
+                *o = Some(conn.clone());
+            }
+        });
+    }
+}
+
+/// Closes the offer window on drop (also when the polled future panics).
+struct OfferWindow;
+
+impl OfferWindow {
+    fn open() -> OfferWindow {
+        OFFERS_OPEN.with(|o| o.set(true));
+        OfferWindow
+    }
+}
+
+impl Drop for OfferWindow {
+    fn drop(&mut self) {
+        OFFERS_OPEN.with(|o| o.set(false));
+    }
+}
+
+/// A blocked caller's future, which also drives the connection its call
+/// offered (see [`Lend`]) whenever the future cannot go on.
+struct Lending<'a, F: Future> {
+    fut: Pin<&'a mut F>,
+    conn: Option<Arc<dyn Lend>>,
+    lent: bool,
+}
+
+impl<F: Future> Lending<'_, F> {
+    fn poll_fut(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let r = {
+            let _window = OfferWindow::open();
+            self.fut.as_mut().poll(cx)
+        };
+        let offered = OFFERED.with(|o| o.borrow_mut().take());
+        if self.conn.is_none() {
+            self.conn = offered;
+        }
+        r
+    }
+
+    fn give_back(&mut self) {
+        if std::mem::take(&mut self.lent) {
+            if let Some(c) = &self.conn {
+                c.give_back();
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Lending<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(v) = this.poll_fut(cx) {
+            this.give_back();
+            return Poll::Ready(v);
+        }
+        let lent = this.conn.as_ref().is_some_and(|c| c.poll_lent(cx));
+        if lent {
+            this.lent = true;
+            if let Poll::Ready(v) = this.poll_fut(cx) {
+                this.give_back();
+                return Poll::Ready(v);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<F: Future> Drop for Lending<'_, F> {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}

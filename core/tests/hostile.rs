@@ -1,0 +1,241 @@
+//! Responses no real server sends, from a raw HTTP/2 server (the h2 crate):
+//! Trailers-Only, non-gRPC HTTP statuses, bad trailers, RST_STREAM codes,
+//! bad framing, cardinality violations. Each must end the call with the
+//! status the gRPC spec names, never a panic or a hang.
+mod support;
+use bytes::{BufMut, Bytes, BytesMut};
+use h2::server::SendResponse;
+use http::Response;
+use rgrpc_core::{CallOptions, Code};
+use support::raw::*;
+use support::*;
+
+/// Answers according to the method name.
+async fn respond(path: String, mut tx: SendResponse<Bytes>) {
+    let path = path.as_str();
+    let ok = [("grpc-status", "0")];
+    match path {
+        "/t/TrailersOnly" => {
+            let r = grpc_headers(&[("grpc-status", "7"), ("grpc-message", "no%20way")]);
+            let _ = tx.send_response(r, true);
+        }
+        "/t/Http503" | "/t/Http404" | "/t/Http401" | "/t/Http500" => {
+            let code: u16 = path[7..].parse().unwrap();
+            let r = Response::builder()
+                .status(code)
+                .header("content-type", "text/plain")
+                .body(())
+                .unwrap();
+            let _ = tx.send_response(r, true);
+        }
+        "/t/Html" => {
+            let r = Response::builder()
+                .status(200)
+                .header("content-type", "text/html")
+                .body(())
+                .unwrap();
+            let mut s = tx.send_response(r, false).unwrap();
+            let _ = s.send_data(Bytes::from_static(b"<html></html>"), true);
+        }
+        "/t/NoGrpcStatus" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_data(frame(0, b"x"), false);
+            let _ = s.send_trailers(trailers(&[("x-other", "1")]));
+        }
+        "/t/NoTrailers" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_data(frame(0, b"x"), true);
+        }
+        "/t/BadStatus" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_trailers(trailers(&[("grpc-status", "abc")]));
+        }
+        "/t/CompressedNoEncoding" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_data(frame(1, b"zzzz"), false);
+            let _ = s.send_trailers(trailers(&ok));
+        }
+        "/t/UnsupportedEncoding" => {
+            let mut s = tx
+                .send_response(grpc_headers(&[("grpc-encoding", "snappy")]), false)
+                .unwrap();
+            let _ = s.send_data(frame(1, b"zzzz"), false);
+            let _ = s.send_trailers(trailers(&ok));
+        }
+        p if p.starts_with("/t/Rst") => {
+            let reason = match &p[6..] {
+                "Refused" => h2::Reason::REFUSED_STREAM,
+                "Cancel" => h2::Reason::CANCEL,
+                "Calm" => h2::Reason::ENHANCE_YOUR_CALM,
+                "Security" => h2::Reason::INADEQUATE_SECURITY,
+                _ => h2::Reason::PROTOCOL_ERROR,
+            };
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            s.send_reset(reason);
+        }
+        "/t/Fragmented" => {
+            // Two messages: the first in 1-byte DATA frames, the second
+            // sharing a frame with the start of a third.
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            for b in frame(0, b"hello").iter() {
+                let _ = s.send_data(Bytes::copy_from_slice(&[*b]), false);
+            }
+            let mut two = BytesMut::new();
+            two.put_slice(&frame(0, b"world"));
+            let third = frame(0, b"!");
+            two.put_slice(&third[..3]);
+            let _ = s.send_data(two.freeze(), false);
+            let _ = s.send_data(third.slice(3..), false);
+            let _ = s.send_trailers(trailers(&[
+                ("grpc-status", "0"),
+                ("grpc-message", "bad%zzenc%"),
+            ]));
+        }
+        "/t/TwoResponses" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_data(frame(0, b"a"), false);
+            let _ = s.send_data(frame(0, b"b"), false);
+            let _ = s.send_trailers(trailers(&ok));
+        }
+        "/t/ZeroResponses" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_trailers(trailers(&ok));
+        }
+        "/t/Truncated" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let f = frame(0, b"0123456789");
+            let _ = s.send_data(f.slice(..8), false);
+            let _ = s.send_trailers(trailers(&ok));
+        }
+        "/t/HugePrefix" => {
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_data(
+                Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]),
+                false,
+            );
+            // Never finishes on its own: the client must give up by itself.
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        }
+        _ => {
+            let _ = tx.send_response(grpc_headers(&[("grpc-status", "12")]), true);
+        }
+    }
+}
+
+fn start() -> RawServer {
+    start_raw(|req, tx| respond(req.path, tx))
+}
+
+fn call(srv: &RawServer, path: &str) -> (Vec<Bytes>, std::sync::Arc<rgrpc_core::Status>) {
+    let ch = channel(&srv.addr.to_string());
+    let c = ch.start_call(path, timeout(5000)).unwrap();
+    block(c.send(b"req", last())).unwrap();
+    drain(&c)
+}
+
+#[test]
+fn trailers_only_response() {
+    let srv = start();
+    let (msgs, st) = call(&srv, "/t/TrailersOnly");
+    assert!(msgs.is_empty());
+    assert_code(&st, Code::PermissionDenied);
+    assert_eq!(st.message(), "no way");
+}
+
+#[test]
+fn http_status_without_grpc_status() {
+    let srv = start();
+    for (p, code) in [
+        ("/t/Http503", Code::Unavailable),
+        ("/t/Http404", Code::Unimplemented),
+        ("/t/Http401", Code::Unauthenticated),
+        ("/t/Http500", Code::Unknown),
+        ("/t/Html", Code::Unknown),
+    ] {
+        let (_, st) = call(&srv, p);
+        assert_code(&st, code);
+    }
+}
+
+#[test]
+fn bad_or_missing_trailers() {
+    let srv = start();
+    for p in ["/t/NoGrpcStatus", "/t/BadStatus"] {
+        let (_, st) = call(&srv, p);
+        assert_code(&st, Code::Unknown);
+    }
+    let (msgs, st) = call(&srv, "/t/NoTrailers");
+    assert_eq!(msgs.len(), 1);
+    assert_code(&st, Code::Internal);
+}
+
+#[test]
+fn compressed_flag_rules() {
+    let srv = start();
+    let (msgs, st) = call(&srv, "/t/CompressedNoEncoding");
+    assert!(msgs.is_empty());
+    assert_code(&st, Code::Internal);
+    assert!(st.message().contains("grpc-encoding"), "{st}");
+    let (_, st) = call(&srv, "/t/UnsupportedEncoding");
+    assert_code(&st, Code::Internal);
+    assert!(
+        st.message().contains("snappy") && st.message().contains("supported"),
+        "{st}"
+    );
+}
+
+#[test]
+fn rst_stream_codes() {
+    let srv = start();
+    for (p, code) in [
+        ("/t/RstRefused", Code::Unavailable),
+        ("/t/RstCancel", Code::Cancelled),
+        ("/t/RstCalm", Code::ResourceExhausted),
+        ("/t/RstSecurity", Code::PermissionDenied),
+        ("/t/RstProtocol", Code::Internal),
+    ] {
+        let (_, st) = call(&srv, p);
+        assert_code(&st, code);
+    }
+}
+
+#[test]
+fn framing_across_data_frames_and_invalid_percent_encoding() {
+    let srv = start();
+    let (msgs, st) = call(&srv, "/t/Fragmented");
+    assert_code(&st, Code::Ok);
+    let v: Vec<&[u8]> = msgs.iter().map(|b| b.as_ref()).collect();
+    assert_eq!(v, vec![b"hello".as_slice(), b"world", b"!"]);
+    assert_eq!(st.message(), "bad%zzenc%");
+}
+
+#[test]
+fn unary_cardinality() {
+    let srv = start();
+    let ch = channel(&srv.addr.to_string());
+    let (resp, st) = unary(&ch, "/t/TwoResponses", CallOptions::default(), b"x");
+    assert!(resp.is_none());
+    assert_code(&st, Code::Unimplemented);
+    let (resp, st) = unary(&ch, "/t/ZeroResponses", CallOptions::default(), b"x");
+    assert!(resp.is_none());
+    assert_code(&st, Code::Unimplemented);
+    // A streaming call may get any number of messages.
+    let (msgs, st) = call(&srv, "/t/TwoResponses");
+    assert_eq!(msgs.len(), 2);
+    assert_code(&st, Code::Ok);
+}
+
+#[test]
+fn truncated_message_and_huge_prefix() {
+    let srv = start();
+    let (msgs, st) = call(&srv, "/t/Truncated");
+    assert!(msgs.is_empty());
+    assert_code(&st, Code::Internal);
+    let t0 = std::time::Instant::now();
+    let (_, st) = call(&srv, "/t/HugePrefix");
+    assert_code(&st, Code::ResourceExhausted);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(2),
+        "must not wait for 4 GiB"
+    );
+}

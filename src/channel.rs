@@ -1,0 +1,349 @@
+//! Channels, channel options and channel credentials.
+
+use super::boundary::boundary;
+use super::credentials::rgrpc_channel_credentials;
+use super::error::{cstring, rgrpc_error, rgrpc_result, set_error};
+use super::handle::{
+    free_boxed, str_or_error, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, write_out,
+    Castable,
+};
+use rgrpc_core::channel::{ChannelError, OptionError, OptionValue};
+use rgrpc_core::credentials::ChannelCredentials;
+use rgrpc_core::{Channel, ChannelOptions};
+use std::ffi::{c_char, CString};
+
+/// A builder of channel settings, keyed by the gRPC channel-argument names
+/// grpcio and C-core use, so settings carry over:
+///
+/// | key | type | meaning |
+/// |---|---|---|
+/// | `grpc.max_receive_message_length` | int | largest message accepted (default 4 MiB; -1 = unlimited) |
+/// | `grpc.max_send_message_length` | int | largest message sent (default -1 = unlimited) |
+/// | `grpc.primary_user_agent` | string | prepended to the user-agent |
+/// | `grpc.secondary_user_agent` | string | appended to the user-agent |
+/// | `grpc.default_authority` | string | `:authority` sent instead of the target's |
+/// | `grpc.default_compression_algorithm` | int | compression of sent messages: 0 none, 1 deflate, 2 gzip (default 0) |
+/// | `grpc.ssl_target_name_override` | string | name checked in the server certificate (and default `:authority`) |
+/// | `grpc.initial_reconnect_backoff_ms` | int | first reconnect backoff (default 1000) |
+/// | `grpc.min_reconnect_backoff_ms` | int | least time given to a connection attempt (default 20000) |
+/// | `grpc.max_reconnect_backoff_ms` | int | largest reconnect backoff (default 120000) |
+/// | `grpc.keepalive_time_ms` | int | ping period; INT_MAX (default) = no pings |
+/// | `grpc.keepalive_timeout_ms` | int | ping answer deadline; the connection closes after it (default 20000) |
+/// | `grpc.keepalive_permit_without_calls` | int | 1 = ping even with no active calls (default 0) |
+/// | `grpc.http2.max_pings_without_data` | int | pings allowed without call activity in between (default 2; 0 = no limit) |
+/// | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
+///
+/// Other gRPC keys (service config, retries, load balancing, ...) are reported
+/// as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
+/// `RGRPC_RESULT_UNKNOWN_OPTION`; a value of the wrong type or range as
+/// `RGRPC_RESULT_INVALID_OPTION_VALUE`. The message of the last failure is
+/// `rgrpc_channel_options_last_error`.
+///
+/// Box-owned, mutable: use from one thread at a time. `rgrpc_channel_new`
+/// copies it, so it may be reused or freed afterwards.
+///
+/// Methods: `rgrpc_channel_options_new`, `rgrpc_channel_options_set_int`,
+/// `rgrpc_channel_options_set_string`,
+/// `rgrpc_channel_options_set_default_compression`,
+/// `rgrpc_channel_options_last_error`,
+/// `rgrpc_channel_options_free`.
+pub struct rgrpc_channel_options {
+    _private: [u8; 0],
+}
+
+pub(crate) struct OptionsBuilder {
+    opts: ChannelOptions,
+    last_error: CString,
+}
+
+impl Castable for rgrpc_channel_options {
+    type Rust = OptionsBuilder;
+}
+
+/// Creates an empty options builder (every option at its default).
+/// Owned by the caller: free with `rgrpc_channel_options_free`.
+/// Never returns NULL except on allocation failure.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_new() -> *mut rgrpc_channel_options {
+    boundary(|| {
+        to_boxed::<rgrpc_channel_options>(OptionsBuilder {
+            opts: ChannelOptions::default(),
+            last_error: CString::default(),
+        })
+    })
+}
+
+fn apply(b: &mut OptionsBuilder, key: &str, v: OptionValue) -> rgrpc_result {
+    match b.opts.set(key, v) {
+        Ok(()) => rgrpc_result::Ok,
+        Err(e) => {
+            b.last_error = cstring(&e.to_string());
+            match e {
+                OptionError::UnknownKey(_) => rgrpc_result::UnknownOption,
+                OptionError::WrongType { .. } | OptionError::InvalidValue { .. } => {
+                    rgrpc_result::InvalidOptionValue
+                }
+                OptionError::Unsupported(_) => rgrpc_result::Unsupported,
+            }
+        }
+    }
+}
+
+/// Sets an integer option (see the table on `rgrpc_channel_options`).
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+/// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_UNKNOWN_OPTION`,
+/// `RGRPC_RESULT_INVALID_OPTION_VALUE` or `RGRPC_RESULT_UNSUPPORTED`; the
+/// reason is then in `rgrpc_channel_options_last_error(opts)`.
+/// `key` is borrowed for the call only.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_set_int(
+    opts: *mut rgrpc_channel_options,
+    key: *const c_char,
+    value: i64,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_channel_options, opts);
+        let key = match str_or_error(&mut b.last_error, key, "key") {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+        apply(b, key, OptionValue::Int(value))
+    })
+}
+
+/// Sets a string option (see the table on `rgrpc_channel_options`).
+/// Returns as `rgrpc_channel_options_set_int`. `key` and `value` are
+/// copied; NULL `value` is `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_set_string(
+    opts: *mut rgrpc_channel_options,
+    key: *const c_char,
+    value: *const c_char,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_channel_options, opts);
+        let key = match str_or_error(&mut b.last_error, key, "key") {
+            Ok(k) => k,
+            Err(r) => return r,
+        };
+        let value = match str_or_error(&mut b.last_error, value, "value") {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        apply(b, key, OptionValue::Str(value.to_string()))
+    })
+}
+
+/// Sets the channel's default compression for sent messages, the typed
+/// form of `grpc.default_compression_algorithm` (grpcio's `compression=`
+/// argument of `insecure_channel`): `RGRPC_COMPRESSION_NONE` (default),
+/// `RGRPC_COMPRESSION_DEFLATE` or `RGRPC_COMPRESSION_GZIP`. A call may
+/// override it with `rgrpc_call_options_set_compression`.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+/// `RGRPC_RESULT_INVALID_OPTION_VALUE`.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_set_default_compression(
+    opts: *mut rgrpc_channel_options,
+    compression: u32,
+) -> rgrpc_result {
+    boundary(|| {
+        let b = try_mut_or_null!(rgrpc_channel_options, opts);
+        apply(
+            b,
+            "grpc.default_compression_algorithm",
+            OptionValue::Int(i64::from(compression)),
+        )
+    })
+}
+
+/// The message of the most recent failed setter on `opts` (`""` if none,
+/// or for NULL). Borrowed: valid until the next setter call or
+/// `rgrpc_channel_options_free`.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_last_error(
+    opts: *const rgrpc_channel_options,
+) -> *const c_char {
+    boundary(|| {
+        // SAFETY: opts is NULL or a live rgrpc_channel_options.
+        match unsafe { try_ref::<rgrpc_channel_options>(opts) } {
+            Some(b) => b.last_error.as_ptr(),
+            None => c"".as_ptr(),
+        }
+    })
+}
+
+/// Frees an options builder. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
+    boundary(|| {
+        // SAFETY: opts is NULL or a live builder owned by the caller.
+        unsafe { free_boxed::<rgrpc_channel_options>(opts) }
+    })
+}
+
+/// A channel: a target, settings, and one HTTP/2 connection, made lazily
+/// on the first call and shared by every call on the channel.
+///
+/// Thread-safe: any function on a channel may be called from any thread
+/// concurrently. Box-owned handle to a shared (`Arc`) channel: calls keep
+/// the channel alive, so freeing the handle while calls are active is
+/// allowed and does not end them.
+///
+/// Recipe:
+/// 1. `rgrpc_channel_new(target, NULL, NULL, &ch, &err)` — no I/O yet.
+/// 2. Make calls: `rgrpc_call_unary` for the simple case, or
+///    `rgrpc_call_start` + send/recv/finish for streaming (see `rgrpc_call`).
+/// 3. `rgrpc_channel_close(ch)` (optional: ends active calls with
+///    CANCELLED, refuses new ones), then `rgrpc_channel_free(ch)`.
+///
+/// Connectivity (`doc/connectivity-semantics-and-api.md`): IDLE until the
+/// first call or `rgrpc_channel_get_state(ch, true)`; CONNECTING; READY;
+/// TRANSIENT_FAILURE after a failed attempt or a broken connection, with
+/// reconnects after a jittered exponential backoff (1 s, ×1.6, ±20 %, at
+/// most 120 s; each attempt given at least 20 s; C-core's
+/// `grpc.*_reconnect_backoff_ms` options); back to IDLE after
+/// `grpc.client_idle_timeout_ms` (30 min) without calls; SHUTDOWN after
+/// close. Keepalive pings (`grpc.keepalive_time_ms`, off by default) close
+/// a connection whose server stops answering. Calls beyond the server's
+/// MAX_CONCURRENT_STREAMS wait for a free stream on the one connection.
+///
+/// Methods: `rgrpc_channel_new`, `rgrpc_channel_close`, `rgrpc_channel_free`,
+/// `rgrpc_channel_get_state`, `rgrpc_channel_subscribe`,
+/// `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
+/// `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
+/// `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
+/// `rgrpc_call_start`, `rgrpc_call_unary`, `rgrpc_call_unary_async`.
+pub struct rgrpc_channel {
+    _private: [u8; 0],
+}
+
+impl Castable for rgrpc_channel {
+    type Rust = Channel;
+}
+
+/// Creates a channel to `target`. No connection is made until the first
+/// call.
+///
+/// `target`: `host:port`, `dns:///host:port`, `ipv4:addr:port[,addr:port...]`,
+/// `ipv6:[addr]:port[,...]`, `unix:/path` or `unix:///abs/path`. Without a
+/// port, 443. With several addresses, the first that accepts is used.
+/// `creds`: NULL (insecure) or channel credentials (borrowed; the channel
+/// keeps its own reference, so they may be freed right after). `opts`: NULL for defaults (copied; may be freed after).
+///
+/// On success writes a new channel to `*channel_out` (owned by the caller:
+/// `rgrpc_channel_free`). On failure `*channel_out` is untouched and, when
+/// `error_out` is not NULL, `*error_out` receives an error object saying
+/// why (owned by the caller: `rgrpc_error_free`).
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (target or
+/// channel_out NULL), `RGRPC_RESULT_INVALID_UTF8`,
+/// `RGRPC_RESULT_INVALID_TARGET`, `RGRPC_RESULT_INVALID_ARGUMENT` (local
+/// credentials with a non-local target). Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_new(
+    target: *const c_char,
+    creds: *const rgrpc_channel_credentials,
+    opts: *const rgrpc_channel_options,
+    channel_out: *mut *mut rgrpc_channel,
+    error_out: *mut *mut rgrpc_error,
+) -> rgrpc_result {
+    boundary(|| {
+        if channel_out.is_null() {
+            return set_error(
+                error_out,
+                rgrpc_result::NullParameter,
+                "channel_out is NULL",
+            );
+        }
+        if target.is_null() {
+            return set_error(error_out, rgrpc_result::NullParameter, "target is NULL");
+        }
+        // SAFETY: target is a NUL-terminated string per the header.
+        let target = match unsafe { super::handle::str_arg(target) } {
+            super::handle::StrArg::Ok(s) => s,
+            _ => {
+                return set_error(
+                    error_out,
+                    rgrpc_result::InvalidUtf8,
+                    "target is not valid UTF-8",
+                )
+            }
+        };
+        // SAFETY: creds is NULL or a live credentials handle.
+        let creds = unsafe { try_ref::<rgrpc_channel_credentials>(creds) }
+            .cloned()
+            .unwrap_or_else(ChannelCredentials::insecure);
+        // SAFETY: opts is NULL or a live options builder.
+        let options = unsafe { try_ref::<rgrpc_channel_options>(opts) }
+            .map(|b| b.opts.clone())
+            .unwrap_or_default();
+        match Channel::with_credentials(target, creds, options) {
+            Ok(ch) => {
+                write_out!(channel_out, to_boxed::<rgrpc_channel>(ch));
+                rgrpc_result::Ok
+            }
+            Err(e @ ChannelError::InvalidTarget(_)) => {
+                set_error(error_out, rgrpc_result::InvalidTarget, &e.to_string())
+            }
+            Err(e @ ChannelError::InvalidCredentials(_)) => {
+                set_error(error_out, rgrpc_result::InvalidArgument, &e.to_string())
+            }
+        }
+    })
+}
+
+/// Closes the channel: every active call ends with CANCELLED, new calls
+/// are refused with `RGRPC_RESULT_CHANNEL_CLOSED`, the connection is
+/// closed. Idempotent; the handle must still be freed. Returns
+/// `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_close(channel: *mut rgrpc_channel) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        ch.close();
+        rgrpc_result::Ok
+    })
+}
+
+/// Frees the channel handle. NULL is a no-op. Calls still in progress keep
+/// working (they hold the channel); use `rgrpc_channel_close` first to end
+/// them. No other thread may use this handle during or after the call.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_free(channel: *mut rgrpc_channel) {
+    boundary(|| {
+        // SAFETY: channel is NULL or a live handle owned by the caller.
+        unsafe { free_boxed::<rgrpc_channel>(channel) }
+    })
+}
+
+/// Writes the channel's `:authority` (NUL-terminated) into `buf` of
+/// `buf_len` bytes, truncating if needed, and the full length (without NUL)
+/// to `*len_out` when not NULL. With `buf` NULL (or `buf_len` 0) nothing
+/// is copied: a size query. Returns `RGRPC_RESULT_OK` or
+/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_authority(
+    channel: *const rgrpc_channel,
+    buf: *mut c_char,
+    buf_len: usize,
+    len_out: *mut usize,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        let a = ch.authority().as_bytes();
+        if !buf.is_null() && buf_len > 0 {
+            let n = a.len().min(buf_len - 1);
+            // SAFETY: buf has buf_len writable bytes; n + 1 <= buf_len.
+            unsafe {
+                std::ptr::copy_nonoverlapping(a.as_ptr(), buf as *mut u8, n);
+                *buf.add(n) = 0;
+            }
+        }
+        if !len_out.is_null() {
+            write_out!(len_out, a.len());
+        }
+        rgrpc_result::Ok
+    })
+}

@@ -1,0 +1,368 @@
+//! Connectivity: the channel's state, change subscriptions, waiting for
+//! READY (blocking and as a future), and resetting the reconnect backoff.
+
+use super::boundary::boundary;
+use super::callback::UserData;
+use super::channel::rgrpc_channel;
+use super::error::rgrpc_result;
+use super::handle::{
+    block, free_boxed, to_boxed, try_ref, try_ref_or_null, with_timeout, write_out, Castable,
+};
+use super::names::{static_name, NameTable};
+use rgrpc_core::channel::ConnectivityState;
+use rgrpc_core::{rt, Channel};
+use std::ffi::{c_char, c_void};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Called with each connectivity state: first the current one, then every
+/// change, in order, one call at a time, on a library thread. Must not
+/// unwind; should not block for long. It may call any rgrpc function,
+/// including `rgrpc_channel_unsubscribe` for its own subscription.
+pub type rgrpc_connectivity_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, state: rgrpc_connectivity_state)>;
+
+/// A channel's connectivity state (`doc/connectivity-semantics-and-api.md`
+/// in the grpc/grpc repository), numbered as C-core's
+/// `grpc_connectivity_state`. Names: `rgrpc_connectivity_state_name`.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum rgrpc_connectivity_state {
+    /// Not trying to connect; the next call (or a connect request) starts.
+    Idle = 0,
+    /// Establishing a connection (TCP, TLS, HTTP/2 preface).
+    Connecting = 1,
+    /// Connected; calls go out at once.
+    Ready = 2,
+    /// A connection attempt failed or a connection broke; the next attempt
+    /// comes after a backoff. Fail-fast calls end with UNAVAILABLE.
+    TransientFailure = 3,
+    /// Closed by the application; final.
+    Shutdown = 4,
+}
+
+impl From<ConnectivityState> for rgrpc_connectivity_state {
+    /// Exhaustive: a state added to the core fails to compile here.
+    fn from(s: ConnectivityState) -> Self {
+        use rgrpc_connectivity_state as C;
+        match s {
+            ConnectivityState::Idle => C::Idle,
+            ConnectivityState::Connecting => C::Connecting,
+            ConnectivityState::Ready => C::Ready,
+            ConnectivityState::TransientFailure => C::TransientFailure,
+            ConnectivityState::Shutdown => C::Shutdown,
+        }
+    }
+}
+
+static NAMES: NameTable = NameTable::new();
+
+/// The connectivity state of a channel; SHUTDOWN for NULL. With
+/// `try_to_connect`, an IDLE channel starts connecting (like grpcio's
+/// `subscribe(..., try_to_connect=True)`). Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_get_state(
+    channel: *mut rgrpc_channel,
+    try_to_connect: bool,
+) -> rgrpc_connectivity_state {
+    boundary(|| {
+        // SAFETY: channel is NULL or a live channel.
+        match unsafe { try_ref::<rgrpc_channel>(channel) } {
+            Some(ch) => ch.state(try_to_connect).into(),
+            None => rgrpc_connectivity_state::Shutdown,
+        }
+    })
+}
+
+/// The name of a connectivity state, e.g. `"TRANSIENT_FAILURE"`;
+/// `"UNKNOWN"` for other numbers. Static; never NULL. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_connectivity_state_name(state: u32) -> *const c_char {
+    boundary(|| match ConnectivityState::from_u32(state) {
+        Some(s) => static_name(&NAMES, &ConnectivityState::ALL, s, ConnectivityState::name),
+        None => c"UNKNOWN".as_ptr(),
+    })
+}
+
+/// Subscribes `cb` to the channel's state: it is called with the current
+/// state, then with every change (see `rgrpc_connectivity_cb`). With
+/// `try_to_connect`, an IDLE channel starts connecting.
+///
+/// Writes the subscription's id to `*subscription_out` (for
+/// `rgrpc_channel_unsubscribe`). Returns `RGRPC_RESULT_OK` or
+/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe. `user_data` must stay valid
+/// until unsubscribed (or the channel is gone).
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_subscribe(
+    channel: *mut rgrpc_channel,
+    cb: rgrpc_connectivity_cb,
+    user_data: *mut c_void,
+    try_to_connect: bool,
+    subscription_out: *mut u64,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        let (Some(f), false) = (cb, subscription_out.is_null()) else {
+            return rgrpc_result::NullParameter;
+        };
+        let ud = UserData(user_data);
+        let id = ch.subscribe(
+            Arc::new(move |st| {
+                let ud = ud;
+                // SAFETY: the caller's callback with its own user_data.
+                unsafe { f(ud.0, st.into()) }
+            }),
+            try_to_connect,
+        );
+        write_out!(subscription_out, id);
+        rgrpc_result::Ok
+    })
+}
+
+/// Ends a subscription. When this returns, its callback is not running
+/// and will not run again — except when called from that very callback,
+/// which then returns normally and is not called again.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NOT_FOUND` (unknown or already
+/// ended) or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_unsubscribe(
+    channel: *mut rgrpc_channel,
+    subscription: u64,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        if ch.unsubscribe(subscription) {
+            rgrpc_result::Ok
+        } else {
+            rgrpc_result::NotFound
+        }
+    })
+}
+
+/// Blocks until the channel is READY, connecting if needed (like grpcio's
+/// `channel_ready_future(ch).result(timeout)`). `timeout_ms` < 0 waits
+/// without limit.
+///
+/// Returns `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_TIMEOUT`,
+/// `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_NULL_PARAMETER`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_wait_for_ready(
+    channel: *mut rgrpc_channel,
+    timeout_ms: i64,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        match block(with_timeout(timeout_ms, ch.wait_for_ready())) {
+            Ok(Some(ConnectivityState::Ready)) => rgrpc_result::Ok,
+            Ok(Some(_)) => rgrpc_result::ChannelClosed,
+            Ok(None) => rgrpc_result::Timeout,
+            Err(r) => r,
+        }
+    })
+}
+
+/// Blocks until the state differs from `last_observed` (a
+/// `rgrpc_connectivity_state` value), like C++'s `WaitForStateChange`;
+/// writes the new state to `*state_out` (may be NULL). `timeout_ms` < 0
+/// waits without limit.
+///
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT`,
+/// `RGRPC_RESULT_INVALID_ARGUMENT` (not a state) or
+/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_wait_for_state_change(
+    channel: *mut rgrpc_channel,
+    last_observed: u32,
+    timeout_ms: i64,
+    state_out: *mut rgrpc_connectivity_state,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        let Some(from) = ConnectivityState::from_u32(last_observed) else {
+            return rgrpc_result::InvalidArgument;
+        };
+        match block(with_timeout(timeout_ms, ch.wait_for_state_change(from))) {
+            Ok(Some(s)) => {
+                if !state_out.is_null() {
+                    write_out!(state_out, rgrpc_connectivity_state::from(s));
+                }
+                rgrpc_result::Ok
+            }
+            Ok(None) => rgrpc_result::Timeout,
+            Err(r) => r,
+        }
+    })
+}
+
+/// Ends a reconnect backoff early: a channel in TRANSIENT_FAILURE tries to
+/// connect now (an IDLE one starts connecting). Returns `RGRPC_RESULT_OK`
+/// or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_reset_connect_backoff(channel: *mut rgrpc_channel) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        ch.reset_connect_backoff();
+        rgrpc_result::Ok
+    })
+}
+
+/// Called once when a ready future completes: `result` is
+/// `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_CHANNEL_CLOSED` or
+/// `RGRPC_RESULT_CANCELLED`. Runs on a library thread; must not unwind.
+pub type rgrpc_ready_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, result: rgrpc_result)>;
+
+/// A future that completes when its channel becomes READY, like grpcio's
+/// `channel_ready_future`: wait on it with a timeout, or get a callback;
+/// cancel it. Box-owned; `wait` and `cancel` are thread-safe.
+///
+/// Methods: `rgrpc_channel_ready_future`, `rgrpc_ready_future_wait`,
+/// `rgrpc_ready_future_cancel`, `rgrpc_ready_future_free`.
+pub struct rgrpc_ready_future {
+    _private: [u8; 0],
+}
+
+type ReadyCallback = Box<dyn FnOnce(rgrpc_result) + Send>;
+
+struct ReadyShared {
+    result: watch::Sender<Option<rgrpc_result>>,
+    cb: Mutex<Option<ReadyCallback>>,
+}
+
+impl ReadyShared {
+    /// Sets the outcome once and runs the callback on a library thread.
+    fn complete(&self, r: rgrpc_result) {
+        let first = self.result.send_if_modified(|v| {
+            if v.is_none() {
+                *v = Some(r);
+                true
+            } else {
+                false
+            }
+        });
+        if !first {
+            return;
+        }
+        let cb = self.cb.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (Some(cb), Ok(h)) = (cb, rt::handle()) {
+            h.spawn_blocking(move || cb(r));
+        }
+    }
+}
+
+pub(crate) struct ReadyFuture {
+    shared: Arc<ReadyShared>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Castable for rgrpc_ready_future {
+    type Rust = ReadyFuture;
+}
+
+impl Drop for ReadyFuture {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.shared.complete(rgrpc_result::Cancelled);
+    }
+}
+
+/// Starts a ready future on `channel` (the channel starts connecting if
+/// IDLE). `cb` (may be NULL) runs exactly once when it completes, is
+/// cancelled or freed (see `rgrpc_ready_cb`).
+///
+/// Writes the future to `*future_out` (owned: `rgrpc_ready_future_free`).
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+/// `RGRPC_RESULT_RUNTIME`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_ready_future(
+    channel: *mut rgrpc_channel,
+    cb: rgrpc_ready_cb,
+    user_data: *mut c_void,
+    future_out: *mut *mut rgrpc_ready_future,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch: &Channel = try_ref_or_null!(rgrpc_channel, channel);
+        if future_out.is_null() {
+            return rgrpc_result::NullParameter;
+        }
+        let Ok(h) = rt::handle() else {
+            return rgrpc_result::Runtime;
+        };
+        let ud = UserData(user_data);
+        let callback: Option<ReadyCallback> = cb.map(|f| {
+            Box::new(move |r| {
+                let ud = ud;
+                // SAFETY: the caller's callback with its own user_data.
+                unsafe { f(ud.0, r) }
+            }) as ReadyCallback
+        });
+        let shared = Arc::new(ReadyShared {
+            result: watch::channel(None).0,
+            cb: Mutex::new(callback),
+        });
+        let (s2, ch2) = (shared.clone(), ch.clone());
+        let task = h.spawn(async move {
+            let r = match ch2.wait_for_ready().await {
+                ConnectivityState::Ready => rgrpc_result::Ok,
+                _ => rgrpc_result::ChannelClosed,
+            };
+            s2.complete(r);
+        });
+        let f = ReadyFuture {
+            shared,
+            task: task.abort_handle(),
+        };
+        write_out!(future_out, to_boxed::<rgrpc_ready_future>(f));
+        rgrpc_result::Ok
+    })
+}
+
+/// Waits for the future: returns its outcome (`RGRPC_RESULT_OK`,
+/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_CANCELLED`), or
+/// `RGRPC_RESULT_TIMEOUT` when `timeout_ms` passes first (< 0: no limit),
+/// or `RGRPC_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub extern "C" fn rgrpc_ready_future_wait(
+    future: *mut rgrpc_ready_future,
+    timeout_ms: i64,
+) -> rgrpc_result {
+    boundary(|| {
+        let f = try_ref_or_null!(rgrpc_ready_future, future);
+        let mut rx = f.shared.result.subscribe();
+        let r = block(with_timeout(timeout_ms, async move {
+            rx.wait_for(|v| v.is_some())
+                .await
+                .map(|v| v.unwrap_or(rgrpc_result::Cancelled))
+                .unwrap_or(rgrpc_result::Cancelled)
+        }));
+        match r {
+            Ok(Some(r)) => r,
+            Ok(None) => rgrpc_result::Timeout,
+            Err(r) => r,
+        }
+    })
+}
+
+/// Cancels the future if it has not completed: its callback runs with
+/// `RGRPC_RESULT_CANCELLED`. Idempotent. Returns `RGRPC_RESULT_OK` or
+/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_ready_future_cancel(future: *mut rgrpc_ready_future) -> rgrpc_result {
+    boundary(|| {
+        let f = try_ref_or_null!(rgrpc_ready_future, future);
+        f.task.abort();
+        f.shared.complete(rgrpc_result::Cancelled);
+        rgrpc_result::Ok
+    })
+}
+
+/// Frees the future, cancelling it if still pending. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn rgrpc_ready_future_free(future: *mut rgrpc_ready_future) {
+    boundary(|| {
+        // SAFETY: future is NULL or a live future owned by the caller.
+        unsafe { free_boxed::<rgrpc_ready_future>(future) }
+    })
+}

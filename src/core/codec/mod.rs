@@ -1,8 +1,0 @@
-//! Wire encodings: the 5-byte message framing, `grpc-timeout` and the
-//! `grpc-message` percent-encoding.
-
-pub mod compression;
-pub mod framing;
-pub mod percent;
-pub mod pool;
-pub mod timeout;
