@@ -20,7 +20,7 @@ pub(crate) mod sync;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 
-pub use call::{Call, CallError, CallOptions, Message, SendFlags};
+pub use call::{Call, CallError, CallOptions, Message, SendFlags, StartError};
 pub use channel::{Channel, ChannelOptions};
 pub use metadata::Metadata;
 pub use status::{Code, Status};

@@ -10,4 +10,4 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) use crate::sys::AsyncMutex;
+pub(crate) use crate::sys::{AsyncMutex, AsyncMutexGuard};

@@ -1,13 +1,12 @@
 //! The channel object.
 
-use crate::call::CallShared;
 use crate::channel::lifecycle::{ConnectParams, Lifecycle, StateCallback};
 use crate::channel::options::ChannelOptions;
 use crate::channel::state::ConnectivityState;
 use crate::channel::target::{self, Address};
 use crate::credentials::{ChannelCredentials, Transport};
 use crate::rt::Lend;
-use crate::status::{Code, Status};
+use crate::status::Status;
 use crate::sync::lock;
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -34,6 +33,20 @@ impl std::fmt::Display for ChannelError {
     }
 }
 
+/// A call the channel can end when it is closed. The call module
+/// implements it: the channel never depends on the call.
+pub(crate) trait ActiveCall: Send + Sync {
+    /// Ends the call with CANCELLED ("channel closed").
+    fn cancel_for_close(&self);
+}
+
+/// A connection the picker chose for one attempt: a handle to open a
+/// stream on it, and the connection for a blocked caller to drive.
+pub(crate) struct Pick {
+    pub(crate) send: SendRequest<Bytes>,
+    pub(crate) conn: Arc<dyn Lend>,
+}
+
 /// A gRPC channel. Cheap to clone (all clones are the same channel).
 #[derive(Clone)]
 pub struct Channel {
@@ -47,7 +60,7 @@ pub(crate) struct ChannelInner {
     pub(crate) creds: ChannelCredentials,
     pub(crate) lc: Arc<Lifecycle>,
     closed: AtomicBool,
-    calls: Mutex<HashMap<u64, Weak<CallShared>>>,
+    calls: Mutex<HashMap<u64, Weak<dyn ActiveCall>>>,
     next_id: AtomicU64,
 }
 
@@ -157,12 +170,12 @@ impl Channel {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        let calls: Vec<Arc<CallShared>> = {
+        let calls: Vec<Arc<dyn ActiveCall>> = {
             let mut map = lock(&self.inner.calls);
             map.drain().filter_map(|(_, w)| w.upgrade()).collect()
         };
         for c in calls {
-            c.terminate_local(Status::new(Code::Cancelled, "channel closed"));
+            c.cancel_for_close();
         }
         self.inner.lc.shutdown();
     }
@@ -241,13 +254,13 @@ impl ChannelInner {
     }
 
     /// Registers an active call; fails when the channel is closed.
-    pub(crate) fn register(&self, call: &Arc<CallShared>) -> Result<u64, ()> {
+    pub(crate) fn register(&self, call: Weak<dyn ActiveCall>) -> Result<u64, ()> {
         let mut map = lock(&self.calls);
         if self.is_closed() {
             return Err(());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        map.insert(id, Arc::downgrade(call));
+        map.insert(id, call);
         self.lc.call_started();
         Ok(id)
     }
@@ -258,13 +271,11 @@ impl ChannelInner {
         }
     }
 
-    /// A stream handle on the channel's connection, and the connection for
-    /// a blocked caller to drive (see `Lifecycle::connection_for_call`).
-    pub(crate) async fn connection(
-        &self,
-        wait_for_ready: bool,
-    ) -> Result<(SendRequest<Bytes>, Arc<dyn Lend>), Status> {
-        self.lc.connection_for_call(wait_for_ready).await
+    /// A connection for one attempt, waiting as the connectivity state and
+    /// `wait_for_ready` require (see `Lifecycle::connection_for_call`).
+    pub(crate) async fn pick(&self, wait_for_ready: bool) -> Result<Pick, Status> {
+        let (send, conn) = self.lc.connection_for_call(wait_for_ready).await?;
+        Ok(Pick { send, conn })
     }
 
     /// Marks the current connection unusable so the next call reconnects.

@@ -14,7 +14,7 @@ pub mod options;
 pub mod state;
 pub mod target;
 
-pub(crate) use channel::ChannelInner;
+pub(crate) use channel::{ActiveCall, ChannelInner};
 pub use channel::{Channel, ChannelError};
 pub use lifecycle::{LifecycleConfig, StateCallback};
 pub use options::{ChannelOptions, OptionError, OptionValue};

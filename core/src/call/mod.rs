@@ -1,0 +1,46 @@
+//! The call: what the application holds, made of attempts.
+//!
+//! * [`options`] — per-call settings, send flags, messages to send, and the
+//!   call's fixed definition ([`options::CallSpec`]).
+//! * [`error`] — why a call operation or a call start failed.
+//! * [`state`] — the application's view of one call: send and receive
+//!   sides (busy flags, messages kept for `recv`), the final status (set
+//!   once), deadline, cancel, done callbacks.
+//! * [`attempt`] — one HTTP/2 stream for the call: opening it on a picked
+//!   connection (with the one transparent retry), sending, and the response
+//!   state machine (headers, messages, trailers).
+//! * [`protocol`] — the gRPC rules as pure functions: request headers,
+//!   response headers and trailers to a status, Trailers-Only, HTTP status
+//!   mapping, message decompression limits.
+//! * [`handle`] — [`Call`], the public handle, and `Channel::start_call`.
+//! * [`unary`] — the unary helpers (`Channel::unary*`).
+//!
+//! Life of a call: `Channel::start_call` registers it with the channel (and
+//! a deadline timer); the first operation opens the attempt's stream
+//! (asking the channel's picker for a connection); `send`/`close_send`
+//! drive the request half; `recv` drives the response half; the call
+//! *terminates* exactly once, when its status becomes known — from the
+//! server's trailers, or locally (cancel, deadline, channel close, a
+//! protocol violation, a size limit). Termination wakes every waiter,
+//! resets the attempt's stream if it is still open and runs the done
+//! callbacks on a runtime thread.
+//!
+//! The call depends on the channel (for the picker and its settings),
+//! never the reverse: the channel knows active calls only as
+//! `channel::ActiveCall` trait objects it can cancel.
+
+#![forbid(unsafe_code)]
+
+pub(crate) mod attempt;
+pub mod error;
+mod handle;
+pub mod options;
+pub mod protocol;
+pub(crate) mod state;
+mod unary;
+
+pub use error::{CallError, StartError};
+pub use handle::{Call, DoneCallback};
+pub use options::{CallOptions, Message, SendFlags, CORK_LIMIT};
+pub use protocol::validate_method;
+pub use unary::UnaryOutcome;

@@ -1,0 +1,459 @@
+//! The application's view of one call: the send and receive sides (one
+//! thread each at a time; messages kept for `recv` by internal readers),
+//! the final status (set exactly once, locally or from the server),
+//! deadline, cancel and the done callbacks. The HTTP/2 stream itself is
+//! the call's [`Attempt`].
+
+use super::attempt::{Attempt, AttemptOwner, Encoded};
+use super::error::CallError;
+use super::options::{CallSpec, Message, SendFlags};
+use super::protocol;
+use crate::channel::ActiveCall;
+use crate::codec::compression::Compression;
+use crate::codec::framing;
+use crate::metadata::Metadata;
+use crate::rt;
+use crate::status::{Code, Status};
+use crate::sync::lock;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+/// A callback run once when the call terminates.
+pub type DoneCallback = Box<dyn FnOnce(&Arc<Status>) + Send + 'static>;
+
+/// Shared state of one call; the user's `Call` handle and any driver task
+/// hold it.
+pub(crate) struct CallShared {
+    pub(super) me: std::sync::Weak<CallShared>,
+    pub(super) spec: CallSpec,
+    /// The channel's registration id, once registered.
+    pub(super) id: OnceLock<u64>,
+    /// The response's `grpc-encoding` ("identity" when absent).
+    pub(super) response_encoding: OnceLock<std::ffi::CString>,
+    status_tx: watch::Sender<Option<Arc<Status>>>,
+    /// True once the call has ended and its done callbacks have run.
+    pub(super) finished_tx: watch::Sender<bool>,
+    attempt: Attempt,
+    send_busy: AtomicBool,
+    recv_busy: AtomicBool,
+    pub(super) push_mode: AtomicBool,
+    /// A reader is advancing the response (`ensure_progress` or a unary
+    /// driver).
+    pub(super) driving: AtomicBool,
+    initial_md: OnceLock<Metadata>,
+    initial_notify: Notify,
+    callbacks: Mutex<Vec<DoneCallback>>,
+    pub(super) deadline_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Messages read by internal readers, kept for `recv`.
+    pub(super) stash: Mutex<VecDeque<Bytes>>,
+}
+
+/// Clears a busy flag when dropped.
+struct BusyGuard<'a>(&'a AtomicBool);
+
+impl<'a> BusyGuard<'a> {
+    fn acquire(flag: &'a AtomicBool, what: &'static str) -> Result<Self, CallError> {
+        if flag.swap(true, Ordering::AcqRel) {
+            return Err(CallError::Busy(what));
+        }
+        Ok(BusyGuard(flag))
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl AttemptOwner for CallShared {
+    fn spec(&self) -> &CallSpec {
+        &self.spec
+    }
+
+    fn end(&self, status: Status, from_server: bool) {
+        self.terminate(status, from_server);
+    }
+
+    fn headers_arrived(&self, metadata: Metadata, raw_encoding: &str) {
+        let _ = self
+            .response_encoding
+            .set(crate::status::c_string(raw_encoding));
+        let _ = self.initial_md.set(metadata);
+        self.initial_notify.notify_waiters();
+    }
+}
+
+impl ActiveCall for CallShared {
+    fn cancel_for_close(&self) {
+        self.terminate(Status::new(Code::Cancelled, "channel closed"), false);
+    }
+}
+
+impl CallShared {
+    pub(super) fn new(me: std::sync::Weak<CallShared>, spec: CallSpec) -> CallShared {
+        let max_recv = spec.channel.opts.max_receive_message_length;
+        CallShared {
+            me,
+            spec,
+            id: OnceLock::new(),
+            response_encoding: OnceLock::new(),
+            status_tx: watch::channel(None).0,
+            finished_tx: watch::channel(false).0,
+            attempt: Attempt::new(max_recv),
+            send_busy: AtomicBool::new(false),
+            recv_busy: AtomicBool::new(false),
+            push_mode: AtomicBool::new(false),
+            driving: AtomicBool::new(false),
+            initial_md: OnceLock::new(),
+            initial_notify: Notify::new(),
+            callbacks: Mutex::new(Vec::new()),
+            deadline_task: Mutex::new(None),
+            stash: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub(crate) fn status(&self) -> Option<Arc<Status>> {
+        self.status_tx.borrow().clone()
+    }
+
+    /// True once the call has its final status (no reference taken).
+    fn ended(&self) -> bool {
+        self.status_tx.borrow().is_some()
+    }
+
+    /// Runs `op` until it finishes or the call terminates.
+    async fn guarded<T>(
+        &self,
+        op: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        if self.ended() {
+            return Err(CallError::Ended);
+        }
+        // Most operations complete at the first poll (a message already
+        // received, room to send): only a waiting one watches the status.
+        // A status set in between is seen by `wait_for`, which checks the
+        // current value first.
+        let mut op = std::pin::pin!(op);
+        let first = std::future::poll_fn(|cx| match op.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await;
+        if let Some(r) = first {
+            return r;
+        }
+        let mut rx = self.status_tx.subscribe();
+        tokio::select! {
+            biased;
+            r = op => r,
+            _ = rx.wait_for(|s| s.is_some()) => Err(CallError::Ended),
+        }
+    }
+
+    /// Checks the send limit (on the uncompressed size, ending the call
+    /// when it is exceeded) and frames the message, compressed when the
+    /// call compresses, the message does not opt out, and compression makes
+    /// it smaller (the flag says which).
+    pub(super) fn encode<'a>(
+        &self,
+        msg: Message<'a>,
+        flags: SendFlags,
+    ) -> Result<Encoded<'a>, CallError> {
+        let payload = match &msg {
+            Message::Copy(b) => *b,
+            Message::InPlace(p) => p.payload(),
+        };
+        if let Some(max) = self.spec.channel.opts.max_send_message_length {
+            if payload.len() > max {
+                self.terminate(protocol::send_too_large(payload.len(), max), false);
+                return Err(CallError::Ended);
+            }
+        }
+        let compression = self.spec.compression;
+        if compression != Compression::Identity && !flags.no_compress {
+            let z = compression.compress(payload);
+            if z.len() < payload.len() {
+                return Ok(Encoded::Framed(framing::encode(&z, true)));
+            }
+        }
+        Ok(match msg {
+            Message::Copy(b) => Encoded::Plain(b),
+            Message::InPlace(p) => Encoded::Framed(p.into_frame()),
+        })
+    }
+
+    pub(super) async fn send(&self, msg: Encoded<'_>, flags: SendFlags) -> Result<(), CallError> {
+        let _busy = BusyGuard::acquire(&self.send_busy, "another thread is sending on this call")?;
+        self.guarded(async {
+            self.attempt.ensure_open(self).await?;
+            self.attempt.send(msg, flags).await
+        })
+        .await
+    }
+
+    pub(super) async fn close_send(&self) -> Result<(), CallError> {
+        let _busy = BusyGuard::acquire(&self.send_busy, "another thread is sending on this call")?;
+        self.guarded(async {
+            self.attempt.ensure_open(self).await?;
+            self.attempt.close_send().await
+        })
+        .await
+    }
+
+    pub(super) async fn recv(&self) -> Result<Option<Bytes>, CallError> {
+        self.recv_inner(true).await
+    }
+
+    /// The next message. `use_stash`: first take messages that internal
+    /// readers kept for the application (false when `finish` drains the
+    /// stream: those stay for `recv`). After the call has ended there are
+    /// no more messages from the stream.
+    async fn recv_inner(&self, use_stash: bool) -> Result<Option<Bytes>, CallError> {
+        if use_stash {
+            if let Some(m) = lock(&self.stash).pop_front() {
+                return Ok(Some(m));
+            }
+        }
+        if self.ended() {
+            return Ok(None);
+        }
+        let _busy =
+            BusyGuard::acquire(&self.recv_busy, "another thread is receiving on this call")?;
+        match self
+            .guarded(async {
+                self.attempt.ensure_open(self).await?;
+                let mut st = self.attempt.lock_recv().await;
+                if use_stash {
+                    if let Some(m) = lock(&self.stash).pop_front() {
+                        return Ok(Some(m));
+                    }
+                }
+                self.attempt.recv_locked(self, &mut st).await
+            })
+            .await
+        {
+            Err(CallError::Ended) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Makes sure the response side advances when nobody reads, so that a
+    /// call whose status needs no message reading (Trailers-Only, errors,
+    /// an ended stream) ends on its own: a background task reads until the
+    /// call ends or one message arrives, which it keeps for `recv`. It
+    /// never buffers more than one message, so flow control still applies.
+    pub(super) fn ensure_progress(&self) {
+        if self.ended()
+            || self.push_mode.load(Ordering::Acquire)
+            || self.driving.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) else {
+            self.driving.store(false, Ordering::Release);
+            return;
+        };
+        h.spawn(async move {
+            let _ = me
+                .guarded(async {
+                    me.attempt.ensure_open(&*me).await?;
+                    let mut st = me.attempt.lock_recv().await;
+                    if lock(&me.stash).is_empty() {
+                        if let Some(m) = me.attempt.recv_locked(&*me, &mut st).await? {
+                            lock(&me.stash).push_back(m);
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            me.driving.store(false, Ordering::Release);
+        });
+    }
+
+    pub(super) async fn finish(&self) -> Result<Arc<Status>, CallError> {
+        if let Some(s) = self.status() {
+            return Ok(s);
+        }
+        if !self.push_mode.load(Ordering::Acquire) {
+            loop {
+                match self.recv_inner(false).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    // Another thread is receiving: just wait for the status.
+                    Err(CallError::Busy(_)) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut rx = self.status_tx.subscribe();
+        let r = rx
+            .wait_for(|s| s.is_some())
+            .await
+            .map_err(|_| CallError::Runtime("status channel closed".into()))?;
+        Ok(r.clone().expect("status set"))
+    }
+
+    pub(super) async fn initial_metadata(&self) -> Result<&Metadata, CallError> {
+        loop {
+            if let Some(md) = self.initial_md.get() {
+                return Ok(md);
+            }
+            let notified = self.initial_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(md) = self.initial_md.get() {
+                return Ok(md);
+            }
+            if self.ended() {
+                return Ok(self.initial_md.get_or_init(Metadata::new));
+            }
+            // Drive the response headers ourselves if no one is receiving.
+            if let Ok(_busy) = BusyGuard::acquire(&self.recv_busy, "") {
+                let r = self
+                    .guarded(async {
+                        self.attempt.ensure_open(self).await?;
+                        let mut st = self.attempt.lock_recv().await;
+                        while st.before_body() {
+                            // Headers arrive before any message, so at most
+                            // the first message is read; keep it for recv.
+                            if let Some(m) = self.attempt.recv_locked(self, &mut st).await? {
+                                lock(&self.stash).push_back(m);
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = r {
+                    if e != CallError::Ended {
+                        return Err(e);
+                    }
+                }
+                continue;
+            }
+            let mut rx = self.status_tx.subscribe();
+            tokio::select! {
+                _ = notified => {}
+                _ = rx.wait_for(|s| s.is_some()) => {}
+            }
+        }
+    }
+
+    pub(super) fn on_done(&self, cb: DoneCallback) -> Result<(), DoneCallback> {
+        {
+            let mut cbs = lock(&self.callbacks);
+            if self.ended() {
+                return Err(cb);
+            }
+            cbs.push(cb);
+        }
+        self.ensure_progress();
+        Ok(())
+    }
+
+    pub(super) fn on_message(
+        self: Arc<Self>,
+        mut f: impl FnMut(Bytes) + Send + 'static,
+    ) -> Result<(), CallError> {
+        if self.push_mode.swap(true, Ordering::AcqRel) {
+            return Err(CallError::Busy("a message callback is already set"));
+        }
+        let handle = rt::handle().map_err(|e| CallError::Runtime(e.to_string()))?;
+        handle.spawn(async move {
+            while let Ok(Some(m)) = self.recv().await {
+                f(m);
+            }
+        });
+        Ok(())
+    }
+
+    /// Terminates the call from the client side (cancel, deadline, channel
+    /// close, local limit): resets the stream with CANCEL.
+    pub(crate) fn terminate_local(&self, status: Status) -> bool {
+        self.terminate(status, false)
+    }
+
+    /// Sets the final status once. `from_server` says the status came from
+    /// the server's stream, so any reset is RST_STREAM(NO_ERROR) instead of
+    /// CANCEL.
+    fn terminate(&self, mut status: Status, from_server: bool) -> bool {
+        if status.code() == Code::Cancelled {
+            if let Some(d) = self.spec.opts.deadline {
+                if Instant::now() >= d {
+                    status = protocol::deadline_status();
+                }
+            }
+        }
+        let st = Arc::new(status);
+        let first = self.status_tx.send_if_modified(|s| {
+            if s.is_none() {
+                *s = Some(st.clone());
+                true
+            } else {
+                false
+            }
+        });
+        if !first {
+            return false;
+        }
+        if let Some(t) = lock(&self.deadline_task).take() {
+            t.abort();
+        }
+        if let Some(id) = self.id.get() {
+            self.spec.channel.unregister(*id);
+        }
+        let _ = self.initial_md.get_or_init(Metadata::new);
+        self.initial_notify.notify_waiters();
+        // Reset the stream if our half is still open.
+        let reason = if from_server && st.is_ok() {
+            h2::Reason::NO_ERROR
+        } else {
+            h2::Reason::CANCEL
+        };
+        if !self.attempt.reset_now(reason) {
+            // A send is in progress; it is unwinding now (its guard saw the
+            // status). Reset once it has let go.
+            if let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) {
+                h.spawn(async move { me.attempt.reset_when_free(reason).await });
+            }
+        }
+        // Done callbacks run on a runtime thread, never under our locks.
+        let cbs = std::mem::take(&mut *lock(&self.callbacks));
+        if cbs.is_empty() {
+            self.finished_tx.send_replace(true);
+        } else {
+            let finished = self.finished_tx.clone();
+            let run = move || {
+                for cb in cbs {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&st)));
+                }
+                finished.send_replace(true);
+            };
+            match rt::handle() {
+                Ok(h) => run_callbacks(h, self.spec.opts.inline_callbacks, run),
+                Err(_) => run(),
+            }
+        }
+        true
+    }
+}
+
+/// Runs done callbacks away from the caller's locks: on the blocking pool
+/// (they may block), or `inline` as a task on the thread driving the I/O
+/// (no thread hand-off; they must not block).
+pub(super) fn run_callbacks(
+    h: &tokio::runtime::Handle,
+    inline: bool,
+    run: impl FnOnce() + Send + 'static,
+) {
+    if inline {
+        h.spawn(async move { run() });
+    } else {
+        h.spawn_blocking(run);
+    }
+}
