@@ -23,6 +23,7 @@ from ctypes import byref, c_void_p
 
 from . import _api
 from ._api import LocalConnectionType, StatusCode
+from ._invocation import LocalFailure
 from ._lib import HAS, Result, lib, result_str
 
 # ---------------------------------------------------------------------------
@@ -302,9 +303,7 @@ def _authority(channel):
 
 def apply_call_credentials(channel, method, per_call, metadata, timeout):
     """The call's metadata plus what the call credentials supply; raises
-    _LocalFailure when they cannot be applied."""
-    from ._channel import _LocalFailure
-
+    LocalFailure when they cannot be applied."""
     plugins = ()
     if channel._call_credentials:
         plugins += channel._call_credentials
@@ -315,7 +314,7 @@ def apply_call_credentials(channel, method, per_call, metadata, timeout):
     if not plugins:
         return metadata
     if not channel._secure:
-        raise _LocalFailure(
+        raise LocalFailure(
             StatusCode.UNAUTHENTICATED,
             "call credentials need a secure channel: this channel is insecure "
             "(use secure_channel, or local_channel_credentials for loopback/Unix targets)",
@@ -328,15 +327,15 @@ def apply_call_credentials(channel, method, per_call, metadata, timeout):
         try:
             p.plugin(context, cb)
         except Exception as e:
-            raise _LocalFailure(
+            raise LocalFailure(
                 StatusCode.UNAUTHENTICATED,
                 "Getting metadata from plugin failed with error: %r" % (e,),
             ) from None
         if not cb.event.wait(timeout):
-            raise _LocalFailure(StatusCode.DEADLINE_EXCEEDED,
+            raise LocalFailure(StatusCode.DEADLINE_EXCEEDED,
                                 "Deadline Exceeded while getting metadata from plugin")
         if cb.error is not None:
-            raise _LocalFailure(
+            raise LocalFailure(
                 StatusCode.UNAUTHENTICATED,
                 "Getting metadata from plugin failed with error: %s" % (cb.error,),
             )

@@ -271,10 +271,10 @@ def test_server_compressed_responses(stub, pb):
 
 
 def test_compression_warns_without_library_support(target, pb, monkeypatch):
-    from rgrpc import _channel
+    from rgrpc import _invocation
 
     monkeypatch.setattr(_lib.HAS, "compression", False)
-    monkeypatch.setattr(_channel, "_warned", set())
+    monkeypatch.setattr(_invocation, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with grpc.insecure_channel(target, compression=grpc.Compression.Gzip) as ch:
