@@ -23,7 +23,6 @@ so the main thread only ever waits on things Python can interrupt:
 from __future__ import annotations
 
 import logging
-import time
 from ctypes import byref, c_void_p, string_at
 
 from . import _api
@@ -41,7 +40,7 @@ from ._call import (
     run_callbacks,
 )
 from ._invocation import LocalFailure, MultiCallable, deserialize, serialize_or_fail, start_error
-from ._lib import SEND_LAST, UNARY_DONE_CB, Result, lib, result_name, result_str
+from ._lib import SEND_LAST, UNARY_DONE_CB, Result, lib, result_str
 from ._results import EMPTY, fetch_initial_metadata, initial_metadata_of, status_info, take_buffer
 from ._runtime import (
     DONE_TRAMPOLINE,
@@ -124,7 +123,6 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
         # thread); this thread waits in rgrpc_call_wait with the GIL released
         # — doing the call's I/O itself — in slices so that Ctrl-C is seen,
         # then takes the status and the response.
-        sink = _BlockingSink()
         call = c_void_p()
         try:
             rc = _rgrpc_call_unary_async(self._channel._native(), self._method, opts, data,
@@ -141,28 +139,24 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
                 rc = _rgrpc_call_wait(p, _SLICE_MS)
             st = c_void_p()
             _rgrpc_call_finish(p, byref(st))
-            sink.code, sink.details, sink.trailing = status_info(st.value)
+            code, details, trailing = status_info(st.value)
             _rgrpc_status_free(st.value)
-            if sink.code is StatusCode.OK:
+            response_bytes = None
+            if code is StatusCode.OK:
                 buf = c_void_p()
                 if _rgrpc_call_recv(p, byref(buf)) == _OK:
-                    sink.data = take_buffer(buf.value)
-            code = sink.code
-            if code is StatusCode.OK and sink.data is None:
-                sink.data = _recover_response(p)
-                if sink.data is None:
-                    code, sink.details = StatusCode.INTERNAL, _LOST
+                    response_bytes = take_buffer(buf.value)
+                else:
+                    code, details = StatusCode.INTERNAL, _NO_RESPONSE
             if code is StatusCode.OK and not with_call:
                 _rgrpc_call_free(p)
                 p = None
                 try:
-                    return deserialize(self._deserializer, sink.data)
+                    return deserialize(self._deserializer, response_bytes)
                 except Exception:
                     _LOGGER.exception("Exception deserializing response!")
                     raise inactive(StatusCode.INTERNAL,
-                                    "Exception deserializing response!") from None
-            if code is None:
-                code = _await_sink(sink, rc)
+                                   "Exception deserializing response!") from None
             initial = initial_metadata_of(p)
         except BaseException:
             if p is not None:
@@ -171,20 +165,19 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
         finally:
             if p is not None:
                 _rgrpc_call_free(p)
-        trailing = sink.trailing
         if code is not StatusCode.OK:
-            raise inactive(code, sink.details, initial, trailing)
+            raise inactive(code, details, initial, trailing)
         state = CallState(deadline)
         state.initial_md = initial
         state.trailing_md = trailing
-        state.details = sink.details
+        state.details = details
         state.callbacks = None
         try:
-            state.response = deserialize(self._deserializer, sink.data)
+            state.response = deserialize(self._deserializer, response_bytes)
         except Exception:
             _LOGGER.exception("Exception deserializing response!")
             raise inactive(StatusCode.INTERNAL, "Exception deserializing response!",
-                            initial, trailing) from None
+                           initial, trailing) from None
         state.code = StatusCode.OK
         return state.response, _CompletedCall(state)
 
@@ -217,7 +210,7 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
                 except Exception:
                     _LOGGER.exception("Exception deserializing response!")
                     raise inactive(StatusCode.INTERNAL,
-                                    "Exception deserializing response!") from None
+                                   "Exception deserializing response!") from None
             code, details, trailing = status_info(st.value)
             initial = initial_metadata_of(p)
         finally:
@@ -238,7 +231,7 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
         except Exception:
             _LOGGER.exception("Exception deserializing response!")
             raise inactive(StatusCode.INTERNAL, "Exception deserializing response!",
-                            initial, trailing) from None
+                           initial, trailing) from None
         state.code = StatusCode.OK
         return state.response, _CompletedCall(state)
 
@@ -270,54 +263,10 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
         return _UnaryFuture(state)
 
 
-_LOST = ("rgrpc: librgrpc lost the response of this call (a race in "
-         "rgrpc_call_unary_async; see bindings/python/README.md)")
-
-
-def _recover_response(p):
-    """The unary-done callback said OK without a response: a librgrpc race
-    (its driver ended the call between the response arriving and being
-    recorded). The response is kept for rgrpc_call_recv microseconds later."""
-    buf = c_void_p()
-    end = time.monotonic() + 0.1
-    while True:
-        if _rgrpc_call_recv(p, byref(buf)) == _OK:
-            return take_buffer(buf.value)
-        if time.monotonic() > end:
-            return None
-        time.sleep(0.0005)
-
-
-def _await_sink(sink, rc):
-    """rgrpc_call_wait returned but the unary-done callback has not run yet.
-    The header promises it has; some librgrpc builds return early for calls
-    that end at start (a deadline already passed). Wait for it a little."""
-    end = time.monotonic() + 5.0
-    while sink.code is None and time.monotonic() < end:
-        time.sleep(0.0005)
-    if sink.code is None:
-        sink.code, sink.details, sink.trailing = (
-            StatusCode.INTERNAL, "rgrpc: no completion (%s)" % result_name(rc), EMPTY)
-    return sink.code
-
-
-class _BlockingSink(object):
-    """Receives the unary-done callback of a blocking call."""
-
-    __slots__ = ("code", "details", "trailing", "data")
-
-    def __init__(self):
-        self.code = None
-        self.details = ""
-        self.trailing = EMPTY
-        self.data = None
-
-    def _native_unary_done(self, st, data, length):
-        self.code, self.details, self.trailing = status_info(st)
-        if self.code is StatusCode.OK and data is not None:
-            # (an empty message comes with a non-NULL pointer; OK with NULL
-            # is the library losing the response, see _recover_response)
-            self.data = string_at(data, length) if length else b""
+# librgrpc promises the response with an OK status of a unary call (it
+# ends a call that gets none with UNIMPLEMENTED): OK without it is a bug of
+# the library, reported as such rather than papered over.
+_NO_RESPONSE = "rgrpc: librgrpc reported OK without the response (a library bug)"
 
 
 class _UnarySink(object):
@@ -334,18 +283,10 @@ class _UnarySink(object):
         response = None
         raw = None
         if code is StatusCode.OK:
-            if data is not None:
+            if data is None:  # (an empty message comes with a non-NULL pointer)
+                code, details = StatusCode.INTERNAL, _NO_RESPONSE
+            else:
                 raw = string_at(data, length) if length else b""
-            else:  # the library lost the response (see _recover_response)
-                h = state.handle
-                p = h.acquire() if h is not None else None
-                if p is not None:
-                    try:
-                        raw = _recover_response(p)
-                    finally:
-                        h.release()
-                if raw is None:
-                    code, details = StatusCode.INTERNAL, _LOST
         if code is StatusCode.OK:
             try:
                 response = deserialize(state.deserializer, raw)
