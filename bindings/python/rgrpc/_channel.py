@@ -10,6 +10,7 @@ RuntimeWarning, as grpcio ignores unknown keys.
 
 from __future__ import annotations
 
+import warnings
 from ctypes import byref, c_void_p
 
 from . import _api
@@ -17,8 +18,7 @@ from . import _call
 from . import _runtime
 from . import _streams
 from . import _unary
-from ._invocation import warn_once
-from ._lib import HAS, Result, lib, result_str
+from ._lib import Result, lib, result_str
 from ._runtime import drain_deferred
 from ._streams import _StreamStreamMultiCallable, _UnaryStreamMultiCallable
 from ._unary import _StreamUnaryMultiCallable, _UnaryUnaryMultiCallable
@@ -36,6 +36,16 @@ _StreamCall = _streams._StreamCall
 
 # ---------------------------------------------------------------------------
 # Channel options
+
+
+_warned = set()
+
+
+def _warn_once(key, message):
+    if key in _warned:
+        return
+    _warned.add(key)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def _encode_option_key(key):
@@ -56,14 +66,14 @@ def _apply_channel_options(opts, options):
             vb = value.encode("utf-8") if isinstance(value, str) else value
             rc = lib.rgrpc_channel_options_set_string(opts, kb, vb)
         else:
-            warn_once(("option", kb), "rgrpc: channel option %r ignored (value of type %s)"
+            _warn_once(("option", kb), "rgrpc: channel option %r ignored (value of type %s)"
                        % (key, type(value).__name__))
             continue
         if rc == _OK:
             continue
         why = (lib.rgrpc_channel_options_last_error(opts) or b"").decode("utf-8", "replace")
         if rc in (Result.UNKNOWN_OPTION, Result.UNSUPPORTED):
-            warn_once(("option", kb), "rgrpc: channel option %r ignored: %s"
+            _warn_once(("option", kb), "rgrpc: channel option %r ignored: %s"
                        % (key, why or result_str(rc)))
         else:
             raise ValueError("channel option %r: %s" % (key, why or result_str(rc)))
@@ -89,14 +99,9 @@ class Channel(_api.Channel):
         try:
             _apply_channel_options(opts, options)
             if compression is not None:
-                if HAS.compression:
-                    rc = lib.rgrpc_channel_options_set_default_compression(opts, int(compression))
-                    if rc != _OK:
-                        raise ValueError("unsupported compression %r" % (compression,))
-                elif int(compression) != 0:
-                    warn_once("channel-compression",
-                               "rgrpc: this librgrpc has no compression; "
-                               "messages are sent uncompressed")
+                rc = lib.rgrpc_channel_options_set_default_compression(opts, int(compression))
+                if rc != _OK:
+                    raise ValueError("unsupported compression %r" % (compression,))
             ch = c_void_p()
             err = c_void_p()
             tb = target.encode("utf-8") if isinstance(target, str) else bytes(target)

@@ -17,11 +17,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from ctypes import byref, c_void_p
 
 from ._api import StatusCode
-from ._lib import HAS, Result, lib, result_name, result_str
+from ._lib import Result, lib, result_name, result_str
 from ._runtime import Handle
 
 _LOGGER = logging.getLogger("rgrpc")
@@ -39,16 +38,6 @@ class LocalFailure(Exception):
         Exception.__init__(self, details)
         self.code = code
         self.details = details
-
-
-_warned = set()
-
-
-def warn_once(key, message):
-    if key in _warned:
-        return
-    _warned.add(key)
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 # ---------------------------------------------------------------------------
@@ -106,15 +95,9 @@ def _build_call_options(timeout, metadata, wait_for_ready, compression):
         if wait_for_ready is not None:
             lib.rgrpc_call_options_set_wait_for_ready(opts, bool(wait_for_ready))
         if compression is not None:
-            if HAS.compression:
-                rc = lib.rgrpc_call_options_set_compression(opts, int(compression))
-                if rc != _OK:
-                    raise ValueError("unsupported compression %r" % (compression,))
-            elif int(compression) != 0:
-                warn_once(
-                    "call-compression",
-                    "rgrpc: this librgrpc has no compression; messages are sent uncompressed",
-                )
+            rc = lib.rgrpc_call_options_set_compression(opts, int(compression))
+            if rc != _OK:
+                raise ValueError("unsupported compression %r" % (compression,))
     except BaseException:
         _rgrpc_call_options_free(opts)
         raise
