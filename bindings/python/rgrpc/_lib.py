@@ -41,33 +41,25 @@ else:
 
 
 class Result:
-    """``rgrpc_result`` values (see the header)."""
+    """The ``rgrpc_result`` codes the binding names. The header's enum is the
+    table: ``result_name`` / ``result_str`` give the library's name and
+    message of any code; tests/test_tables.py checks each constant here
+    against ``rgrpc_result_name``."""
 
     OK = 0
-    NULL_PARAMETER = 7001
-    INVALID_ARGUMENT = 7002
-    INVALID_UTF8 = 7003
-    INVALID_TARGET = 7004
     INVALID_METHOD = 7005
-    INVALID_METADATA = 7006
     UNKNOWN_OPTION = 7007
-    INVALID_OPTION_VALUE = 7008
     UNSUPPORTED = 7009
     CHANNEL_CLOSED = 7010
-    CALL_ENDED = 7011
     END_OF_STREAM = 7012
-    SEND_CLOSED = 7013
     BUSY = 7014
     TIMEOUT = 7015
     RPC_FAILED = 7016
     NOT_FOUND = 7017
-    ALREADY_STARTED = 7018
-    RUNTIME = 7019
-    PANIC = 7020
 
 
+# rgrpc_call_send flags (checked against the header's #defines).
 SEND_LAST = 1
-SEND_NO_COMPRESS = 2
 
 # Callback types (rgrpc_call_done_cb, rgrpc_message_cb, rgrpc_unary_done_cb,
 # rgrpc_connectivity_cb).
