@@ -64,8 +64,22 @@ __version__ = "0.1.0"
 library_path = _lib.library_path
 #: Version string of that library, e.g. "rgrpc/0.1.0 (h2/... tokio/...)".
 library_version = _lib.version()
-#: What that library offers beyond the basics (``features.tls``, ...).
-features = _lib.HAS
+
+
+class _Features(object):
+    """What librgrpc offers beyond the basics. Every librgrpc this package
+    loads has all of it (one without is refused at import); kept for code
+    that checks."""
+
+    compression = True
+    response_encoding = True
+    tls = True
+    local_credentials = True
+    connectivity = True
+
+
+#: What that library offers beyond the basics (``features.tls``, ...): all of it.
+features = _Features()
 
 
 def insecure_channel(target, options=None, compression=None):

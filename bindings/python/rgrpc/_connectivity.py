@@ -7,9 +7,6 @@
                                          uint64_t *subscription_out);
     rgrpc_result rgrpc_channel_unsubscribe(rgrpc_channel *ch, uint64_t subscription);
 
-looked up when the library loads; without them ``subscribe`` and
-``channel_ready_future`` raise NotImplementedError.
-
 One native subscription per channel, shared by every Python subscriber. The
 library's callback only queues the new state; user callbacks run in order
 on a worker thread (never on a library thread), so they may block, call
@@ -24,16 +21,6 @@ from ctypes import byref, c_uint64
 
 from . import _api, _lib, _runtime
 from ._api import CONNECTIVITY_BY_NUMBER, ChannelConnectivity
-
-_MISSING = (
-    "rgrpc: connectivity state needs a librgrpc with rgrpc_channel_get_state, "
-    "rgrpc_channel_subscribe and rgrpc_channel_unsubscribe; this build does not have them"
-)
-
-
-def _require():
-    if not _lib.HAS.connectivity:
-        raise NotImplementedError(_MISSING)
 
 
 class _Connectivity(object):
@@ -90,7 +77,6 @@ class _Connectivity(object):
     # -- Python side --------------------------------------------------------
 
     def subscribe(self, callback, try_to_connect):
-        _require()
         lib = _lib.lib
         ptr = self._channel._native()
         start = False
@@ -117,7 +103,6 @@ class _Connectivity(object):
             lib.rgrpc_channel_get_state(ptr, True)
 
     def unsubscribe(self, callback):
-        _require()
         stop = None
         with self._lock:
             try:
@@ -153,7 +138,6 @@ class _Connectivity(object):
 
 
 def connectivity_of(channel):
-    _require()
     conn = channel._connectivity
     if conn is None:
         conn = channel._connectivity = _Connectivity(channel)

@@ -5,25 +5,23 @@
   added to the call's metadata. They are refused on insecure channels (the
   call fails with UNAUTHENTICATED), as grpcio does, and allowed on channels
   made with :func:`local_channel_credentials` (loopback TCP or Unix sockets,
-  where nothing leaves the machine) and, once the C API has it, TLS.
+  where nothing leaves the machine) and TLS channels.
 * Channel credentials are librgrpc's: ``rgrpc_channel_credentials_tls``
-  and ``rgrpc_channel_credentials_local``, looked up when the library
-  loads. Without the TLS function :func:`secure_channel` with SSL
-  credentials raises NotImplementedError; without the local one, local
-  credentials are an insecure channel whose target Python checks.
+  and ``rgrpc_channel_credentials_local`` (which checks that the target is
+  loopback or a Unix socket).
 """
 
 from __future__ import annotations
 
 import collections
 import ctypes
-import ipaddress
 import threading
 from ctypes import byref, c_void_p
 
 from . import _api
 from ._api import LocalConnectionType, StatusCode
-from ._lib import HAS, Result, lib, result_str
+from ._invocation import LocalFailure
+from ._lib import Result, lib, result_str
 
 # ---------------------------------------------------------------------------
 # Payloads kept inside the public ChannelCredentials / CallCredentials
@@ -162,36 +160,6 @@ def composite_channel_credentials(channel_credentials, *call_credentials):
 # secure_channel
 
 
-def _is_local_target(target, connect_type):
-    t = target
-    if connect_type is LocalConnectionType.UDS:
-        return t.startswith("unix:") or t.startswith("unix-abstract:")
-    if t.startswith("unix:"):
-        return False
-    for prefix in ("dns:///", "dns:", "ipv4:", "ipv6:"):
-        if t.startswith(prefix):
-            t = t[len(prefix):]
-            break
-    hosts = []
-    for part in t.split(","):
-        part = part.strip()
-        if part.startswith("["):
-            hosts.append(part[1:part.find("]")] if "]" in part else part[1:])
-        elif part.count(":") == 1:
-            hosts.append(part.rsplit(":", 1)[0])
-        else:
-            hosts.append(part)
-    for h in hosts:
-        if h == "localhost":
-            continue
-        try:
-            if not ipaddress.ip_address(h).is_loopback:
-                return False
-        except ValueError:
-            return False
-    return bool(hosts)
-
-
 def secure_channel(target, credentials, options=None, compression=None):
     """A channel whose connection is authenticated by ``credentials``."""
     from ._channel import Channel
@@ -209,29 +177,14 @@ def secure_channel(target, credentials, options=None, compression=None):
             "Call insecure_channel instead."
         )
     if isinstance(base, _Local):
-        if HAS.local_credentials:
-            # librgrpc checks the target (loopback or Unix socket) itself.
-            creds = lib.rgrpc_channel_credentials_local()
-            try:
-                return Channel(target, options, compression, _native_creds=creds,
-                               _local=True, _call_credentials=plugins)
-            finally:
-                lib.rgrpc_channel_credentials_free(creds)
-        if not _is_local_target(target, base.connect_type):
-            raise ValueError(
-                "local_channel_credentials(%s) need a %s target, got %r"
-                % (base.connect_type.name,
-                   "unix:" if base.connect_type is LocalConnectionType.UDS else "loopback",
-                   target)
-            )
-        return Channel(target, options, compression, _local=True, _call_credentials=plugins)
+        # librgrpc checks the target (loopback or Unix socket) itself.
+        creds = lib.rgrpc_channel_credentials_local()
+        try:
+            return Channel(target, options, compression, _native_creds=creds,
+                           _local=True, _call_credentials=plugins)
+        finally:
+            lib.rgrpc_channel_credentials_free(creds)
     if isinstance(base, _Ssl):
-        if not HAS.tls:
-            raise NotImplementedError(
-                "rgrpc: TLS channels need a librgrpc with rgrpc_channel_credentials_tls "
-                "(secure channels); this build has insecure channels only. Use "
-                "insecure_channel, or local_channel_credentials for loopback/Unix targets."
-            )
         creds = _native_tls_credentials(base)
         try:
             return Channel(target, options, compression, _native_creds=creds,
@@ -302,9 +255,7 @@ def _authority(channel):
 
 def apply_call_credentials(channel, method, per_call, metadata, timeout):
     """The call's metadata plus what the call credentials supply; raises
-    _LocalFailure when they cannot be applied."""
-    from ._channel import _LocalFailure
-
+    LocalFailure when they cannot be applied."""
     plugins = ()
     if channel._call_credentials:
         plugins += channel._call_credentials
@@ -315,7 +266,7 @@ def apply_call_credentials(channel, method, per_call, metadata, timeout):
     if not plugins:
         return metadata
     if not channel._secure:
-        raise _LocalFailure(
+        raise LocalFailure(
             StatusCode.UNAUTHENTICATED,
             "call credentials need a secure channel: this channel is insecure "
             "(use secure_channel, or local_channel_credentials for loopback/Unix targets)",
@@ -328,15 +279,15 @@ def apply_call_credentials(channel, method, per_call, metadata, timeout):
         try:
             p.plugin(context, cb)
         except Exception as e:
-            raise _LocalFailure(
+            raise LocalFailure(
                 StatusCode.UNAUTHENTICATED,
                 "Getting metadata from plugin failed with error: %r" % (e,),
             ) from None
         if not cb.event.wait(timeout):
-            raise _LocalFailure(StatusCode.DEADLINE_EXCEEDED,
+            raise LocalFailure(StatusCode.DEADLINE_EXCEEDED,
                                 "Deadline Exceeded while getting metadata from plugin")
         if cb.error is not None:
-            raise _LocalFailure(
+            raise LocalFailure(
                 StatusCode.UNAUTHENTICATED,
                 "Getting metadata from plugin failed with error: %s" % (cb.error,),
             )

@@ -3,10 +3,11 @@
 The contract of every function is the doc comment in ``include/rgrpc.h``.
 Opaque handles are passed as ``c_void_p`` (plain ints on the Python side).
 
-Optional functions (features that land in the C library over time) are
-looked up with ``hasattr`` when the library is loaded; ``HAS`` records what
-this build offers, and the Python layer raises ``NotImplementedError`` (or
-warns, where grpcio would silently carry on) for what is missing.
+Every function declared here is required: a library without one of them is
+refused at import, with the list of what it lacks. (There is no older
+librgrpc to fall back for: every one of them was in the C API before this
+binding was added, and the binding relies on fixes to
+``rgrpc_call_unary_async`` that came with it.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ctypes import (
     c_void_p,
 )
 
-__all__ = ["lib", "HAS", "library_path", "Result"]
+__all__ = ["lib", "library_path", "Result"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,33 +41,25 @@ else:
 
 
 class Result:
-    """``rgrpc_result`` values (see the header)."""
+    """The ``rgrpc_result`` codes the binding names. The header's enum is the
+    table: ``result_name`` / ``result_str`` give the library's name and
+    message of any code; tests/test_tables.py checks each constant here
+    against ``rgrpc_result_name``."""
 
     OK = 0
-    NULL_PARAMETER = 7001
-    INVALID_ARGUMENT = 7002
-    INVALID_UTF8 = 7003
-    INVALID_TARGET = 7004
     INVALID_METHOD = 7005
-    INVALID_METADATA = 7006
     UNKNOWN_OPTION = 7007
-    INVALID_OPTION_VALUE = 7008
     UNSUPPORTED = 7009
     CHANNEL_CLOSED = 7010
-    CALL_ENDED = 7011
     END_OF_STREAM = 7012
-    SEND_CLOSED = 7013
     BUSY = 7014
     TIMEOUT = 7015
     RPC_FAILED = 7016
     NOT_FOUND = 7017
-    ALREADY_STARTED = 7018
-    RUNTIME = 7019
-    PANIC = 7020
 
 
+# rgrpc_call_send flags (checked against the header's #defines).
 SEND_LAST = 1
-SEND_NO_COMPRESS = 2
 
 # Callback types (rgrpc_call_done_cb, rgrpc_message_cb, rgrpc_unary_done_cb,
 # rgrpc_connectivity_cb).
@@ -78,8 +71,10 @@ CONNECTIVITY_CB = CFUNCTYPE(None, c_void_p, c_uint32)
 _vp = c_void_p
 _pvp = POINTER(c_void_p)
 
-# name: (restype, argtypes). Required: the library is refused without them.
-_REQUIRED = {
+# name: (restype, argtypes), for every function the binding calls. Each must
+# match include/rgrpc.h exactly (a wrong prototype is a crash, not an error);
+# tests/test_prototypes.py checks them against the header.
+_PROTOTYPES = {
     "rgrpc_version": (c_char_p, []),
     "rgrpc_result_name": (c_char_p, [c_uint32]),
     "rgrpc_result_str": (c_char_p, [c_uint32]),
@@ -138,17 +133,11 @@ _REQUIRED = {
     "rgrpc_call_on_message": (c_uint32, [_vp, MESSAGE_CB, _vp]),
     "rgrpc_call_free": (None, [_vp]),
     "rgrpc_call_unary_async": (c_uint32, [_vp, c_char_p, _vp, c_char_p, c_size_t, UNARY_DONE_CB, _vp, _pvp]),
-}
-
-# Optional: present in newer builds (features that landed after the first C
-# API); the Python layer only calls them when they exist. Each prototype must
-# match include/rgrpc.h exactly: a wrong one is a crash, not an error.
-_OPTIONAL = {
-    # compression (issue 4; in the header)
+    # compression
     "rgrpc_call_options_set_compression": (c_uint32, [_vp, c_uint32]),
     "rgrpc_channel_options_set_default_compression": (c_uint32, [_vp, c_uint32]),
     "rgrpc_call_response_encoding": (c_char_p, [_vp]),
-    # TLS / local channel credentials (issue 3; in the header)
+    # TLS / local channel credentials
     # rgrpc_channel_credentials_tls(root, len, cert_chain, len, private_key, len,
     #                               &creds, &err)
     "rgrpc_channel_credentials_tls": (
@@ -156,8 +145,9 @@ _OPTIONAL = {
         [c_char_p, c_size_t, c_char_p, c_size_t, c_char_p, c_size_t, _pvp, _pvp],
     ),
     "rgrpc_channel_credentials_local": (_vp, []),
-    # connectivity (issue 5; in the header)
+    # connectivity
     "rgrpc_channel_get_state": (c_uint32, [_vp, c_bool]),
+    "rgrpc_connectivity_state_name": (c_char_p, [c_uint32]),
     # rgrpc_channel_subscribe(channel, cb, user_data, try_to_connect, &subscription)
     "rgrpc_channel_subscribe": (c_uint32, [_vp, CONNECTIVITY_CB, _vp, c_bool, POINTER(c_uint64)]),
     "rgrpc_channel_unsubscribe": (c_uint32, [_vp, c_uint64]),
@@ -227,51 +217,20 @@ def _load():
 
 
 def _declare(handle):
-    missing = []
-    for name, (restype, argtypes) in _REQUIRED.items():
-        if not hasattr(handle, name):
-            missing.append(name)
-            continue
-        f = getattr(handle, name)
-        f.restype = restype
-        f.argtypes = argtypes
+    missing = [name for name in _PROTOTYPES if not hasattr(handle, name)]
     if missing:
         raise ImportError(
             "rgrpc: the librgrpc found at %s is too old for this binding (missing %s)"
             % (library_path, ", ".join(missing))
         )
-    has = {}
-    for name, (restype, argtypes) in _OPTIONAL.items():
-        ok = hasattr(handle, name)
-        has[name] = ok
-        if ok:
-            f = getattr(handle, name)
-            f.restype = restype
-            f.argtypes = argtypes
-    return has
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        f = getattr(handle, name)
+        f.restype = restype
+        f.argtypes = argtypes
 
 
 lib, library_path = _load()
-_has = _declare(lib)
-
-
-class _Has:
-    """Which optional features this librgrpc build offers."""
-
-    compression = _has["rgrpc_call_options_set_compression"] and _has[
-        "rgrpc_channel_options_set_default_compression"
-    ]
-    response_encoding = _has["rgrpc_call_response_encoding"]
-    tls = _has["rgrpc_channel_credentials_tls"]
-    local_credentials = _has["rgrpc_channel_credentials_local"]
-    connectivity = (
-        _has["rgrpc_channel_get_state"]
-        and _has["rgrpc_channel_subscribe"]
-        and _has["rgrpc_channel_unsubscribe"]
-    )
-
-
-HAS = _Has()
+_declare(lib)
 
 # NULL function pointers, for optional callback arguments.
 NULL_UNARY_DONE_CB = UNARY_DONE_CB()

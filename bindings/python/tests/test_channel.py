@@ -12,7 +12,6 @@ import warnings
 import pytest
 
 import rgrpc as grpc
-from rgrpc import _lib
 
 from conftest import free_port
 
@@ -206,9 +205,6 @@ def test_server_restart_then_calls_succeed_again(make_server, pb):
 
 # --- compression -------------------------------------------------------------------
 
-needs_compression = pytest.mark.skipif(not grpc.features.compression,
-                                       reason="this librgrpc has no compression")
-
 
 def compressed_request(pb, size=1000):
     r = pb.messages_pb2.SimpleRequest(response_size=1,
@@ -226,21 +222,18 @@ def test_compression_enum_and_aliases():
     assert grpc.compression.NoCompression is grpc.Compression.NoCompression
 
 
-@needs_compression
 def test_uncompressed_by_default(stub, pb):
     with pytest.raises(grpc.RpcError) as info:
         stub.UnaryCall(compressed_request(pb))
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-@needs_compression
 @pytest.mark.parametrize("alg", [grpc.Compression.Gzip, grpc.Compression.Deflate])
 def test_per_call_compression(stub, pb, alg):
     assert stub.UnaryCall(compressed_request(pb), compression=alg).payload.body == b"\0"
     assert stub.UnaryCall.future(compressed_request(pb), compression=alg).result(timeout=10)
 
 
-@needs_compression
 def test_channel_compression_and_per_call_override(target, pb):
     with grpc.insecure_channel(target, compression=grpc.Compression.Gzip) as ch:
         stub = pb.test_pb2_grpc.TestServiceStub(ch)
@@ -250,7 +243,6 @@ def test_channel_compression_and_per_call_override(target, pb):
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-@needs_compression
 def test_client_streaming_compression(stub, pb):
     def reqs():
         for _ in range(3):
@@ -263,35 +255,13 @@ def test_client_streaming_compression(stub, pb):
         .aggregated_payload_size == 6000
 
 
-@needs_compression
 def test_server_compressed_responses(stub, pb):
     r = pb.messages_pb2.SimpleRequest(response_size=5000)
     r.response_compressed.value = True
     assert stub.UnaryCall(r).payload.body == bytes(5000)
 
 
-def test_compression_warns_without_library_support(target, pb, monkeypatch):
-    from rgrpc import _channel
-
-    monkeypatch.setattr(_lib.HAS, "compression", False)
-    monkeypatch.setattr(_channel, "_warned", set())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with grpc.insecure_channel(target, compression=grpc.Compression.Gzip) as ch:
-            stub = pb.test_pb2_grpc.TestServiceStub(ch)
-            assert stub.UnaryCall(simple(pb), compression=grpc.Compression.Gzip)
-    assert any("compression" in str(w.message) for w in caught)
-
-
 # --- connectivity ------------------------------------------------------------------
-
-
-@pytest.mark.skipif(_lib.HAS.connectivity, reason="librgrpc has connectivity")
-def test_connectivity_not_implemented_yet(channel):
-    with pytest.raises(NotImplementedError, match="connectivity"):
-        channel.subscribe(lambda s: None)
-    with pytest.raises(NotImplementedError):
-        grpc.channel_ready_future(channel)
 
 
 def test_channel_connectivity_enum():
@@ -299,13 +269,11 @@ def test_channel_connectivity_enum():
         (0, "idle"), (1, "connecting"), (2, "ready"), (3, "transient failure"), (4, "shutdown")]
 
 
-@pytest.mark.skipif(not _lib.HAS.connectivity, reason="librgrpc has no connectivity API yet")
 def test_channel_ready_future_with_server(target):
     with grpc.insecure_channel(target) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
 
 
-@pytest.mark.skipif(not _lib.HAS.connectivity, reason="librgrpc has no connectivity API yet")
 def test_channel_ready_future_without_server():
     with grpc.insecure_channel("127.0.0.1:%d" % free_port()) as ch:
         f = grpc.channel_ready_future(ch)
@@ -316,7 +284,6 @@ def test_channel_ready_future_without_server():
             f.result()
 
 
-@pytest.mark.skipif(not _lib.HAS.connectivity, reason="librgrpc has no connectivity API yet")
 def test_subscribe_unsubscribe_real(target):
     with grpc.insecure_channel(target) as ch:
         states = []

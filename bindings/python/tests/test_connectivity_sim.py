@@ -1,8 +1,8 @@
 """Channel.subscribe / unsubscribe / channel_ready_future against a
 simulated C side (the three functions of include/rgrpc.h implemented in
 Python and calling the same ctypes trampoline the library calls), so the
-Python logic is checked deterministically, including with a librgrpc that
-does not have them; test_channel.py checks the real ones."""
+Python logic is checked deterministically; test_channel.py checks the real
+ones."""
 
 from __future__ import annotations
 
@@ -81,10 +81,9 @@ class FakeConnectivity(object):
 @pytest.fixture
 def fake(monkeypatch):
     f = FakeConnectivity()
-    monkeypatch.setattr(_lib.HAS, "connectivity", True)
-    monkeypatch.setattr(_lib.lib, "rgrpc_channel_get_state", f.get_state, raising=False)
-    monkeypatch.setattr(_lib.lib, "rgrpc_channel_subscribe", f.subscribe, raising=False)
-    monkeypatch.setattr(_lib.lib, "rgrpc_channel_unsubscribe", f.unsubscribe, raising=False)
+    monkeypatch.setattr(_lib.lib, "rgrpc_channel_get_state", f.get_state)
+    monkeypatch.setattr(_lib.lib, "rgrpc_channel_subscribe", f.subscribe)
+    monkeypatch.setattr(_lib.lib, "rgrpc_channel_unsubscribe", f.unsubscribe)
     return f
 
 

@@ -1,7 +1,8 @@
 """Every ctypes prototype in rgrpc/_lib.py matches include/rgrpc.h (a wrong
 prototype is a crash, not an error): parameter count, and for each
 parameter and the return value whether it is a pointer, a bool, or an
-integer of the right width."""
+integer of the right width. Every function is in the header and in the
+library (none is optional), and a library without one is refused."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from rgrpc import _lib
 from conftest import REPO
 
 HEADER = os.path.join(REPO, "include", "rgrpc.h")
-
-pytestmark = pytest.mark.skipif(not os.path.exists(HEADER), reason="no include/rgrpc.h")
 
 _INT_WIDTH = {"uint32_t": 4, "int32_t": 4, "uint64_t": 8, "int64_t": 8, "size_t": 8,
               "rgrpc_result": 4, "rgrpc_status_code": 4, "rgrpc_compression": 4,
@@ -61,19 +60,11 @@ def _kind_of_ctypes(t):
     return "int%d" % ctypes.sizeof(t)
 
 
-def _all_prototypes():
-    protos = dict(_lib._REQUIRED)
-    protos.update(_lib._OPTIONAL)
-    return sorted(protos.items())
-
-
-@pytest.mark.parametrize("name,proto", _all_prototypes(), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize("name,proto", sorted(_lib._PROTOTYPES.items()),
+                         ids=lambda x: x if isinstance(x, str) else "")
 def test_prototype_matches_header(name, proto):
     decls = _declarations()
-    if name not in decls:
-        if name in _lib._OPTIONAL:
-            pytest.skip("%s is not in this header" % name)
-        pytest.fail("%s is not declared in include/rgrpc.h" % name)
+    assert name in decls, "%s is not declared in include/rgrpc.h" % name
     ret, params = decls[name]
     restype, argtypes = proto
     assert len(params) == len(argtypes), (name, params)
@@ -83,3 +74,20 @@ def test_prototype_matches_header(name, proto):
         assert restype is None, name
     else:
         assert _kind_of_c(ret) == _kind_of_ctypes(restype), (name, ret, restype)
+
+
+def test_loaded_library_has_every_function():
+    missing = [name for name in _lib._PROTOTYPES if not hasattr(_lib.lib, name)]
+    assert not missing
+
+
+def test_library_without_a_function_is_refused():
+    class Lacking(object):
+        pass
+
+    lacking = Lacking()
+    for name in _lib._PROTOTYPES:
+        if name != "rgrpc_channel_subscribe":
+            setattr(lacking, name, ctypes.CFUNCTYPE(None)())
+    with pytest.raises(ImportError, match="too old.*missing rgrpc_channel_subscribe"):
+        _lib._declare(lacking)

@@ -14,7 +14,7 @@ import textwrap
 
 import rgrpc as grpc
 
-from conftest import CBT, PKG_ROOT
+from conftest import PKG_ROOT
 
 
 def test_generated_stub_all_methods(channel, pb):

@@ -3,6 +3,10 @@ metadata both ways, cancellation, callbacks (grpcio's rpc-patterns examples)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -10,7 +14,8 @@ import pytest
 
 import rgrpc as grpc
 
-from conftest import wait_until
+from conftest import HERE, PKG_ROOT, wait_until
+from every_response import check_every_response
 
 
 def simple(pb, size=10, **kw):
@@ -435,3 +440,37 @@ def test_worker_thread_errors(stub, pb):
 def test_worker_thread_empty_response(stub, pb):
     assert on_worker(lambda: stub.EmptyCall(pb.empty_pb2.Empty())) == pb.empty_pb2.Empty()
     assert on_worker(lambda: stub.UnaryCall(simple(pb, 0))).payload.body == b""
+
+
+# --- every response arrives ------------------------------------------------------
+#
+# librgrpc once completed unary calls OK without their response under
+# concurrency (a second reader took the response first); the binding papered
+# over it. Now an OK status without the response is an INTERNAL error, so a
+# library that loses one fails these tests.
+
+
+
+def test_every_unary_response_arrives(stub, pb):
+    check_every_response(stub, pb.messages_pb2, 10)
+
+
+def test_every_unary_response_arrives_with_worker_threads(target, pb):
+    """The same on the library's multi-threaded runtime (RGRPC_WORKER_THREADS=2,
+    read when the runtime starts, so in a fresh interpreter), where the
+    library's readers of one call really run at once."""
+    code = textwrap.dedent("""
+        import sys
+        sys.path[:0] = [%(pkg)r, %(gen)r, %(tests)r]
+        import rgrpc
+        from rgrpc_testing import test_pb2_grpc, messages_pb2
+        from every_response import check_every_response
+        with rgrpc.insecure_channel(%(target)r) as ch:
+            check_every_response(test_pb2_grpc.TestServiceStub(ch), messages_pb2, 10)
+        print("OK")
+    """) % {"pkg": PKG_ROOT, "gen": str(pb.cache_dir), "tests": HERE, "target": target}
+    env = dict(os.environ, RGRPC_WORKER_THREADS="2")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "OK"
