@@ -13,6 +13,7 @@ pub mod call;
 pub mod channel;
 pub mod codec;
 pub mod credentials;
+pub(crate) mod log;
 pub mod metadata;
 pub mod rt;
 pub mod status;

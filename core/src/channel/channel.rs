@@ -1,19 +1,19 @@
 //! The channel object.
 
-use crate::channel::lifecycle::{ConnectParams, Lifecycle, StateCallback};
-use crate::channel::options::ChannelOptions;
-use crate::channel::state::ConnectivityState;
-use crate::channel::target::{self, Address};
+use super::calls::{ActiveCall, Calls};
+use super::connectivity::{Connectivity, StateCallback};
+use super::keepalive::Keepalive;
+use super::options::ChannelOptions;
+use super::policy::pick_first::PickFirst;
+use super::policy::{Pick, PickResult, Picker, Policy, PolicyContext};
+use super::state::ConnectivityState;
+use super::subchannel::ConnectArgs;
+use super::target::{self, Address};
 use crate::credentials::{ChannelCredentials, Transport};
-use crate::rt::Lend;
-use crate::status::Status;
-use crate::sync::lock;
-use bytes::Bytes;
-use h2::client::SendRequest;
+use crate::status::{Code, Status};
 use http::header::HeaderValue;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+use tokio::sync::watch;
 
 /// Why a channel could not be created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,20 +33,6 @@ impl std::fmt::Display for ChannelError {
     }
 }
 
-/// A call the channel can end when it is closed. The call module
-/// implements it: the channel never depends on the call.
-pub(crate) trait ActiveCall: Send + Sync {
-    /// Ends the call with CANCELLED ("channel closed").
-    fn cancel_for_close(&self);
-}
-
-/// A connection the picker chose for one attempt: a handle to open a
-/// stream on it, and the connection for a blocked caller to drive.
-pub(crate) struct Pick {
-    pub(crate) send: SendRequest<Bytes>,
-    pub(crate) conn: Arc<dyn Lend>,
-}
-
 /// A gRPC channel. Cheap to clone (all clones are the same channel).
 #[derive(Clone)]
 pub struct Channel {
@@ -58,10 +44,14 @@ pub(crate) struct ChannelInner {
     pub(crate) authority: http::uri::Authority,
     pub(crate) user_agent: HeaderValue,
     pub(crate) creds: ChannelCredentials,
-    pub(crate) lc: Arc<Lifecycle>,
-    closed: AtomicBool,
-    calls: Mutex<HashMap<u64, Weak<dyn ActiveCall>>>,
-    next_id: AtomicU64,
+    /// The state the application sees (the policy's aggregate).
+    connectivity: Arc<Connectivity>,
+    /// The load-balancing policy: it owns the subchannels.
+    policy: Arc<dyn Policy>,
+    /// The policy's current picker.
+    pickers: Arc<watch::Sender<Arc<dyn Picker>>>,
+    calls: Arc<Calls>,
+    keepalive: Arc<Keepalive>,
 }
 
 impl Channel {
@@ -132,24 +122,35 @@ impl Channel {
             }
             _ => None,
         };
-        let lc = Lifecycle::new(
-            opts.lifecycle.clone(),
-            ConnectParams {
-                target: t.clone(),
+        let calls = Arc::new(Calls::new());
+        let keepalive = Keepalive::new(&opts.connection);
+        let connectivity = Connectivity::new(t.authority.clone());
+        let initial: Arc<dyn Picker> = Arc::new(NoPicker);
+        let pickers = Arc::new(watch::channel(initial).0);
+        let policy: Arc<dyn Policy> = PickFirst::new(PolicyContext {
+            target: t,
+            cfg: opts.connection.clone(),
+            connect: Arc::new(ConnectArgs {
                 transport: creds.transport.clone(),
-                tls_name: tls_name.clone(),
-            },
-        );
+                tls_name,
+                keepalive: keepalive.clone(),
+                calls: Arc::downgrade(&calls),
+            }),
+            connectivity: connectivity.clone(),
+            calls: calls.clone(),
+            pickers: pickers.clone(),
+        });
         Ok(Channel {
             inner: Arc::new(ChannelInner {
                 opts,
                 authority,
                 user_agent,
-                lc,
                 creds,
-                closed: AtomicBool::new(false),
-                calls: Mutex::new(HashMap::new()),
-                next_id: AtomicU64::new(1),
+                connectivity,
+                policy,
+                pickers,
+                calls,
+                keepalive,
             }),
         })
     }
@@ -165,78 +166,93 @@ impl Channel {
     }
 
     /// Ends every active call with CANCELLED, refuses new calls and closes
-    /// the connection. Idempotent.
+    /// the connections. Idempotent.
     pub fn close(&self) {
-        if self.inner.closed.swap(true, Ordering::SeqCst) {
+        let Some(calls) = self.inner.calls.close() else {
             return;
-        }
-        let calls: Vec<Arc<dyn ActiveCall>> = {
-            let mut map = lock(&self.inner.calls);
-            map.drain().filter_map(|(_, w)| w.upgrade()).collect()
         };
         for c in calls {
             c.cancel_for_close();
         }
-        self.inner.lc.shutdown();
+        self.inner.policy.shutdown();
     }
 
     /// The connectivity state; with `try_to_connect`, IDLE starts connecting.
     pub fn state(&self, try_to_connect: bool) -> ConnectivityState {
-        if try_to_connect && self.inner.lc.state() == ConnectivityState::Idle {
-            self.inner.lc.request_connect();
+        let s = self.inner.connectivity.state();
+        if try_to_connect && s == ConnectivityState::Idle {
+            self.inner.policy.exit_idle();
         }
-        self.inner.lc.state()
+        self.inner.connectivity.state()
     }
 
     /// Waits until READY (connecting if needed); returns READY, or SHUTDOWN
     /// if the channel was closed first.
     pub async fn wait_for_ready(&self) -> ConnectivityState {
-        self.inner.lc.wait_for(ConnectivityState::Ready).await
+        self.inner.policy.exit_idle();
+        self.inner
+            .connectivity
+            .wait_for(ConnectivityState::Ready)
+            .await
     }
 
     /// Waits until the state is not `from`; returns the new state.
     pub async fn wait_for_state_change(&self, from: ConnectivityState) -> ConnectivityState {
-        self.inner.lc.wait_for_change(from).await
+        self.inner.connectivity.wait_for_change(from).await
     }
 
     /// Calls `cb` with the current state, then on every change, in order,
     /// on a library thread. Returns an id for [`Channel::unsubscribe`].
     pub fn subscribe(&self, cb: StateCallback, try_to_connect: bool) -> u64 {
-        self.inner.lc.subscribe(cb, try_to_connect)
+        let id = self.inner.connectivity.subscribe(cb);
+        if try_to_connect && self.inner.connectivity.state() == ConnectivityState::Idle {
+            self.inner.policy.exit_idle();
+        }
+        id
     }
 
     /// Stops a subscription; once this returns its callback is not running
     /// (unless called from it) and never runs again. False if unknown.
     pub fn unsubscribe(&self, id: u64) -> bool {
-        self.inner.lc.unsubscribe(id)
+        self.inner.connectivity.unsubscribe(id)
     }
 
     /// The keepalive ping period now in force (None = no pings); it doubles
     /// each time the server says the client pings too often.
     pub fn keepalive_time(&self) -> Option<std::time::Duration> {
-        self.inner.lc.keepalive_time()
+        self.inner.keepalive.period()
     }
 
     /// Ends a reconnect backoff early: the next attempt starts now.
     pub fn reset_connect_backoff(&self) {
-        self.inner.lc.reset_backoff();
+        self.inner.policy.reset_backoff();
     }
 
     /// True after `close`.
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::SeqCst)
+        self.inner.calls.is_closed()
     }
 
     /// Number of calls that have started and not yet ended.
     pub fn active_calls(&self) -> usize {
-        lock(&self.inner.calls).len()
+        self.inner.calls.active()
     }
 }
 
 impl Drop for ChannelInner {
     fn drop(&mut self) {
-        // The last reference is gone: stop the manager and the connection.
-        self.lc.shutdown();
+        // The last reference is gone: stop the policy and its connections.
+        self.policy.shutdown();
+    }
+}
+
+/// The picker before the policy has published one (never seen: the policy
+/// publishes at once).
+struct NoPicker;
+
+impl Picker for NoPicker {
+    fn pick(&self) -> PickResult {
+        PickResult::Queue
     }
 }
 
@@ -250,36 +266,45 @@ fn is_local(a: &Address) -> bool {
 
 impl ChannelInner {
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        self.calls.is_closed()
     }
 
     /// Registers an active call; fails when the channel is closed.
     pub(crate) fn register(&self, call: Weak<dyn ActiveCall>) -> Result<u64, ()> {
-        let mut map = lock(&self.calls);
-        if self.is_closed() {
-            return Err(());
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        map.insert(id, call);
-        self.lc.call_started();
-        Ok(id)
+        self.calls.register(call)
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        if lock(&self.calls).remove(&id).is_some() {
-            self.lc.call_ended();
+        self.calls.unregister(id);
+    }
+
+    /// A connection for one attempt from the policy's picker, waiting for
+    /// the next picker while it says to queue (and, for wait-for-ready
+    /// calls, while it fails). The caller bounds the wait with its deadline.
+    pub(crate) async fn pick(&self, wait_for_ready: bool) -> Result<Pick, Status> {
+        // Fast path: READY, no waiting, no subscription.
+        let picker = self.pickers.borrow().clone();
+        if let PickResult::Ready(p) = picker.pick() {
+            return Ok(p);
+        }
+        let mut rx = self.pickers.subscribe();
+        loop {
+            let picker = rx.borrow_and_update().clone();
+            match picker.pick() {
+                PickResult::Ready(p) => return Ok(p),
+                PickResult::Drop(st) => return Err(st),
+                PickResult::Fail(st) if !wait_for_ready => return Err(st),
+                PickResult::Fail(_) | PickResult::Queue => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(Status::new(Code::Cancelled, "channel closed"));
+            }
         }
     }
 
-    /// A connection for one attempt, waiting as the connectivity state and
-    /// `wait_for_ready` require (see `Lifecycle::connection_for_call`).
-    pub(crate) async fn pick(&self, wait_for_ready: bool) -> Result<Pick, Status> {
-        let (send, conn) = self.lc.connection_for_call(wait_for_ready).await?;
-        Ok(Pick { send, conn })
-    }
-
-    /// Marks the current connection unusable so the next call reconnects.
+    /// A picked connection failed while a stream was being opened on it:
+    /// the policy stops using it.
     pub(crate) fn connection_failed(&self, reason: &str, graceful: bool) {
-        self.lc.connection_failed(reason, graceful);
+        self.policy.connection_failed(reason, graceful);
     }
 }

@@ -1,9 +1,8 @@
-//! One HTTP/2 connection (h2 over TCP or a Unix socket), shared by every call
-//! on a channel: many streams on one connection.
+//! One HTTP/2 connection over a dialled byte stream (TCP or a Unix socket,
+//! optionally TLS): the TLS and HTTP/2 handshakes, the connection task, and
+//! its end (GOAWAY, failure, abort). Many streams share one connection.
 
 use super::driver::Driver;
-use super::nosigpipe::NoSigPipe;
-use crate::channel::target::{Address, Target};
 use crate::credentials::Transport;
 use crate::rt::Lend;
 use crate::status::{Code, Status};
@@ -121,11 +120,6 @@ impl ReasonHandle {
 }
 
 impl Connection {
-    /// True until the connection ends or is marked unusable.
-    pub(crate) fn is_alive(&self) -> bool {
-        self.shared.alive.load(Ordering::Acquire)
-    }
-
     /// Stops new streams on this connection; streams in flight finish
     /// normally. `graceful`: the server asked for it (GOAWAY), as opposed
     /// to a failure.
@@ -322,65 +316,15 @@ fn classify(r: Result<(), h2::Error>, goaway_seen: bool) -> CloseReason {
     }
 }
 
-/// Connects to the first address of `target` that accepts, and performs the
-/// HTTP/2 handshake. Failures are UNAVAILABLE with the reason.
-pub(crate) async fn connect(
-    target: &Target,
-    transport: &Transport,
-    tls_name: Option<&ServerName<'static>>,
-) -> Result<Connection, Status> {
-    let mut errors: Vec<String> = Vec::new();
-    for addr in &target.addresses {
-        match addr {
-            Address::Ip(sa) => match tcp(*sa).await {
-                Ok(s) => return secure(Box::new(NoSigPipe(s)), transport, tls_name).await,
-                Err(e) => errors.push(format!("{sa}: {e}")),
-            },
-            Address::Dns { host, port } => {
-                let resolved = match tokio::net::lookup_host((host.as_str(), *port)).await {
-                    Ok(r) => r.collect::<Vec<_>>(),
-                    Err(e) => {
-                        errors.push(format!("resolving {host}: {e}"));
-                        continue;
-                    }
-                };
-                if resolved.is_empty() {
-                    errors.push(format!("resolving {host}: no addresses"));
-                }
-                for sa in resolved {
-                    match tcp(sa).await {
-                        Ok(s) => return secure(Box::new(NoSigPipe(s)), transport, tls_name).await,
-                        Err(e) => errors.push(format!("{sa} ({host}): {e}")),
-                    }
-                }
-            }
-            Address::Unix(path) => match tokio::net::UnixStream::connect(path).await {
-                Ok(s) => return secure(Box::new(NoSigPipe(s)), transport, tls_name).await,
-                Err(e) => errors.push(format!("unix:{}: {e}", path.display())),
-            },
-        }
-    }
-    Err(Status::new(
-        Code::Unavailable,
-        format!("failed to connect to all addresses: {}", errors.join("; ")),
-    ))
-}
-
-async fn tcp(sa: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
-    let s = tokio::net::TcpStream::connect(sa).await?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
 /// A byte stream a connection runs over: TCP, a Unix socket, or TLS over
 /// either. One boxed type, so that the HTTP/2 and TLS code is compiled once
 /// rather than once per stream type (smaller code, fewer pages touched).
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type BoxedIo = Box<dyn Io>;
+pub(crate) type BoxedIo = Box<dyn Io>;
 
 /// Runs TLS (when the transport says so) and then HTTP/2 over `io`.
-async fn secure(
+pub(crate) async fn secure(
     io: BoxedIo,
     transport: &Transport,
     tls_name: Option<&ServerName<'static>>,

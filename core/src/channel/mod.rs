@@ -1,21 +1,44 @@
-//! Channels: a target, options, and one lazily made HTTP/2 connection shared
-//! by all calls. `close` cancels active calls and refuses new ones.
+//! Channels: a target, options, and the machinery that turns them into
+//! connections for calls — resolver → load-balancing policy → subchannels —
+//! with the connectivity state the application sees. `close` cancels
+//! active calls and refuses new ones.
+//!
+//! * [`channel`] — the `Channel` object: creation, close, connectivity API.
+//! * `calls` — the channel's active calls (cancelled on close; the idle
+//!   timer and keepalive read their counts).
+//! * `connectivity` — the channel's state, waiters and ordered subscribers.
+//! * `resolver` — target to endpoints.
+//! * `policy` — load-balancing policies and pickers (`pick_first`).
+//! * `subchannel` — one endpoint: dial, TLS, HTTP/2, its own state.
+//! * `connection` — one HTTP/2 connection: handshakes, its task, its end.
+//! * `driver` — the connection future shared by its task and blocked callers.
+//! * `keepalive` — PINGs per connection, the channel's period.
+//! * [`backoff`] — reconnect backoff (`doc/connection-backoff.md`).
+//! * `nosigpipe` — socket writes that never raise SIGPIPE.
+//! * [`options`], [`state`], [`target`] — channel options by grpcio's key
+//!   names, the five connectivity states, target strings.
 
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub(crate) mod calls;
 #[allow(clippy::module_inception)]
 mod channel;
 pub(crate) mod connection;
+pub(crate) mod connectivity;
 mod driver;
-pub(crate) mod lifecycle;
+pub(crate) mod keepalive;
 pub(crate) mod nosigpipe;
 pub mod options;
+pub(crate) mod policy;
+pub(crate) mod resolver;
 pub mod state;
+pub(crate) mod subchannel;
 pub mod target;
 
-pub(crate) use channel::{ActiveCall, ChannelInner};
+pub(crate) use calls::ActiveCall;
+pub(crate) use channel::ChannelInner;
 pub use channel::{Channel, ChannelError};
-pub use lifecycle::{LifecycleConfig, StateCallback};
-pub use options::{ChannelOptions, OptionError, OptionValue};
+pub use connectivity::StateCallback;
+pub use options::{ChannelOptions, ConnectionConfig, OptionError, OptionValue};
 pub use state::ConnectivityState;

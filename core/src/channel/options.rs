@@ -2,7 +2,7 @@
 //! carry their settings over. Unknown keys, wrong-typed values and keys of
 //! features not built yet are reported, never silently dropped.
 
-use crate::channel::lifecycle::LifecycleConfig;
+use crate::channel::backoff::BackoffConfig;
 use crate::codec::compression::Compression;
 use std::time::Duration;
 
@@ -25,6 +25,38 @@ fn millis_or_never(key: &str, v: i64, min: i64) -> Result<Option<Duration>, Opti
         return Ok(None);
     }
     millis(key, v, min).map(Some)
+}
+
+/// How a channel connects and keeps its connections: reconnect backoff,
+/// keepalive and idle settings (from channel options).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionConfig {
+    pub backoff: BackoffConfig,
+    /// Ping period (`grpc.keepalive_time_ms`; None = no pings, the default).
+    pub keepalive_time: Option<Duration>,
+    /// How long a ping may go unanswered (`grpc.keepalive_timeout_ms`, 20 s).
+    pub keepalive_timeout: Duration,
+    /// Ping even with no active calls (`grpc.keepalive_permit_without_calls`).
+    pub keepalive_permit_without_calls: bool,
+    /// Pings allowed with no call activity in between
+    /// (`grpc.http2.max_pings_without_data`, default 2; 0 = no limit).
+    pub max_pings_without_data: u32,
+    /// Close the connection after this long without calls
+    /// (`grpc.client_idle_timeout_ms`, default 30 min; None = never).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            backoff: BackoffConfig::default(),
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+            keepalive_permit_without_calls: false,
+            max_pings_without_data: 2,
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+        }
+    }
 }
 
 /// A typed option value.
@@ -92,7 +124,7 @@ pub struct ChannelOptions {
     /// (`grpc.default_compression_algorithm`: 0 none, 1 deflate, 2 gzip).
     pub default_compression: Compression,
     /// Reconnect backoff, keepalive and idle settings.
-    pub lifecycle: LifecycleConfig,
+    pub connection: ConnectionConfig,
 }
 
 impl Default for ChannelOptions {
@@ -105,7 +137,7 @@ impl Default for ChannelOptions {
             default_authority: None,
             ssl_target_name_override: None,
             default_compression: Compression::Identity,
-            lifecycle: LifecycleConfig::default(),
+            connection: ConnectionConfig::default(),
         }
     }
 }
@@ -164,7 +196,7 @@ impl ChannelOptions {
                 expected: "a string",
             }),
         };
-        let lc = &mut self.lifecycle;
+        let lc = &mut self.connection;
         match key {
             "grpc.max_receive_message_length" => {
                 self.max_receive_message_length = limit(key, int(value)?)?
@@ -288,13 +320,13 @@ mod tests {
         ));
         o.set("grpc.keepalive_time_ms", OptionValue::Int(1000))
             .unwrap();
-        assert_eq!(o.lifecycle.keepalive_time, Some(Duration::from_secs(1)));
+        assert_eq!(o.connection.keepalive_time, Some(Duration::from_secs(1)));
         o.set("grpc.keepalive_time_ms", OptionValue::Int(i32::MAX as i64))
             .unwrap();
-        assert_eq!(o.lifecycle.keepalive_time, None);
+        assert_eq!(o.connection.keepalive_time, None);
         o.set("grpc.client_idle_timeout_ms", OptionValue::Int(1000))
             .unwrap();
-        assert_eq!(o.lifecycle.idle_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(o.connection.idle_timeout, Some(Duration::from_secs(1)));
         assert!(o
             .set("grpc.initial_reconnect_backoff_ms", OptionValue::Int(0))
             .is_err());
