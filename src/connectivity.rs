@@ -10,10 +10,11 @@ use super::handle::{
 };
 use super::names::{static_name, NameTable};
 use rgrpc_core::channel::ConnectivityState;
-use rgrpc_core::{rt, Channel};
+use rgrpc_core::channel::{ReadyCallback, ReadyFuture, ReadyOutcome};
+use rgrpc_core::completion::Notifier;
+use rgrpc_core::Channel;
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use std::sync::Arc;
 
 /// Called with each connectivity state: first the current one, then every
 /// change, in order, one call at a time, on a library thread. Must not
@@ -224,47 +225,15 @@ pub struct rgrpc_ready_future {
     _private: [u8; 0],
 }
 
-type ReadyCallback = Box<dyn FnOnce(rgrpc_result) + Send>;
-
-struct ReadyShared {
-    result: watch::Sender<Option<rgrpc_result>>,
-    cb: Mutex<Option<ReadyCallback>>,
-}
-
-impl ReadyShared {
-    /// Sets the outcome once and runs the callback on a library thread.
-    fn complete(&self, r: rgrpc_result) {
-        let first = self.result.send_if_modified(|v| {
-            if v.is_none() {
-                *v = Some(r);
-                true
-            } else {
-                false
-            }
-        });
-        if !first {
-            return;
-        }
-        let cb = self.cb.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let (Some(cb), Ok(h)) = (cb, rt::handle()) {
-            h.spawn_blocking(move || cb(r));
-        }
-    }
-}
-
-pub(crate) struct ReadyFuture {
-    shared: Arc<ReadyShared>,
-    task: tokio::task::AbortHandle,
-}
-
 impl Castable for rgrpc_ready_future {
     type Rust = ReadyFuture;
 }
 
-impl Drop for ReadyFuture {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.shared.complete(rgrpc_result::Cancelled);
+fn ready_result(o: ReadyOutcome) -> rgrpc_result {
+    match o {
+        ReadyOutcome::Ready => rgrpc_result::Ok,
+        ReadyOutcome::ChannelClosed => rgrpc_result::ChannelClosed,
+        ReadyOutcome::Cancelled => rgrpc_result::Cancelled,
     }
 }
 
@@ -287,32 +256,16 @@ pub extern "C" fn rgrpc_channel_ready_future(
         if future_out.is_null() {
             return rgrpc_result::NullParameter;
         }
-        let Ok(h) = rt::handle() else {
-            return rgrpc_result::Runtime;
-        };
         let ud = UserData(user_data);
         let callback: Option<ReadyCallback> = cb.map(|f| {
-            Box::new(move |r| {
+            Box::new(move |o| {
                 let ud = ud;
                 // SAFETY: the caller's callback with its own user_data.
-                unsafe { f(ud.0, r) }
+                unsafe { f(ud.0, ready_result(o)) }
             }) as ReadyCallback
         });
-        let shared = Arc::new(ReadyShared {
-            result: watch::channel(None).0,
-            cb: Mutex::new(callback),
-        });
-        let (s2, ch2) = (shared.clone(), ch.clone());
-        let task = h.spawn(async move {
-            let r = match ch2.wait_for_ready().await {
-                ConnectivityState::Ready => rgrpc_result::Ok,
-                _ => rgrpc_result::ChannelClosed,
-            };
-            s2.complete(r);
-        });
-        let f = ReadyFuture {
-            shared,
-            task: task.abort_handle(),
+        let Ok(f) = ch.ready_future(callback, Notifier::Pool) else {
+            return rgrpc_result::Runtime;
         };
         write_out!(future_out, to_boxed::<rgrpc_ready_future>(f));
         rgrpc_result::Ok
@@ -330,15 +283,8 @@ pub extern "C" fn rgrpc_ready_future_wait(
 ) -> rgrpc_result {
     boundary(|| {
         let f = try_ref_or_null!(rgrpc_ready_future, future);
-        let mut rx = f.shared.result.subscribe();
-        let r = block(with_timeout(timeout_ms, async move {
-            rx.wait_for(|v| v.is_some())
-                .await
-                .map(|v| v.unwrap_or(rgrpc_result::Cancelled))
-                .unwrap_or(rgrpc_result::Cancelled)
-        }));
-        match r {
-            Ok(Some(r)) => r,
+        match block(with_timeout(timeout_ms, f.wait())) {
+            Ok(Some(o)) => ready_result(o),
             Ok(None) => rgrpc_result::Timeout,
             Err(r) => r,
         }
@@ -352,8 +298,7 @@ pub extern "C" fn rgrpc_ready_future_wait(
 pub extern "C" fn rgrpc_ready_future_cancel(future: *mut rgrpc_ready_future) -> rgrpc_result {
     boundary(|| {
         let f = try_ref_or_null!(rgrpc_ready_future, future);
-        f.task.abort();
-        f.shared.complete(rgrpc_result::Cancelled);
+        f.cancel();
         rgrpc_result::Ok
     })
 }

@@ -12,6 +12,7 @@
 pub mod call;
 pub mod channel;
 pub mod codec;
+pub mod completion;
 pub mod credentials;
 pub(crate) mod log;
 pub mod metadata;

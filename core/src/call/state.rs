@@ -11,6 +11,7 @@ use super::protocol;
 use crate::channel::ActiveCall;
 use crate::codec::compression::Compression;
 use crate::codec::framing;
+use crate::completion::Notifier;
 use crate::metadata::Metadata;
 use crate::rt;
 use crate::status::{Code, Status};
@@ -116,6 +117,11 @@ impl CallShared {
             deadline_task: Mutex::new(None),
             stash: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Where the call's done callbacks run (never under the call's locks).
+    pub(super) fn notifier(&self) -> Notifier {
+        Notifier::callbacks(self.spec.opts.inline_callbacks)
     }
 
     pub(crate) fn status(&self) -> Option<Arc<Status>> {
@@ -428,32 +434,13 @@ impl CallShared {
             self.finished_tx.send_replace(true);
         } else {
             let finished = self.finished_tx.clone();
-            let run = move || {
+            self.notifier().deliver(move || {
                 for cb in cbs {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&st)));
                 }
                 finished.send_replace(true);
-            };
-            match rt::handle() {
-                Ok(h) => run_callbacks(h, self.spec.opts.inline_callbacks, run),
-                Err(_) => run(),
-            }
+            });
         }
         true
-    }
-}
-
-/// Runs done callbacks away from the caller's locks: on the blocking pool
-/// (they may block), or `inline` as a task on the thread driving the I/O
-/// (no thread hand-off; they must not block).
-pub(super) fn run_callbacks(
-    h: &tokio::runtime::Handle,
-    inline: bool,
-    run: impl FnOnce() + Send + 'static,
-) {
-    if inline {
-        h.spawn(async move { run() });
-    } else {
-        h.spawn_blocking(run);
     }
 }

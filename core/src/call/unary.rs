@@ -4,7 +4,7 @@
 use super::error::StartError;
 use super::handle::{Call, DoneCallback};
 use super::options::{CallOptions, Message, SendFlags};
-use super::state::{run_callbacks, CallShared};
+use super::state::CallShared;
 use crate::channel::Channel;
 use crate::rt;
 use crate::status::{Code, Status};
@@ -101,7 +101,7 @@ impl Channel {
             let st = call.status().expect("ended");
             let finished = call.shared.finished_tx.clone();
             finished.send_replace(false);
-            run_callbacks(handle, call.shared.spec.opts.inline_callbacks, move || {
+            call.shared.notifier().deliver(move || {
                 cb(&st);
                 finished.send_replace(true);
             });

@@ -5,12 +5,11 @@
 //! thread at a time.
 
 use super::state::ConnectivityState;
+use crate::completion::Serial;
 use crate::log::log;
-use crate::rt;
 use crate::sync::lock;
 use std::cell::Cell;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -30,11 +29,12 @@ pub(crate) struct Connectivity {
     state_tx: watch::Sender<ConnectivityState>,
     subs: Mutex<Vec<Subscriber>>,
     next_sub: AtomicU64,
+    /// Held while callbacks run (`unsubscribe` waits on it).
     delivery: Mutex<()>,
-    /// Queued notifications: the subscribers to tell (fixed when queued,
-    /// so a new subscriber never sees changes from before it existed).
-    queue: Mutex<VecDeque<(Vec<u64>, ConnectivityState)>>,
-    draining: AtomicBool,
+    /// Notifications in order: each names the subscribers to tell (fixed
+    /// when queued, so a new subscriber never sees changes from before it
+    /// existed).
+    serial: Arc<Serial>,
 }
 
 thread_local! {
@@ -52,8 +52,7 @@ impl Connectivity {
             subs: Mutex::new(Vec::new()),
             next_sub: AtomicU64::new(1),
             delivery: Mutex::new(()),
-            queue: Mutex::new(VecDeque::new()),
-            draining: AtomicBool::new(false),
+            serial: Serial::new(),
         })
     }
 
@@ -78,15 +77,12 @@ impl Connectivity {
             }
             before_publish();
             self.state_tx.send_replace(to);
+            // Without subscribers nothing is queued: no delivery thread.
             if !subs.is_empty() {
-                lock(&self.queue).push_back((subs.iter().map(|s| s.id).collect(), to));
+                self.notify(subs.iter().map(|s| s.id).collect(), to);
             }
         }
         log(&format!("channel {} is {to}", self.label));
-        // Without subscribers nothing is queued: no delivery thread.
-        if !lock(&self.queue).is_empty() {
-            self.start_drain();
-        }
         true
     }
 
@@ -120,9 +116,8 @@ impl Connectivity {
             // later change is queued (for this subscriber too) after it.
             let mut subs = lock(&self.subs);
             subs.push(Subscriber { id, cb });
-            lock(&self.queue).push_back((vec![id], self.state()));
+            self.notify(vec![id], self.state());
         }
-        self.start_drain();
         id
     }
 
@@ -141,35 +136,23 @@ impl Connectivity {
         found
     }
 
-    fn start_drain(&self) {
-        if !self.draining.swap(true, Ordering::AcqRel) {
-            match (self.me.upgrade(), rt::handle()) {
-                (Some(me), Ok(h)) => {
-                    h.spawn_blocking(move || drain(&me));
-                }
-                _ => self.draining.store(false, Ordering::Release),
+    /// Queues telling `ids` about `state`.
+    fn notify(&self, ids: Vec<u64>, state: ConnectivityState) {
+        let me = self.me.clone();
+        self.serial.push(Box::new(move || {
+            if let Some(c) = me.upgrade() {
+                c.deliver(ids, state);
             }
-        }
+        }));
     }
-}
 
-/// Runs queued state notifications in order, on a blocking-pool thread,
-/// under the delivery lock (which `unsubscribe` waits on).
-fn drain(lc: &Connectivity) {
-    loop {
-        let item = lock(&lc.queue).pop_front();
-        let Some((ids, state)) = item else {
-            lc.draining.store(false, Ordering::Release);
-            if lock(&lc.queue).is_empty() || lc.draining.swap(true, Ordering::AcqRel) {
-                return;
-            }
-            continue;
-        };
-        let _g = lock(&lc.delivery);
+    /// Runs the callbacks of `ids` with `state`, under the delivery lock.
+    fn deliver(&self, ids: Vec<u64>, state: ConnectivityState) {
+        let _g = lock(&self.delivery);
         IN_DELIVERY.with(|f| f.set(true));
         for id in ids {
             // Looked up again for each: an unsubscribed callback never runs.
-            let cb = lock(&lc.subs)
+            let cb = lock(&self.subs)
                 .iter()
                 .find(|s| s.id == id)
                 .map(|s| s.cb.clone());

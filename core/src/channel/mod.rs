@@ -15,6 +15,7 @@
 //! * `keepalive` — PINGs per connection, the channel's period.
 //! * [`backoff`] — reconnect backoff (`doc/connection-backoff.md`).
 //! * `nosigpipe` — socket writes that never raise SIGPIPE.
+//! * [`ready`] — the ready future (wait for READY, or a callback).
 //! * [`options`], [`state`], [`target`] — channel options by grpcio's key
 //!   names, the five connectivity states, target strings.
 
@@ -31,6 +32,7 @@ pub(crate) mod keepalive;
 pub(crate) mod nosigpipe;
 pub mod options;
 pub(crate) mod policy;
+pub mod ready;
 pub(crate) mod resolver;
 pub mod state;
 pub(crate) mod subchannel;
@@ -41,4 +43,5 @@ pub(crate) use channel::ChannelInner;
 pub use channel::{Channel, ChannelError};
 pub use connectivity::StateCallback;
 pub use options::{ChannelOptions, ConnectionConfig, OptionError, OptionValue};
+pub use ready::{ReadyCallback, ReadyFuture, ReadyOutcome};
 pub use state::ConnectivityState;

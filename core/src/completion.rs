@@ -1,0 +1,175 @@
+//! The one way the library tells the application that something finished:
+//! every notification — a call's done callbacks, connectivity subscribers,
+//! a ready future's callback — is a [`Job`] handed to a [`Notifier`],
+//! which decides where it runs:
+//!
+//! * [`Notifier::Pool`] — on the runtime's blocking pool (the job may
+//!   block);
+//! * [`Notifier::Inline`] — as a task on the thread driving the I/O (no
+//!   thread hand-off; the job must not block);
+//! * [`Notifier::Sink`] — handed to a sink of the application's, such as a
+//!   completion queue that a foreign event loop drains (the event-loop
+//!   issue adds one); the job then runs on the completing thread and only
+//!   enqueues.
+//!
+//! [`Serial`] runs jobs one at a time in the order given (for subscribers,
+//! who must see changes in order), on the pool.
+
+#![forbid(unsafe_code)]
+
+use crate::rt;
+use crate::sync::lock;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A notification for the application: runs once.
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Takes jobs for the application and delivers them its own way (a
+/// completion queue, say). `deliver` is called on a library thread and
+/// must not block.
+pub trait CompletionSink: Send + Sync {
+    fn deliver(&self, job: Job);
+}
+
+/// Where notifications run.
+#[derive(Clone, Default)]
+pub enum Notifier {
+    /// The runtime's blocking pool: jobs may block.
+    #[default]
+    Pool,
+    /// A task on the thread driving the I/O: jobs must not block.
+    Inline,
+    /// The application's sink.
+    Sink(Arc<dyn CompletionSink>),
+}
+
+impl Notifier {
+    /// The notifier of done callbacks: inline or on the pool.
+    pub fn callbacks(inline: bool) -> Notifier {
+        if inline {
+            Notifier::Inline
+        } else {
+            Notifier::Pool
+        }
+    }
+
+    /// Delivers `job`. A job that panics is caught (it must not unwind
+    /// into the library). Without a runtime (it failed to start) the job
+    /// runs on the calling thread.
+    pub fn deliver(&self, job: impl FnOnce() + Send + 'static) {
+        let guarded = move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        };
+        match self {
+            Notifier::Sink(s) => s.deliver(Box::new(guarded)),
+            Notifier::Pool | Notifier::Inline => {
+                let Ok(h) = rt::handle() else {
+                    return guarded();
+                };
+                if matches!(self, Notifier::Inline) {
+                    h.spawn(async move { guarded() });
+                } else {
+                    h.spawn_blocking(guarded);
+                }
+            }
+        }
+    }
+}
+
+/// Runs jobs one at a time, in the order they were queued, on one pool
+/// thread at a time (no thread while nothing is queued).
+pub(crate) struct Serial {
+    queue: Mutex<VecDeque<Job>>,
+    draining: AtomicBool,
+}
+
+impl Serial {
+    pub(crate) fn new() -> Arc<Serial> {
+        Arc::new(Serial {
+            queue: Mutex::new(VecDeque::new()),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Queues `job` behind every job queued before it.
+    pub(crate) fn push(self: &Arc<Self>, job: Job) {
+        lock(&self.queue).push_back(job);
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            let me = self.clone();
+            Notifier::Pool.deliver(move || me.drain());
+        }
+    }
+
+    fn drain(&self) {
+        loop {
+            let job = lock(&self.queue).pop_front();
+            let Some(job) = job else {
+                self.draining.store(false, Ordering::Release);
+                // A job queued after the pop and before the store found
+                // `draining` set and left it to us.
+                if lock(&self.queue).is_empty() || self.draining.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            };
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn serial_keeps_order_across_threads() {
+        let s = Serial::new();
+        let (tx, rx) = mpsc::channel();
+        for i in 0..500 {
+            let tx = tx.clone();
+            s.push(Box::new(move || {
+                if i % 97 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                tx.send(i).unwrap();
+            }));
+        }
+        let got: Vec<i32> = (0..500)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(got, (0..500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn notifiers_run_jobs_and_survive_panics() {
+        struct Queue(Mutex<Vec<Job>>);
+        impl CompletionSink for Queue {
+            fn deliver(&self, job: Job) {
+                lock(&self.0).push(job);
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        for n in [Notifier::Pool, Notifier::Inline] {
+            n.deliver(|| panic!("a job that panics"));
+            let tx = tx.clone();
+            n.deliver(move || tx.send(1).unwrap());
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
+        }
+        // A sink gets the job and runs it when it likes.
+        let q = Arc::new(Queue(Mutex::new(Vec::new())));
+        let n = Notifier::Sink(q.clone());
+        let tx2 = tx.clone();
+        n.deliver(move || tx2.send(2).unwrap());
+        assert!(rx.try_recv().is_err());
+        let jobs = std::mem::take(&mut *lock(&q.0));
+        assert_eq!(jobs.len(), 1);
+        for j in jobs {
+            j();
+        }
+        assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap(), 2);
+    }
+}
