@@ -20,7 +20,7 @@
 
 static const char *sname(uint32_t s) { return rgrpc_connectivity_state_name(s); }
 
-/* The transitions of doc/connectivity-semantics-and-api.md. */
+/* The transitions of doc/connectivity-semantics-and-api.md (grpc/grpc). */
 static bool legal_transition(uint32_t from, uint32_t to) {
   switch (from) {
     case S_IDLE: return to == S_CONNECTING || to == S_SHUTDOWN;

@@ -6,7 +6,7 @@
 use crate::metadata::Metadata;
 
 /// A gRPC status code, numbered exactly as the gRPC specification
-/// (`doc/statuscodes.md`): 0 OK ... 16 UNAUTHENTICATED.
+/// (`doc/statuscodes.md` in grpc/grpc): 0 OK ... 16 UNAUTHENTICATED.
 ///
 /// This is the outcome of an RPC. It is a separate code space from
 /// `rgrpc_result`, which says whether an API function itself worked.
@@ -110,7 +110,7 @@ impl Code {
     }
 
     /// gRPC status for an HTTP status when `grpc-status` is missing
-    /// (`doc/http-grpc-status-mapping.md`).
+    /// (`doc/http-grpc-status-mapping.md` in grpc/grpc).
     pub fn from_http_status(http: u16) -> Code {
         match http {
             400 => Code::Internal,

@@ -135,7 +135,7 @@ pub(crate) fn response_head(parts: &http::response::Parts, end_stream: bool) -> 
 }
 
 /// The status of a response that is not gRPC: from the HTTP status
-/// (`doc/http-grpc-status-mapping.md`).
+/// (`doc/http-grpc-status-mapping.md` in grpc/grpc).
 pub(crate) fn http_status_to_status(http_status: u16, h: &HeaderMap) -> Status {
     let code = Code::from_http_status(http_status);
     let ct = h

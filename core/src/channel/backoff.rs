@@ -1,4 +1,4 @@
-//! Reconnect backoff (`doc/connection-backoff.md`): exponential with jitter,
+//! Reconnect backoff (`doc/connection-backoff.md` in grpc/grpc): exponential with jitter,
 //! and a minimum connect timeout.
 
 use std::sync::atomic::AtomicU64;

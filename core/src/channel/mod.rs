@@ -13,7 +13,7 @@
 //! * `connection` — one HTTP/2 connection: handshakes, its task, its end.
 //! * `driver` — the connection future shared by its task and blocked callers.
 //! * `keepalive` — PINGs per connection, the channel's period.
-//! * [`backoff`] — reconnect backoff (`doc/connection-backoff.md`).
+//! * [`backoff`] — reconnect backoff (`doc/connection-backoff.md` in grpc/grpc).
 //! * `nosigpipe` — socket writes that never raise SIGPIPE.
 //! * [`ready`] — the ready future (wait for READY, or a callback).
 //! * [`options`], [`state`], [`target`] — channel options by grpcio's key

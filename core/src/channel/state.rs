@@ -1,4 +1,4 @@
-//! The five connectivity states (`doc/connectivity-semantics-and-api.md`),
+//! The five connectivity states (`doc/connectivity-semantics-and-api.md` in grpc/grpc),
 //! numbered as C-core's `grpc_connectivity_state`.
 
 /// A channel's connectivity state.

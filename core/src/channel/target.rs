@@ -1,4 +1,4 @@
-//! Target strings (`doc/naming.md`): `host:port`, `dns:///host:port`,
+//! Target strings (`doc/naming.md` in grpc/grpc): `host:port`, `dns:///host:port`,
 //! `ipv4:a:p[,b:p]`, `ipv6:[a]:p[,...]`, `unix:/path`, `unix:///path`.
 
 use std::net::{IpAddr, SocketAddr};

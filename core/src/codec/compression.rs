@@ -1,4 +1,4 @@
-//! Message compression (`doc/compression.md`): identity, deflate (zlib
+//! Message compression (`doc/compression.md` in grpc/grpc): identity, deflate (zlib
 //! format, as gRPC's "deflate") and gzip, with flate2.
 //!
 //! Decompression enforces the receive limit on the *decompressed* size

@@ -6,19 +6,19 @@
 //! * IDLE → CONNECTING when a call (or `connect`) asks for a connection;
 //! * CONNECTING → READY, or → TRANSIENT_FAILURE when every endpoint failed;
 //! * TRANSIENT_FAILURE → CONNECTING when the backoff has passed
-//!   (`doc/connection-backoff.md`), or → IDLE after the idle timeout;
+//!   (`doc/connection-backoff.md` in grpc/grpc), or → IDLE after the idle timeout;
 //! * READY → TRANSIENT_FAILURE when the connection breaks (keepalive
 //!   timeout, socket error) — then a fresh backoff sequence starts at once;
 //! * READY → IDLE after the idle timeout, or on GOAWAY;
 //! * any → SHUTDOWN on `close`.
 //!
 //! Fail-fast calls end with UNAVAILABLE while the channel is failing (also
-//! in the CONNECTING of a retry: the "sticky" failure of gRFC A62);
+//! in the CONNECTING of a retry: the "sticky" failure of gRFC A62 (grpc/proposal));
 //! wait-for-ready calls wait for READY.
 //!
 //! Today the backoff covers the whole endpoint list (one sequence per
 //! channel) and endpoints are tried one after the other; the backends
-//! issue brings gRFC A61/A62 in full (per-subchannel backoff, the 250 ms
+//! issue brings gRFC A61/A62 (grpc/proposal) in full (per-subchannel backoff, the 250 ms
 //! happy-eyeballs delay, `shuffleAddressList`).
 
 use super::{Pick, PickResult, Picker, Policy, PolicyContext};
