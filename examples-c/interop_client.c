@@ -1,6 +1,11 @@
 /* The gRPC interop test client (grpc/grpc doc/interop-test-descriptions.md)
  * over rgrpc's blocking C API, with protobuf-c messages.
  *
+ * One file of over 800 lines on purpose: it is one concept (the official
+ * client, one function per test case in the document's order, sharing the
+ * flag parsing and message helpers above them), and it is what people copy
+ * when they port a client, so it reads better whole.
+ *
  * Usage: interop_client --server_port=N [--server_host=H] [--test_case=NAME|all]
  *                       [--use_tls[=true|false]] [--use_test_ca[=true|false]]
  *                       [--ca_file=PATH] [--server_host_override=NAME]
