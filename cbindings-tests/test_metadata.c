@@ -325,6 +325,21 @@ static void test_user_agent(void) {
   CHECK_MSG(strstr(ua, "grpc-c-rgrpc/") != NULL, "user-agent \"%s\"", ua);
   CHECK_MSG(strstr(ua, "suffix/9") != NULL, "user-agent \"%s\" lacks the secondary part", ua);
   CHECK_MSG(strstr(ua, "grpc-c-rgrpc/") < strstr(ua, "suffix/9"), "user-agent \"%s\"", ua);
+
+  /* user-agent as call metadata (grpcio's examples do this): accepted, and
+   * sent in front of the channel's user agent, in one header. */
+  rgrpc_call_options *o = tu_opts_md("x-rgrpc-echo-request-headers", "1");
+  CHECK_OK(rgrpc_call_options_add_metadata_string(o, "user-agent", "my-client/1.0"));
+  rgrpc_call *call = NULL;
+  CHECK_OK(rgrpc_call_start(ch, M_EMPTY, o, &call));
+  rgrpc_call_options_free(o);
+  CHECK_OK(rgrpc_call_send(call, NULL, 0, RGRPC_SEND_LAST));
+  const rgrpc_metadata *md = NULL;
+  CHECK_OK(rgrpc_call_initial_metadata(call, &md));
+  CHECK(tu_md_string(md, "x-rgrpc-req-user-agent", ua, sizeof ua));
+  CHECK_MSG(strncmp(ua, "my-client/1.0 myapp/1.2.3 ", 26) == 0, "user-agent \"%s\"", ua);
+  CHECK_CODE(tu_finish_code(call), RGRPC_STATUS_CODE_OK);
+  rgrpc_call_free(call);
   rgrpc_channel_free(ch);
 }
 

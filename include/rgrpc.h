@@ -701,7 +701,11 @@ rgrpc_result rgrpc_call_options_set_deadline_ms(rgrpc_call_options *opts, int64_
 /**
  * Adds a metadata entry sent with the request headers.
  *
- * `key`: lowercase ASCII `0-9 a-z _ - .`, not starting with `grpc-`.
+ * `key`: lowercase ASCII `0-9 a-z _ - .`, not starting with `grpc-`, and
+ * not a header the library sets (`te`, `content-type`, `host`,
+ * `connection`). `user-agent` is accepted: its values go, in order, in
+ * front of the channel's user agent in the request's one `user-agent`
+ * header (`my-client/1.0 grpc-c-rgrpc/0.1.0`).
  * `value`/`value_len`: for keys ending in `-bin` any bytes (sent base64);
  * otherwise printable ASCII (0x20-0x7E). Both are copied. `value` may be
  * NULL when `value_len` is 0. Repeated keys are sent in order.

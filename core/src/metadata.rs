@@ -39,8 +39,14 @@ impl std::fmt::Display for MetadataError {
 }
 
 /// Keys the library sets itself or that carry protocol meaning; users may
-/// not send them as custom metadata.
-const RESERVED: &[&str] = &["te", "content-type", "user-agent", "host", "connection"];
+/// not send them as custom metadata. (`user-agent` is allowed: its value
+/// goes in front of the library's own user agent, see [`USER_AGENT`].)
+const RESERVED: &[&str] = &["te", "content-type", "host", "connection"];
+
+/// The `user-agent` key: values an application sends under it are put,
+/// space-separated and in order, in front of the channel's user agent in
+/// the one `user-agent` header of the request.
+pub const USER_AGENT: &str = "user-agent";
 
 /// True when `key` ends in `-bin` (a binary-valued key).
 pub fn is_binary_key(key: &str) -> bool {
@@ -163,9 +169,14 @@ impl Metadata {
 
     /// Appends the entries as HTTP/2 headers (binary values base64-encoded
     /// without padding). The entries were validated when added.
+    /// `user-agent` entries are left out (the request's user agent is built
+    /// from them, see [`USER_AGENT`]).
     pub(crate) fn append_to_headers(&self, headers: &mut HeaderMap) -> Result<(), MetadataError> {
         for (k, v) in &self.entries {
             let k = strip(k);
+            if k == USER_AGENT {
+                continue;
+            }
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| MetadataError(format!("metadata key {k:?}: {e}")))?;
             let value = if is_binary_key(k) {
@@ -264,7 +275,8 @@ mod tests {
         assert!(validate_key("grpc-timeout").is_err());
         assert!(validate_key(":path").is_err());
         assert!(validate_key("sp ace").is_err());
-        assert!(validate_key("user-agent").is_err());
+        assert!(validate_key("user-agent").is_ok());
+        assert!(validate_key("content-type").is_err());
     }
 
     #[test]

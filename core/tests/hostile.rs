@@ -97,6 +97,9 @@ async fn respond(path: String, mut tx: SendResponse<Bytes>) {
             let _ = s.send_data(frame(0, b"b"), false);
             let _ = s.send_trailers(trailers(&ok));
         }
+        "/t/TrailersOnlyOk" => {
+            let _ = tx.send_response(grpc_headers(&ok), true);
+        }
         "/t/ZeroResponses" => {
             let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
             let _ = s.send_trailers(trailers(&ok));
@@ -219,6 +222,15 @@ fn unary_cardinality() {
     let (resp, st) = unary(&ch, "/t/ZeroResponses", CallOptions::default(), b"x");
     assert!(resp.is_none());
     assert_code(&st, Code::Unimplemented);
+    // Trailers-Only with OK and no message: no response either (as C++).
+    let (resp, st) = unary(&ch, "/t/TrailersOnlyOk", CallOptions::default(), b"x");
+    assert!(resp.is_none());
+    assert_code(&st, Code::Unimplemented);
+    assert!(st.message().contains("no response message"), "{st}");
+    // A streaming call may end that way with OK.
+    let (msgs, st) = call(&srv, "/t/TrailersOnlyOk");
+    assert!(msgs.is_empty());
+    assert_code(&st, Code::Ok);
     // A streaming call may get any number of messages.
     let (msgs, st) = call(&srv, "/t/TwoResponses");
     assert_eq!(msgs.len(), 2);

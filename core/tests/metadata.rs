@@ -144,3 +144,37 @@ fn request_headers_as_the_server_sees_them() {
     assert!(pos("user-agent") < pos("a-custom"));
     drain(&call);
 }
+
+/// grpcio accepts `('user-agent', ...)` as call metadata (its own examples
+/// do it): the application's value goes first on the wire, then the
+/// channel's user agent, in one `user-agent` header.
+#[test]
+fn user_agent_metadata_goes_first_in_the_header() {
+    let srv = TestServer::start();
+    let mut o = ChannelOptions::default();
+    o.set(
+        "grpc.primary_user_agent",
+        OptionValue::Str("myapp/2.0".into()),
+    )
+    .unwrap();
+    let ch = channel_with(&srv.target(), o);
+    let opts = md_opts(&[
+        ("x-rgrpc-echo-request-headers", b"1"),
+        ("user-agent", b"my-client/1.0"),
+    ])
+    .with_timeout(std::time::Duration::from_secs(30));
+    let call = ch.start_call(UNARY, opts).unwrap();
+    block(call.send(&simple(0, 0), last())).unwrap();
+    let md = block(call.initial_metadata()).unwrap().clone();
+    let ua: Vec<String> = md
+        .find_all("x-rgrpc-req-user-agent")
+        .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        .collect();
+    assert_eq!(ua.len(), 1, "{ua:?}");
+    assert!(
+        ua[0].starts_with("my-client/1.0 myapp/2.0 grpc-c-rgrpc/"),
+        "{ua:?}"
+    );
+    let st = drain(&call).1;
+    assert_code(&st, Code::Ok);
+}

@@ -125,6 +125,19 @@ def test_options_user_agent_and_authority(target, pb):
             assert md["x-rgrpc-req-authority"] == "example.test"
 
 
+def test_user_agent_metadata_is_accepted(target, pb):
+    """grpcio's examples pass ('user-agent', ...) as call metadata: it goes
+    in front of the library's user agent, in one header."""
+    with grpc.insecure_channel(target) as ch:
+        stub = pb.test_pb2_grpc.TestServiceStub(ch)
+        _, call = stub.UnaryCall.with_call(
+            simple(pb), metadata=(("x-rgrpc-echo-request-headers", "1"),
+                                  ("user-agent", "my-client/1.0")))
+        ua = [v for k, v in call.initial_metadata() if k == "x-rgrpc-req-user-agent"]
+        assert len(ua) == 1, ua
+        assert ua[0].startswith("my-client/1.0 grpc-c-rgrpc/"), ua
+
+
 def test_unknown_and_unsupported_options_warn_but_work(target, pb):
     opts = [("grpc.some_option_nobody_knows", 1),
             ("grpc.keepalive_time_ms", 10000),

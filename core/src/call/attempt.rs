@@ -304,7 +304,13 @@ impl Attempt {
                     };
                     let (parts, body) = resp.into_parts();
                     match protocol::response_head(&parts, body.is_end_stream()) {
-                        ResponseHead::TrailersOnly(s) | ResponseHead::Fail(s) => {
+                        ResponseHead::TrailersOnly(s) => {
+                            st.phase = RecvPhase::Done;
+                            let unary = spec.opts.unary_response;
+                            owner.end(protocol::expect_response(s, unary, 0), true);
+                            return Ok(None);
+                        }
+                        ResponseHead::Fail(s) => {
                             st.phase = RecvPhase::Done;
                             owner.end(s, true);
                             return Ok(None);

@@ -70,12 +70,35 @@ pub(crate) fn build_request(
         GRPC_ACCEPT_ENCODING.clone(),
         HeaderValue::from_static(compression::ACCEPT_ENCODING),
     );
-    h.insert(USER_AGENT, user_agent.clone());
+    h.insert(USER_AGENT, request_user_agent(user_agent, metadata)?);
     for md in metadata {
         md.append_to_headers(h)
             .map_err(|e| Status::new(Code::Internal, e.0))?;
     }
     Ok(req)
+}
+
+/// The request's user agent: the application's `user-agent` metadata
+/// values (space-separated, in order), then the channel's.
+fn request_user_agent(
+    channel_ua: &HeaderValue,
+    metadata: &[&Metadata],
+) -> Result<HeaderValue, Status> {
+    let mut app = metadata
+        .iter()
+        .flat_map(|md| md.find_all(crate::metadata::USER_AGENT))
+        .peekable();
+    if app.peek().is_none() {
+        return Ok(channel_ua.clone());
+    }
+    let mut ua = Vec::new();
+    for v in app {
+        ua.extend_from_slice(v);
+        ua.push(b' ');
+    }
+    ua.extend_from_slice(channel_ua.as_bytes());
+    HeaderValue::from_bytes(&ua)
+        .map_err(|e| Status::new(Code::Internal, format!("user-agent metadata: {e}")))
 }
 
 /// What the response headers say.
@@ -198,6 +221,13 @@ pub(crate) fn end_of_stream_status(
     if s.is_ok() && partial {
         return Status::new(Code::Internal, "stream ended in the middle of a message");
     }
+    expect_response(s, unary_response, received)
+}
+
+/// An OK status of a call that expects one response but received none
+/// becomes UNIMPLEMENTED (the spec's cardinality rule, as C++ reports it),
+/// also when it came Trailers-Only.
+pub(crate) fn expect_response(s: Status, unary_response: bool, received: u64) -> Status {
     if s.is_ok() && unary_response && received == 0 {
         return Status::new(
             Code::Unimplemented,
@@ -354,6 +384,11 @@ mod tests {
         assert_eq!(h["x-a"], "1");
         let sent = timeout::decode(h["grpc-timeout"].to_str().unwrap()).unwrap();
         assert_eq!(sent, Duration::from_millis(1500));
+        let mut app = Metadata::new();
+        app.add("user-agent", b"my-client/1.0").unwrap();
+        let r = build_request(&uri, None, Compression::Identity, &ua, &[&app]).unwrap();
+        assert_eq!(r.headers().get_all("user-agent").iter().count(), 1);
+        assert_eq!(r.headers()["user-agent"], "my-client/1.0 ua/1");
         let r = build_request(&uri, None, Compression::Identity, &ua, &[]).unwrap();
         assert!(!r.headers().contains_key("grpc-timeout"));
         assert!(!r.headers().contains_key("grpc-encoding"));
@@ -433,6 +468,13 @@ mod tests {
             Code::Unimplemented
         );
         assert!(end_of_stream_status(ok(), false, true, 1).is_ok());
+        // Trailers-Only OK on a unary call: no response message.
+        let only_ok = status_from_trailers(&trailers(&[("grpc-status", "0")]));
+        assert_eq!(
+            expect_response(only_ok.clone(), true, 0).code(),
+            Code::Unimplemented
+        );
+        assert!(expect_response(only_ok, false, 0).is_ok());
         // A failed status is kept as it is, whatever the checks.
         let failed = Ok(Some(trailers(&[("grpc-status", "14")])));
         assert_eq!(
