@@ -146,7 +146,7 @@ static rgrpc_channel *channel_with(const char *target, const rgrpc_channel_crede
 
 static const rgrpc_call_credentials *token_creds(const char *token) {
   const rgrpc_call_credentials *c = NULL;
-  CHECK_OK(rgrpc_call_credentials_access_token(token, &c));
+  CHECK_OK(rgrpc_call_credentials_access_token(token, &c, NULL));
   CHECK(c != NULL);
   return c;
 }
@@ -502,12 +502,22 @@ static void test_access_token(void) {
   rgrpc_call_credentials_free(tok);
   rgrpc_channel_credentials_free(base);
 
-  /* Tokens that cannot be sent. */
+  /* Tokens that cannot be sent; the error object says why. */
   const rgrpc_call_credentials *bad = NULL;
-  CHECK_RC(rgrpc_call_credentials_access_token("two words", &bad), RGRPC_RESULT_INVALID_ARGUMENT);
-  CHECK_RC(rgrpc_call_credentials_access_token("", &bad), RGRPC_RESULT_INVALID_ARGUMENT);
-  CHECK_RC(rgrpc_call_credentials_access_token("line\nbreak", &bad), RGRPC_RESULT_INVALID_ARGUMENT);
-  CHECK_RC(rgrpc_call_credentials_access_token(NULL, &bad), RGRPC_RESULT_NULL_PARAMETER);
+  rgrpc_error *err = NULL;
+  CHECK_RC(rgrpc_call_credentials_access_token("two words", &bad, &err),
+           RGRPC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rgrpc_error_result(err), RGRPC_RESULT_INVALID_ARGUMENT);
+  CHECK_STR(rgrpc_error_message(err),
+            "access token must be non-empty printable ASCII without spaces");
+  rgrpc_error_free(err);
+  CHECK_RC(rgrpc_call_credentials_access_token("", &bad, NULL), RGRPC_RESULT_INVALID_ARGUMENT);
+  CHECK_RC(rgrpc_call_credentials_access_token("line\nbreak", &bad, NULL),
+           RGRPC_RESULT_INVALID_ARGUMENT);
+  err = NULL;
+  CHECK_RC(rgrpc_call_credentials_access_token(NULL, &bad, &err), RGRPC_RESULT_NULL_PARAMETER);
+  CHECK_STR(rgrpc_error_message(err), "token is NULL");
+  rgrpc_error_free(err);
   CHECK(bad == NULL);
 }
 

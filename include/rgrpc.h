@@ -10,6 +10,10 @@
  * - Out-parameters are written only on success, unless a function says
  *   otherwise (rgrpc_call_finish and rgrpc_call_unary also write the status
  *   when the RPC failed).
+ * - Every failure leaves a message saying why: on the object concerned
+ *   (rgrpc_call_last_error, rgrpc_channel_last_error, the builders'
+ *   _last_error) or in an rgrpc_error out-parameter where no object exists
+ *   yet (rgrpc_channel_new, ...).
  * - Strings are UTF-8 and NUL-terminated; byte buffers are pointer + length.
  * - Callbacks run on library threads and must not unwind.
  */
@@ -355,21 +359,44 @@ typedef struct rgrpc_buffer rgrpc_buffer;
  *
  * Blocking functions (`send`, `close_send`, `recv`, `finish`,
  * `initial_metadata`, `wait`) run the call's I/O on the calling thread and
- * return early when the call ends (deadline, cancel, channel close).
+ * return early when the call ends (deadline, cancel, channel close, free).
  *
- * Thread rules: one thread may send while another receives; a second
- * concurrent sender or receiver gets `RGRPC_RESULT_BUSY`.
+ * Thread rules: every function may be called from any thread. One thread
+ * may send while another receives; a second concurrent sender or receiver
+ * gets `RGRPC_RESULT_BUSY` (`rgrpc_call_finish` and
+ * `rgrpc_call_initial_metadata` beside a receiver wait for it instead).
  * `rgrpc_call_cancel`, `rgrpc_call_is_active` and
  * `rgrpc_call_time_remaining_ms` are safe from any thread at any time.
- * `rgrpc_call_free` must not race with other use of the same handle.
- * Box-owned handle to shared state: callbacks and the library's tasks
- * keep what they need alive.
  *
- * Methods: `rgrpc_call_start`, `rgrpc_call_send`, `rgrpc_call_close_send`,
- * `rgrpc_call_recv`, `rgrpc_call_finish`, `rgrpc_call_initial_metadata`,
- * `rgrpc_call_is_active`, `rgrpc_call_time_remaining_ms`,
- * `rgrpc_call_cancel`, `rgrpc_call_wait`, `rgrpc_call_on_done`,
- * `rgrpc_call_on_message`, `rgrpc_call_response_encoding`, `rgrpc_call_free`.
+ * Lifetime: the handle is reference-counted (an `Arc` to shared state).
+ * The application owns one reference, from `rgrpc_call_start` (or
+ * `rgrpc_call_unary_async`) until `rgrpc_call_free`; every function
+ * working on the call takes its own reference for as long as it runs.
+ * `rgrpc_call_free` releases the application's reference and cancels the
+ * call if it is still active, so threads blocked in it (send, close_send,
+ * recv, finish, initial_metadata, wait) return promptly, each with the
+ * result its doc gives for a cancelled call; the memory goes when the last
+ * of them returns. So it is safe to free the call while another thread is
+ * inside a function on it that it entered before the free (typically:
+ * blocked in it). A function called on the handle at the same time as or
+ * after `rgrpc_call_free` is a use after free (undefined), as is a second
+ * free; a thread whose function returned because of the free must not use
+ * the handle again. Borrowed results (`rgrpc_call_initial_metadata`,
+ * `rgrpc_call_response_encoding`, `rgrpc_call_last_error`) are valid until
+ * `rgrpc_call_free`. Callbacks and the library's tasks keep what they need
+ * alive on their own.
+ *
+ * Errors: a function that fails leaves a message saying why, read with
+ * `rgrpc_call_last_error(call)` from the same thread.
+ *
+ * Methods: `rgrpc_call_start`, `rgrpc_call_send`, `rgrpc_call_send_buffer`,
+ * `rgrpc_call_close_send`, `rgrpc_call_recv`, `rgrpc_call_finish`,
+ * `rgrpc_call_initial_metadata`, `rgrpc_call_is_active`,
+ * `rgrpc_call_time_remaining_ms`, `rgrpc_call_cancel`, `rgrpc_call_wait`,
+ * `rgrpc_call_on_done`, `rgrpc_call_on_message`,
+ * `rgrpc_call_response_encoding`, `rgrpc_call_last_error`,
+ * `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
+ * `rgrpc_call_unary_async`.
  */
 typedef struct rgrpc_call rgrpc_call;
 
@@ -401,7 +428,8 @@ typedef struct rgrpc_call_credentials rgrpc_call_credentials;
  * `rgrpc_call_options_add_metadata_string`,
  * `rgrpc_call_options_set_wait_for_ready`,
  * `rgrpc_call_options_set_compression`, `rgrpc_call_options_set_credentials`,
- * `rgrpc_call_options_last_error`, `rgrpc_call_options_free`.
+ * `rgrpc_call_options_set_inline_callbacks`, `rgrpc_call_options_last_error`,
+ * `rgrpc_call_options_free`.
  */
 typedef struct rgrpc_call_options rgrpc_call_options;
 
@@ -413,6 +441,12 @@ typedef struct rgrpc_call_options rgrpc_call_options;
  * concurrently. Box-owned handle to a shared (`Arc`) channel: calls keep
  * the channel alive, so freeing the handle while calls are active is
  * allowed and does not end them.
+ *
+ * Errors: a function on the channel that fails (including
+ * `rgrpc_call_start`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer` and
+ * `rgrpc_call_unary_async`, which work on it) leaves a message saying why,
+ * read with `rgrpc_channel_last_error(channel)` from the same thread.
+ * `rgrpc_channel_new` reports through its `rgrpc_error` out-parameter.
  *
  * Recipe:
  * 1. `rgrpc_channel_new(target, NULL, NULL, &ch, &err)` — no I/O yet.
@@ -437,7 +471,7 @@ typedef struct rgrpc_call_options rgrpc_call_options;
  * `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
  * `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
  * `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
- * `rgrpc_call_start`, `rgrpc_call_unary`, `rgrpc_call_unary_async`.
+ * `rgrpc_channel_last_error`.
  */
 typedef struct rgrpc_channel rgrpc_channel;
 
@@ -527,16 +561,21 @@ typedef struct rgrpc_metadata rgrpc_metadata;
  * free the request. The answer may come later and from any thread; until
  * it comes the call waits (bounded by its deadline). Box-owned; one
  * thread at a time.
+ *
+ * Methods: `rgrpc_plugin_request_add_metadata`,
+ * `rgrpc_plugin_request_last_error`, `rgrpc_plugin_request_complete`,
+ * `rgrpc_plugin_request_fail`.
  */
 typedef struct rgrpc_plugin_request rgrpc_plugin_request;
 
 /**
  * A future that completes when its channel becomes READY, like grpcio's
  * `channel_ready_future`: wait on it with a timeout, or get a callback;
- * cancel it. Box-owned; `wait` and `cancel` are thread-safe.
+ * cancel it. Made by `rgrpc_channel_ready_future`. Box-owned; `wait` and
+ * `cancel` are thread-safe.
  *
- * Methods: `rgrpc_channel_ready_future`, `rgrpc_ready_future_wait`,
- * `rgrpc_ready_future_cancel`, `rgrpc_ready_future_free`.
+ * Methods: `rgrpc_ready_future_wait`, `rgrpc_ready_future_cancel`,
+ * `rgrpc_ready_future_free`.
  */
 typedef struct rgrpc_ready_future rgrpc_ready_future;
 
@@ -575,10 +614,11 @@ typedef void (*rgrpc_call_done_cb)(void *user_data, const rgrpc_status *status);
  * `data`/`len` are borrowed for the duration of the callback (copy what
  * you keep). Runs one message at a time, in order, on a thread that is
  * driving the library's network I/O (a library thread, or a caller
- * blocked in rgrpc). It must not unwind, must not free the call, and must
- * not call blocking rgrpc functions (send, recv, finish, unary, wait...:
- * they return `RGRPC_RESULT_RUNTIME`); non-blocking ones such as
- * `rgrpc_call_cancel` are fine. Keep it short: network I/O waits for it.
+ * blocked in rgrpc). It must not unwind and must not call blocking rgrpc
+ * functions (send, recv, finish, unary, wait...: they return
+ * `RGRPC_RESULT_RUNTIME`); non-blocking ones such as `rgrpc_call_cancel`
+ * and `rgrpc_call_free` of its call (which cancels it) are fine. Keep it
+ * short: network I/O waits for it.
  */
 typedef void (*rgrpc_message_cb)(void *user_data, const uint8_t *data, size_t len);
 
@@ -750,8 +790,7 @@ rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts, boo
  * unary, wait...: in the default caller-driven runtime those return
  * `RGRPC_RESULT_RUNTIME`); starting calls (`rgrpc_call_unary_async`,
  * `rgrpc_call_start`), `rgrpc_call_cancel` and, as in the default mode,
- * `rgrpc_call_free` of the call (when no other function is using its
- * handle) are fine. Default: off. Returns `RGRPC_RESULT_OK` or
+ * `rgrpc_call_free` of the call are fine. Default: off. Returns `RGRPC_RESULT_OK` or
  * `RGRPC_RESULT_NULL_PARAMETER`.
  */
 rgrpc_result rgrpc_call_options_set_inline_callbacks(rgrpc_call_options *opts,
@@ -796,11 +835,14 @@ void rgrpc_call_options_free(rgrpc_call_options *opts);
  * first operation. The deadline clock starts now.
  *
  * `opts` may be NULL (defaults); it is copied. On success writes the call
- * to `*call_out`, owned by the caller (`rgrpc_call_free`).
+ * to `*call_out`: the application's reference, released with
+ * `rgrpc_call_free` (see `rgrpc_call` for lifetimes and threads).
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
  * `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
- * `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_RUNTIME`. Thread-safe.
+ * `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_RUNTIME`; on failure
+ * (channel not NULL) the reason is `rgrpc_channel_last_error(channel)`.
+ * Thread-safe.
  */
 rgrpc_result rgrpc_call_start(rgrpc_channel *channel,
                               const char *method,
@@ -817,9 +859,13 @@ rgrpc_result rgrpc_call_start(rgrpc_channel *channel,
  * Returns `RGRPC_RESULT_OK`; `RGRPC_RESULT_CALL_ENDED` when the call has
  * ended or the server closed the stream (`rgrpc_call_finish` says why; a
  * message above `grpc.max_send_message_length` ends the call with
- * RESOURCE_EXHAUSTED); `RGRPC_RESULT_SEND_CLOSED`; `RGRPC_RESULT_BUSY`
- * (another thread is sending); `RGRPC_RESULT_NULL_PARAMETER`;
- * `RGRPC_RESULT_INVALID_ARGUMENT` (unknown flag bits).
+ * RESOURCE_EXHAUSTED), also when it was cancelled or freed while this
+ * waited; `RGRPC_RESULT_SEND_CLOSED`; `RGRPC_RESULT_BUSY` (another thread
+ * is sending); `RGRPC_RESULT_NULL_PARAMETER`;
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (unknown flag bits);
+ * `RGRPC_RESULT_RUNTIME`. The reason of a failure is
+ * `rgrpc_call_last_error(call)`. Holds its own reference to the call
+ * while it runs (see `rgrpc_call`).
  */
 rgrpc_result rgrpc_call_send(rgrpc_call *call, const uint8_t *data, size_t len, uint32_t flags);
 
@@ -827,16 +873,19 @@ rgrpc_result rgrpc_call_send(rgrpc_call *call, const uint8_t *data, size_t len, 
  * Sends a message in a buffer, which the call takes (in every case, also
  * on errors): one from `rgrpc_buffer_new` written in place goes out
  * without a copy; a received one is copied. Otherwise as
- * `rgrpc_call_send` (blocking, flags, results). Do not use `msg` after
- * this call.
+ * `rgrpc_call_send` (blocking, flags, results, last error, reference).
+ * Do not use `msg` after this call.
  */
 rgrpc_result rgrpc_call_send_buffer(rgrpc_call *call, rgrpc_buffer *msg, uint32_t flags);
 
 /**
  * Half-closes the call: no more messages will be sent. Idempotent.
  *
- * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED`,
- * `RGRPC_RESULT_BUSY` or `RGRPC_RESULT_NULL_PARAMETER`.
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED` (also when the
+ * call was cancelled or freed while this waited), `RGRPC_RESULT_BUSY`,
+ * `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+ * a failure is `rgrpc_call_last_error(call)`. Holds its own reference to
+ * the call while it runs.
  */
 rgrpc_result rgrpc_call_close_send(rgrpc_call *call);
 
@@ -845,9 +894,12 @@ rgrpc_result rgrpc_call_close_send(rgrpc_call *call);
  *
  * On `RGRPC_RESULT_OK` writes a buffer to `*msg_out`, owned by the caller
  * (`rgrpc_buffer_free`). `RGRPC_RESULT_END_OF_STREAM`: no more messages —
- * the server finished, or the call failed; `rgrpc_call_finish` gives the
- * status. Also `RGRPC_RESULT_BUSY` (another thread is receiving, or a
- * message callback is set) and `RGRPC_RESULT_NULL_PARAMETER`.
+ * the server finished, or the call failed, was cancelled or freed while
+ * this waited; `rgrpc_call_finish` gives the status. Also
+ * `RGRPC_RESULT_BUSY` (another thread is receiving, or a message callback
+ * is set), `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`.
+ * `rgrpc_call_last_error(call)` says why for every result but OK. Holds
+ * its own reference to the call while it runs.
  */
 rgrpc_result rgrpc_call_recv(rgrpc_call *call, rgrpc_buffer **msg_out);
 
@@ -857,19 +909,28 @@ rgrpc_result rgrpc_call_recv(rgrpc_call *call, rgrpc_buffer **msg_out);
  * may wait for more.
  *
  * Returns `RGRPC_RESULT_OK` when the status is OK and
- * `RGRPC_RESULT_RPC_FAILED` when it is not; in both cases, when
- * `status_out` is not NULL, `*status_out` receives the status, owned by
- * the caller (`rgrpc_status_free`). Also `RGRPC_RESULT_NULL_PARAMETER`.
- * May be called again (returns the same status).
+ * `RGRPC_RESULT_RPC_FAILED` when it is not (CANCELLED when the call was
+ * cancelled or freed while this waited); in both cases, when `status_out`
+ * is not NULL, `*status_out` receives the status, owned by the caller
+ * (`rgrpc_status_free`; it stays valid after `rgrpc_call_free`). Also
+ * `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+ * every result but OK is `rgrpc_call_last_error(call)`. May be called
+ * again (returns the same status). Holds its own reference to the call
+ * while it runs.
  */
 rgrpc_result rgrpc_call_finish(rgrpc_call *call, const rgrpc_status **status_out);
 
 /**
  * Waits for the server's initial metadata (response headers) and writes a
  * borrowed view to `*md_out`, valid until `rgrpc_call_free`; do not free.
- * Empty when the call ended without headers (e.g. a Trailers-Only error).
+ * Empty when the call ended without headers (e.g. a Trailers-Only error,
+ * or a cancel).
  *
- * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CANCELLED` (the call was freed
+ * while this waited: nothing is written, as the view would not outlive
+ * the call), `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the
+ * reason of a failure is `rgrpc_call_last_error(call)`. Holds its own
+ * reference to the call while it runs.
  */
 rgrpc_result rgrpc_call_initial_metadata(rgrpc_call *call, const rgrpc_metadata **md_out);
 
@@ -899,21 +960,26 @@ rgrpc_result rgrpc_call_cancel(rgrpc_call *call);
  * returned. `timeout_ms` < 0 waits without limit.
  *
  * Note: a streaming call ends only when its status is known, which needs
- * its messages to be read (or a deadline, cancel, or channel close).
+ * its messages to be read (or a deadline, cancel, free or channel close).
  *
- * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT` or
- * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ * Returns `RGRPC_RESULT_OK` (also when the call ended because it was
+ * cancelled or freed while this waited), `RGRPC_RESULT_TIMEOUT`,
+ * `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+ * a failure is `rgrpc_call_last_error(call)`. Thread-safe; holds its own
+ * reference to the call while it runs.
  */
 rgrpc_result rgrpc_call_wait(rgrpc_call *call, int64_t timeout_ms);
 
 /**
  * Registers `cb` to run once when the call ends, like grpcio's
  * `add_callback`. One or more callbacks may be registered; they run in
- * order on a library thread (see `rgrpc_call_done_cb`).
+ * order on a library thread (see `rgrpc_call_done_cb`), also when the
+ * call ends because it was freed.
  *
  * Returns `RGRPC_RESULT_OK` (registered), `RGRPC_RESULT_CALL_ENDED` (the
  * call has already ended: `cb` is not registered and will not run),
- * `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL).
+ * `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL); the reason of a
+ * failure is `rgrpc_call_last_error(call)`.
  */
 rgrpc_result rgrpc_call_on_done(rgrpc_call *call, rgrpc_call_done_cb cb, void *user_data);
 
@@ -925,7 +991,8 @@ rgrpc_result rgrpc_call_on_done(rgrpc_call *call, rgrpc_call_done_cb cb, void *u
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_BUSY` (already in push mode),
  * `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL) or
- * `RGRPC_RESULT_RUNTIME`.
+ * `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+ * `rgrpc_call_last_error(call)`.
  */
 rgrpc_result rgrpc_call_on_message(rgrpc_call *call, rgrpc_message_cb cb, void *user_data);
 
@@ -939,10 +1006,31 @@ rgrpc_result rgrpc_call_on_message(rgrpc_call *call, rgrpc_message_cb cb, void *
 const char *rgrpc_call_response_encoding(const rgrpc_call *call);
 
 /**
- * Frees the call handle. If the call is still active it is cancelled
- * first (its done callbacks still run, with CANCELLED). NULL is a no-op.
- * No other thread may be using the handle. Borrowed metadata from
- * `rgrpc_call_initial_metadata` becomes invalid.
+ * The message of the last function on `call` that failed in the calling
+ * thread (UTF-8, NUL-terminated; `""` when none has, and for NULL), e.g.
+ * `"another thread is receiving on this call"` after
+ * `RGRPC_RESULT_BUSY`. Messages are kept per thread, so another thread's
+ * failure on the same call never changes (or frees) the string this
+ * thread reads; a successful function leaves it as it was.
+ *
+ * Borrowed: valid until this thread's next failing function on `call`,
+ * or `rgrpc_call_free(call)`, whichever comes first; do not free.
+ * Thread-safe.
+ */
+const char *rgrpc_call_last_error(const rgrpc_call *call);
+
+/**
+ * Releases the application's reference to the call. If the call is still
+ * active it is cancelled (status CANCELLED; its done callbacks still run):
+ * threads blocked in a function on it return promptly (with the result
+ * each function gives for a cancelled or freed call), and the memory goes
+ * when the last of them has returned. NULL is a no-op.
+ *
+ * Safe while other threads are inside functions on the call that they
+ * entered before this free (see `rgrpc_call`); using the handle at the
+ * same time as or after the free, or freeing it twice, is undefined.
+ * Borrowed results (initial metadata, response encoding, last error)
+ * become invalid. May be called from the call's own callbacks.
  */
 void rgrpc_call_free(rgrpc_call *call);
 
@@ -960,7 +1048,9 @@ void rgrpc_call_free(rgrpc_call *call);
  * is not NULL, `*status_out` receives the status (owned:
  * `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
  * `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
- * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. Thread-safe.
+ * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. The reason of
+ * every result but OK is `rgrpc_channel_last_error(channel)` (channel
+ * not NULL). Thread-safe.
  */
 rgrpc_result rgrpc_call_unary(rgrpc_channel *channel,
                               const char *method,
@@ -973,8 +1063,9 @@ rgrpc_result rgrpc_call_unary(rgrpc_channel *channel,
 /**
  * `rgrpc_call_unary` with the request in a buffer, which the call takes
  * (in every case, also on errors): one from `rgrpc_buffer_new` written in
- * place goes out without a copy; a received one is copied. Results and
- * out-parameters as `rgrpc_call_unary`. Do not use `request` afterwards.
+ * place goes out without a copy; a received one is copied. Results,
+ * out-parameters and messages as `rgrpc_call_unary`. Do not use `request`
+ * afterwards.
  */
 rgrpc_result rgrpc_call_unary_buffer(rgrpc_channel *channel,
                                      const char *method,
@@ -992,8 +1083,9 @@ rgrpc_result rgrpc_call_unary_buffer(rgrpc_channel *channel,
  * the fastest way to wait for it is `rgrpc_call_wait` (which does the
  * call's I/O on the waiting thread), then `rgrpc_call_recv` and
  * `rgrpc_call_finish`.
- * When `call_out` is not NULL it receives the call (owned by the caller):
- * wait for it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
+ * When `call_out` is not NULL it receives the call (the application's
+ * reference, released with `rgrpc_call_free`; see `rgrpc_call`): wait for
+ * it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
  * `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the
  * status with `rgrpc_call_finish` once it ended; freeing it while active
  * cancels the call. When `call_out` is NULL the call runs to its end on
@@ -1002,7 +1094,8 @@ rgrpc_result rgrpc_call_unary_buffer(rgrpc_channel *channel,
  * Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
  * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
  * `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
- * `RGRPC_RESULT_RUNTIME` (then `cb` never runs). Thread-safe.
+ * `RGRPC_RESULT_RUNTIME` (then `cb` never runs); the reason of a failure
+ * is `rgrpc_channel_last_error(channel)` (channel not NULL). Thread-safe.
  */
 rgrpc_result rgrpc_call_unary_async(rgrpc_channel *channel,
                                     const char *method,
@@ -1050,7 +1143,8 @@ rgrpc_result rgrpc_channel_options_set_string(rgrpc_channel_options *opts,
  * override it with `rgrpc_call_options_set_compression`.
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
- * `RGRPC_RESULT_INVALID_OPTION_VALUE`.
+ * `RGRPC_RESULT_INVALID_OPTION_VALUE` (the reason in
+ * `rgrpc_channel_options_last_error`).
  */
 rgrpc_result rgrpc_channel_options_set_default_compression(rgrpc_channel_options *opts,
                                                            uint32_t compression);
@@ -1104,7 +1198,8 @@ rgrpc_result rgrpc_channel_close(rgrpc_channel *channel);
 /**
  * Frees the channel handle. NULL is a no-op. Calls still in progress keep
  * working (they hold the channel); use `rgrpc_channel_close` first to end
- * them. No other thread may use this handle during or after the call.
+ * them. No other thread may use this handle during or after the call;
+ * `rgrpc_channel_last_error` strings become invalid.
  */
 void rgrpc_channel_free(rgrpc_channel *channel);
 
@@ -1119,6 +1214,21 @@ rgrpc_result rgrpc_channel_authority(const rgrpc_channel *channel,
                                      char *buf,
                                      size_t buf_len,
                                      size_t *len_out);
+
+/**
+ * The message of the last function on `channel` that failed in the
+ * calling thread (UTF-8, NUL-terminated; `""` when none has, and for
+ * NULL): e.g. after `RGRPC_RESULT_INVALID_METHOD` from `rgrpc_call_start`,
+ * `"invalid method: \"Method\" must start with '/' ..."`. Messages are
+ * kept per thread, so another thread's failure on the same channel never
+ * changes (or frees) the string this thread reads; a successful function
+ * leaves it as it was.
+ *
+ * Borrowed: valid until this thread's next failing function on `channel`,
+ * or `rgrpc_channel_free(channel)`, whichever comes first; do not free.
+ * Thread-safe.
+ */
+const char *rgrpc_channel_last_error(const rgrpc_channel *channel);
 
 /**
  * The connectivity state of a channel; SHUTDOWN for NULL. With
@@ -1140,8 +1250,10 @@ const char *rgrpc_connectivity_state_name(uint32_t state);
  *
  * Writes the subscription's id to `*subscription_out` (for
  * `rgrpc_channel_unsubscribe`). Returns `RGRPC_RESULT_OK` or
- * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe. `user_data` must stay valid
- * until unsubscribed (or the channel is gone).
+ * `RGRPC_RESULT_NULL_PARAMETER` (the reason in
+ * `rgrpc_channel_last_error` when channel is not NULL). Thread-safe.
+ * `user_data` must stay valid until unsubscribed (or the channel is
+ * gone).
  */
 rgrpc_result rgrpc_channel_subscribe(rgrpc_channel *channel,
                                      rgrpc_connectivity_cb cb,
@@ -1155,7 +1267,8 @@ rgrpc_result rgrpc_channel_subscribe(rgrpc_channel *channel,
  * which then returns normally and is not called again.
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NOT_FOUND` (unknown or already
- * ended) or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ * ended; the reason in `rgrpc_channel_last_error`) or
+ * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
  */
 rgrpc_result rgrpc_channel_unsubscribe(rgrpc_channel *channel, uint64_t subscription);
 
@@ -1165,8 +1278,9 @@ rgrpc_result rgrpc_channel_unsubscribe(rgrpc_channel *channel, uint64_t subscrip
  * without limit.
  *
  * Returns `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_TIMEOUT`,
- * `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_NULL_PARAMETER`.
- * Thread-safe.
+ * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME` or
+ * `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
+ * `rgrpc_channel_last_error(channel)`. Thread-safe.
  */
 rgrpc_result rgrpc_channel_wait_for_ready(rgrpc_channel *channel, int64_t timeout_ms);
 
@@ -1177,8 +1291,9 @@ rgrpc_result rgrpc_channel_wait_for_ready(rgrpc_channel *channel, int64_t timeou
  * waits without limit.
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT`,
- * `RGRPC_RESULT_INVALID_ARGUMENT` (not a state) or
- * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (not a state), `RGRPC_RESULT_RUNTIME` or
+ * `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
+ * `rgrpc_channel_last_error(channel)`. Thread-safe.
  */
 rgrpc_result rgrpc_channel_wait_for_state_change(rgrpc_channel *channel,
                                                  uint32_t last_observed,
@@ -1199,7 +1314,8 @@ rgrpc_result rgrpc_channel_reset_connect_backoff(rgrpc_channel *channel);
  *
  * Writes the future to `*future_out` (owned: `rgrpc_ready_future_free`).
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
- * `RGRPC_RESULT_RUNTIME`. Thread-safe.
+ * `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+ * `rgrpc_channel_last_error(channel)`. Thread-safe.
  */
 rgrpc_result rgrpc_channel_ready_future(rgrpc_channel *channel,
                                         rgrpc_ready_cb cb,
@@ -1298,12 +1414,14 @@ void rgrpc_channel_credentials_free(const rgrpc_channel_credentials *creds);
  * ASCII without spaces.
  *
  * Writes new credentials to `*creds_out` (owned:
- * `rgrpc_call_credentials_free`). Returns `RGRPC_RESULT_OK`,
- * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8` or
- * `RGRPC_RESULT_INVALID_ARGUMENT`.
+ * `rgrpc_call_credentials_free`). On failure, `*error_out` (when not
+ * NULL) receives an error saying why (owned: `rgrpc_error_free`).
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+ * `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_ARGUMENT`.
  */
 rgrpc_result rgrpc_call_credentials_access_token(const char *token,
-                                                 const rgrpc_call_credentials **creds_out);
+                                                 const rgrpc_call_credentials **creds_out,
+                                                 rgrpc_error **error_out);
 
 /**
  * Metadata-plugin call credentials, like grpcio's
@@ -1325,12 +1443,20 @@ rgrpc_result rgrpc_call_credentials_plugin(rgrpc_metadata_plugin_cb cb,
  * Adds an entry to a plugin request (same key and value rules as
  * `rgrpc_call_options_add_metadata`; copied). Returns `RGRPC_RESULT_OK`,
  * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8` or
- * `RGRPC_RESULT_INVALID_METADATA`.
+ * `RGRPC_RESULT_INVALID_METADATA`; the reason of a failure is
+ * `rgrpc_plugin_request_last_error(request)`.
  */
 rgrpc_result rgrpc_plugin_request_add_metadata(rgrpc_plugin_request *request,
                                                const char *key,
                                                const uint8_t *value,
                                                size_t value_len);
+
+/**
+ * The message of the most recent failed `rgrpc_plugin_request_add_metadata`
+ * on `request` (`""` if none, or for NULL). Borrowed: valid until the
+ * next call on `request` (which `complete` and `fail` free).
+ */
+const char *rgrpc_plugin_request_last_error(const rgrpc_plugin_request *request);
 
 /**
  * Answers a plugin request with the metadata added to it; the call

@@ -4,11 +4,12 @@
 use super::boundary::boundary;
 use super::buffer::{self, rgrpc_buffer};
 use super::callback::UserData;
-use super::channel::rgrpc_channel;
-use super::error::{cstring, rgrpc_result};
+use super::channel::{rgrpc_channel, ChannelHandle};
+use super::error::{cstring, rgrpc_result, LastError, Text};
 use super::handle::{
-    block, bytes_arg, free_boxed, str_or_error, to_arc, to_boxed, try_mut_or_null, try_ref,
-    try_ref_or_null, try_str, with_timeout, write_out, Castable,
+    block, block_failure, bytes_arg, clone_arc, free_boxed, str_checked, str_or_error, take_arc,
+    to_arc, to_boxed, try_arc_or_null, try_mut_or_null, try_ref, try_ref_or_null, with_timeout,
+    write_out, Castable,
 };
 use super::metadata::rgrpc_metadata;
 use super::status::rgrpc_status;
@@ -19,6 +20,7 @@ use rgrpc_core::codec::compression::Compression;
 use rgrpc_core::credentials::CallCredentials;
 use rgrpc_core::{Call, CallError, CallOptions, Metadata, SendFlags, Status};
 use std::ffi::{c_char, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -72,10 +74,11 @@ pub type rgrpc_call_done_cb =
 /// `data`/`len` are borrowed for the duration of the callback (copy what
 /// you keep). Runs one message at a time, in order, on a thread that is
 /// driving the library's network I/O (a library thread, or a caller
-/// blocked in rgrpc). It must not unwind, must not free the call, and must
-/// not call blocking rgrpc functions (send, recv, finish, unary, wait...:
-/// they return `RGRPC_RESULT_RUNTIME`); non-blocking ones such as
-/// `rgrpc_call_cancel` are fine. Keep it short: network I/O waits for it.
+/// blocked in rgrpc). It must not unwind and must not call blocking rgrpc
+/// functions (send, recv, finish, unary, wait...: they return
+/// `RGRPC_RESULT_RUNTIME`); non-blocking ones such as `rgrpc_call_cancel`
+/// and `rgrpc_call_free` of its call (which cancels it) are fine. Keep it
+/// short: network I/O waits for it.
 pub type rgrpc_message_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
 
@@ -105,7 +108,8 @@ pub type rgrpc_unary_done_cb = Option<
 /// `rgrpc_call_options_add_metadata_string`,
 /// `rgrpc_call_options_set_wait_for_ready`,
 /// `rgrpc_call_options_set_compression`, `rgrpc_call_options_set_credentials`,
-/// `rgrpc_call_options_last_error`, `rgrpc_call_options_free`.
+/// `rgrpc_call_options_set_inline_callbacks`, `rgrpc_call_options_last_error`,
+/// `rgrpc_call_options_free`.
 pub struct rgrpc_call_options {
     _private: [u8; 0],
 }
@@ -257,6 +261,8 @@ pub extern "C" fn rgrpc_call_options_add_metadata_string(
 ) -> rgrpc_result {
     boundary(|| {
         if value.is_null() {
+            let b = try_mut_or_null!(rgrpc_call_options, opts);
+            b.last_error = cstring("value is NULL");
             return rgrpc_result::NullParameter;
         }
         // SAFETY: value is a NUL-terminated string per the header.
@@ -295,8 +301,7 @@ pub extern "C" fn rgrpc_call_options_set_wait_for_ready(
 /// unary, wait...: in the default caller-driven runtime those return
 /// `RGRPC_RESULT_RUNTIME`); starting calls (`rgrpc_call_unary_async`,
 /// `rgrpc_call_start`), `rgrpc_call_cancel` and, as in the default mode,
-/// `rgrpc_call_free` of the call (when no other function is using its
-/// handle) are fine. Default: off. Returns `RGRPC_RESULT_OK` or
+/// `rgrpc_call_free` of the call are fine. Default: off. Returns `RGRPC_RESULT_OK` or
 /// `RGRPC_RESULT_NULL_PARAMETER`.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_options_set_inline_callbacks(
@@ -391,44 +396,117 @@ pub extern "C" fn rgrpc_call_options_free(opts: *mut rgrpc_call_options) {
 ///
 /// Blocking functions (`send`, `close_send`, `recv`, `finish`,
 /// `initial_metadata`, `wait`) run the call's I/O on the calling thread and
-/// return early when the call ends (deadline, cancel, channel close).
+/// return early when the call ends (deadline, cancel, channel close, free).
 ///
-/// Thread rules: one thread may send while another receives; a second
-/// concurrent sender or receiver gets `RGRPC_RESULT_BUSY`.
+/// Thread rules: every function may be called from any thread. One thread
+/// may send while another receives; a second concurrent sender or receiver
+/// gets `RGRPC_RESULT_BUSY` (`rgrpc_call_finish` and
+/// `rgrpc_call_initial_metadata` beside a receiver wait for it instead).
 /// `rgrpc_call_cancel`, `rgrpc_call_is_active` and
 /// `rgrpc_call_time_remaining_ms` are safe from any thread at any time.
-/// `rgrpc_call_free` must not race with other use of the same handle.
-/// Box-owned handle to shared state: callbacks and the library's tasks
-/// keep what they need alive.
 ///
-/// Methods: `rgrpc_call_start`, `rgrpc_call_send`, `rgrpc_call_close_send`,
-/// `rgrpc_call_recv`, `rgrpc_call_finish`, `rgrpc_call_initial_metadata`,
-/// `rgrpc_call_is_active`, `rgrpc_call_time_remaining_ms`,
-/// `rgrpc_call_cancel`, `rgrpc_call_wait`, `rgrpc_call_on_done`,
-/// `rgrpc_call_on_message`, `rgrpc_call_response_encoding`, `rgrpc_call_free`.
+/// Lifetime: the handle is reference-counted (an `Arc` to shared state).
+/// The application owns one reference, from `rgrpc_call_start` (or
+/// `rgrpc_call_unary_async`) until `rgrpc_call_free`; every function
+/// working on the call takes its own reference for as long as it runs.
+/// `rgrpc_call_free` releases the application's reference and cancels the
+/// call if it is still active, so threads blocked in it (send, close_send,
+/// recv, finish, initial_metadata, wait) return promptly, each with the
+/// result its doc gives for a cancelled call; the memory goes when the last
+/// of them returns. So it is safe to free the call while another thread is
+/// inside a function on it that it entered before the free (typically:
+/// blocked in it). A function called on the handle at the same time as or
+/// after `rgrpc_call_free` is a use after free (undefined), as is a second
+/// free; a thread whose function returned because of the free must not use
+/// the handle again. Borrowed results (`rgrpc_call_initial_metadata`,
+/// `rgrpc_call_response_encoding`, `rgrpc_call_last_error`) are valid until
+/// `rgrpc_call_free`. Callbacks and the library's tasks keep what they need
+/// alive on their own.
+///
+/// Errors: a function that fails leaves a message saying why, read with
+/// `rgrpc_call_last_error(call)` from the same thread.
+///
+/// Methods: `rgrpc_call_start`, `rgrpc_call_send`, `rgrpc_call_send_buffer`,
+/// `rgrpc_call_close_send`, `rgrpc_call_recv`, `rgrpc_call_finish`,
+/// `rgrpc_call_initial_metadata`, `rgrpc_call_is_active`,
+/// `rgrpc_call_time_remaining_ms`, `rgrpc_call_cancel`, `rgrpc_call_wait`,
+/// `rgrpc_call_on_done`, `rgrpc_call_on_message`,
+/// `rgrpc_call_response_encoding`, `rgrpc_call_last_error`,
+/// `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
+/// `rgrpc_call_unary_async`.
 pub struct rgrpc_call {
     _private: [u8; 0],
 }
 
-impl Castable for rgrpc_call {
-    type Rust = Call;
+/// What an `rgrpc_call` handle points to (through an `Arc`).
+pub(crate) struct CallHandle {
+    call: Call,
+    /// Set by `rgrpc_call_free`: the application's reference is gone, so
+    /// nothing borrowed from the call may be handed out any more.
+    freed: AtomicBool,
+    last_error: LastError,
 }
 
-fn start_error(e: StartError) -> rgrpc_result {
-    match e {
+impl Castable for rgrpc_call {
+    type Rust = CallHandle;
+}
+
+/// A new call handle holding the application's reference.
+fn call_handle(call: Call) -> *mut rgrpc_call {
+    to_arc::<rgrpc_call>(Arc::new(CallHandle {
+        call,
+        freed: AtomicBool::new(false),
+        last_error: LastError::default(),
+    })) as *mut rgrpc_call
+}
+
+impl CallHandle {
+    /// Records why `e` happened and returns its result code.
+    fn call_error(&self, e: CallError) -> rgrpc_result {
+        let r = match e {
+            CallError::Ended => rgrpc_result::CallEnded,
+            CallError::SendClosed => rgrpc_result::SendClosed,
+            CallError::Busy(_) => rgrpc_result::Busy,
+            CallError::Runtime(_) => rgrpc_result::Runtime,
+        };
+        let text = match (&e, self.call.status()) {
+            (CallError::Ended, Some(st)) => format!("{e} ({})", status_text(&st)),
+            _ => e.to_string(),
+        };
+        self.last_error.fail(r, text)
+    }
+
+    /// Runs `f` on this thread (`block`), recording why it cannot.
+    fn block<F: std::future::Future>(&self, f: F) -> Result<F::Output, rgrpc_result> {
+        block(f).map_err(|r| self.last_error.fail(r, block_failure()))
+    }
+
+    /// Records a failed status as the reason for `RGRPC_RESULT_RPC_FAILED`.
+    fn rpc_failed(&self, st: &Status) {
+        self.last_error.fail(
+            rgrpc_result::RpcFailed,
+            format!("the RPC ended with {}", status_text(st)),
+        );
+    }
+}
+
+/// `status CODE: details` for messages.
+fn status_text(st: &Status) -> String {
+    let code = rgrpc_core::Code::name(st.code());
+    match st.message() {
+        "" => format!("status {code}"),
+        m => format!("status {code}: {m}"),
+    }
+}
+
+/// Records why a call could not start on `ch` and returns its result code.
+fn start_error(ch: &ChannelHandle, e: StartError) -> rgrpc_result {
+    let r = match e {
         StartError::ChannelClosed => rgrpc_result::ChannelClosed,
         StartError::InvalidMethod(_) => rgrpc_result::InvalidMethod,
         StartError::Runtime(_) => rgrpc_result::Runtime,
-    }
-}
-
-fn call_error(e: CallError) -> rgrpc_result {
-    match e {
-        CallError::Ended => rgrpc_result::CallEnded,
-        CallError::SendClosed => rgrpc_result::SendClosed,
-        CallError::Busy(_) => rgrpc_result::Busy,
-        CallError::Runtime(_) => rgrpc_result::Runtime,
-    }
+    };
+    ch.last_error.fail(r, e.to_string())
 }
 
 fn options_of(opts: *const rgrpc_call_options) -> CallOptions {
@@ -444,11 +522,14 @@ fn options_of(opts: *const rgrpc_call_options) -> CallOptions {
 /// first operation. The deadline clock starts now.
 ///
 /// `opts` may be NULL (defaults); it is copied. On success writes the call
-/// to `*call_out`, owned by the caller (`rgrpc_call_free`).
+/// to `*call_out`: the application's reference, released with
+/// `rgrpc_call_free` (see `rgrpc_call` for lifetimes and threads).
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
 /// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
-/// `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_RUNTIME`. Thread-safe.
+/// `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_RUNTIME`; on failure
+/// (channel not NULL) the reason is `rgrpc_channel_last_error(channel)`.
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_start(
     channel: *mut rgrpc_channel,
@@ -458,16 +539,21 @@ pub extern "C" fn rgrpc_call_start(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = try_str!(method);
+        let method = match str_checked(method, "method") {
+            Ok(m) => m,
+            Err((r, text)) => return ch.last_error.fail(r, text),
+        };
         if call_out.is_null() {
-            return rgrpc_result::NullParameter;
+            return ch
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"call_out is NULL");
         }
-        match ch.start_call(method, options_of(opts)) {
+        match ch.channel.start_call(method, options_of(opts)) {
             Ok(call) => {
-                write_out!(call_out, to_boxed::<rgrpc_call>(call));
+                write_out!(call_out, call_handle(call));
                 rgrpc_result::Ok
             }
-            Err(e) => start_error(e),
+            Err(e) => start_error(ch, e),
         }
     })
 }
@@ -481,9 +567,13 @@ pub extern "C" fn rgrpc_call_start(
 /// Returns `RGRPC_RESULT_OK`; `RGRPC_RESULT_CALL_ENDED` when the call has
 /// ended or the server closed the stream (`rgrpc_call_finish` says why; a
 /// message above `grpc.max_send_message_length` ends the call with
-/// RESOURCE_EXHAUSTED); `RGRPC_RESULT_SEND_CLOSED`; `RGRPC_RESULT_BUSY`
-/// (another thread is sending); `RGRPC_RESULT_NULL_PARAMETER`;
-/// `RGRPC_RESULT_INVALID_ARGUMENT` (unknown flag bits).
+/// RESOURCE_EXHAUSTED), also when it was cancelled or freed while this
+/// waited; `RGRPC_RESULT_SEND_CLOSED`; `RGRPC_RESULT_BUSY` (another thread
+/// is sending); `RGRPC_RESULT_NULL_PARAMETER`;
+/// `RGRPC_RESULT_INVALID_ARGUMENT` (unknown flag bits);
+/// `RGRPC_RESULT_RUNTIME`. The reason of a failure is
+/// `rgrpc_call_last_error(call)`. Holds its own reference to the call
+/// while it runs (see `rgrpc_call`).
 #[no_mangle]
 pub extern "C" fn rgrpc_call_send(
     call: *mut rgrpc_call,
@@ -492,22 +582,26 @@ pub extern "C" fn rgrpc_call_send(
     flags: u32,
 ) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
-        let Some(f) = send_flags(flags) else {
-            return rgrpc_result::InvalidArgument;
+        let c = try_arc_or_null!(rgrpc_call, call);
+        let f = match send_flags(flags) {
+            Ok(f) => f,
+            Err(text) => return c.last_error.fail(rgrpc_result::InvalidArgument, text),
         };
         // SAFETY: data is NULL or points to len readable bytes.
         let Some(msg) = (unsafe { bytes_arg(data, len) }) else {
-            return rgrpc_result::NullParameter;
+            return c.last_error.fail(
+                rgrpc_result::NullParameter,
+                c"data is NULL but len is not 0",
+            );
         };
-        send_result(block(c.send(msg, f)))
+        send_result(&c, c.block(c.call.send(msg, f)))
     })
 }
 
-fn send_result(r: Result<Result<(), CallError>, rgrpc_result>) -> rgrpc_result {
+fn send_result(c: &CallHandle, r: Result<Result<(), CallError>, rgrpc_result>) -> rgrpc_result {
     match r {
         Ok(Ok(())) => rgrpc_result::Ok,
-        Ok(Err(e)) => call_error(e),
+        Ok(Err(e)) => c.call_error(e),
         Err(r) => r,
     }
 }
@@ -515,8 +609,8 @@ fn send_result(r: Result<Result<(), CallError>, rgrpc_result>) -> rgrpc_result {
 /// Sends a message in a buffer, which the call takes (in every case, also
 /// on errors): one from `rgrpc_buffer_new` written in place goes out
 /// without a copy; a received one is copied. Otherwise as
-/// `rgrpc_call_send` (blocking, flags, results). Do not use `msg` after
-/// this call.
+/// `rgrpc_call_send` (blocking, flags, results, last error, reference).
+/// Do not use `msg` after this call.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_send_buffer(
     call: *mut rgrpc_call,
@@ -525,23 +619,30 @@ pub extern "C" fn rgrpc_call_send_buffer(
 ) -> rgrpc_result {
     boundary(|| {
         let msg = buffer::take(msg);
-        let c = try_ref_or_null!(rgrpc_call, call);
-        let Some(f) = send_flags(flags) else {
-            return rgrpc_result::InvalidArgument;
+        let c = try_arc_or_null!(rgrpc_call, call);
+        let f = match send_flags(flags) {
+            Ok(f) => f,
+            Err(text) => return c.last_error.fail(rgrpc_result::InvalidArgument, text),
         };
         let Some(msg) = msg else {
-            return rgrpc_result::NullParameter;
+            return c
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"msg is NULL");
         };
-        send_result(msg.with_message(|m| block(c.send_message(m, f))))
+        send_result(&c, msg.with_message(|m| c.block(c.call.send_message(m, f))))
     })
 }
 
-/// The send flags, or None for unknown bits.
-fn send_flags(flags: u32) -> Option<SendFlags> {
-    if flags & !(RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS | RGRPC_SEND_BUFFER_HINT) != 0 {
-        return None;
+/// The send flags, or why they are refused (unknown bits).
+fn send_flags(flags: u32) -> Result<SendFlags, String> {
+    let known = RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS | RGRPC_SEND_BUFFER_HINT;
+    if flags & !known != 0 {
+        return Err(format!(
+            "unknown send flag bits {:#x} (known: RGRPC_SEND_LAST, RGRPC_SEND_NO_COMPRESS, RGRPC_SEND_BUFFER_HINT)",
+            flags & !known
+        ));
     }
-    Some(SendFlags {
+    Ok(SendFlags {
         last: flags & RGRPC_SEND_LAST != 0,
         no_compress: flags & RGRPC_SEND_NO_COMPRESS != 0,
         buffer_hint: flags & RGRPC_SEND_BUFFER_HINT != 0,
@@ -550,13 +651,16 @@ fn send_flags(flags: u32) -> Option<SendFlags> {
 
 /// Half-closes the call: no more messages will be sent. Idempotent.
 ///
-/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED`,
-/// `RGRPC_RESULT_BUSY` or `RGRPC_RESULT_NULL_PARAMETER`.
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED` (also when the
+/// call was cancelled or freed while this waited), `RGRPC_RESULT_BUSY`,
+/// `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+/// a failure is `rgrpc_call_last_error(call)`. Holds its own reference to
+/// the call while it runs.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_close_send(call: *mut rgrpc_call) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
-        send_result(block(c.close_send()))
+        let c = try_arc_or_null!(rgrpc_call, call);
+        send_result(&c, c.block(c.call.close_send()))
     })
 }
 
@@ -564,26 +668,39 @@ pub extern "C" fn rgrpc_call_close_send(call: *mut rgrpc_call) -> rgrpc_result {
 ///
 /// On `RGRPC_RESULT_OK` writes a buffer to `*msg_out`, owned by the caller
 /// (`rgrpc_buffer_free`). `RGRPC_RESULT_END_OF_STREAM`: no more messages —
-/// the server finished, or the call failed; `rgrpc_call_finish` gives the
-/// status. Also `RGRPC_RESULT_BUSY` (another thread is receiving, or a
-/// message callback is set) and `RGRPC_RESULT_NULL_PARAMETER`.
+/// the server finished, or the call failed, was cancelled or freed while
+/// this waited; `rgrpc_call_finish` gives the status. Also
+/// `RGRPC_RESULT_BUSY` (another thread is receiving, or a message callback
+/// is set), `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`.
+/// `rgrpc_call_last_error(call)` says why for every result but OK. Holds
+/// its own reference to the call while it runs.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_recv(
     call: *mut rgrpc_call,
     msg_out: *mut *mut rgrpc_buffer,
 ) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
+        let c = try_arc_or_null!(rgrpc_call, call);
         if msg_out.is_null() {
-            return rgrpc_result::NullParameter;
+            return c
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"msg_out is NULL");
         }
-        match block(c.recv()) {
+        match c.block(c.call.recv()) {
             Ok(Ok(Some(b))) => {
                 write_out!(msg_out, buffer::received(b));
                 rgrpc_result::Ok
             }
-            Ok(Ok(None)) => rgrpc_result::EndOfStream,
-            Ok(Err(e)) => call_error(e),
+            Ok(Ok(None)) => {
+                let text: Text = match c.call.status() {
+                    Some(st) if !st.is_ok() => {
+                        format!("no more messages: the call ended with {}", status_text(&st)).into()
+                    }
+                    _ => c"no more messages: the server ended the response stream".into(),
+                };
+                c.last_error.fail(rgrpc_result::EndOfStream, text)
+            }
+            Ok(Err(e)) => c.call_error(e),
             Err(r) => r,
         }
     })
@@ -606,20 +723,29 @@ fn give_status(st: Arc<Status>, status_out: *mut *const rgrpc_status) -> rgrpc_r
 /// may wait for more.
 ///
 /// Returns `RGRPC_RESULT_OK` when the status is OK and
-/// `RGRPC_RESULT_RPC_FAILED` when it is not; in both cases, when
-/// `status_out` is not NULL, `*status_out` receives the status, owned by
-/// the caller (`rgrpc_status_free`). Also `RGRPC_RESULT_NULL_PARAMETER`.
-/// May be called again (returns the same status).
+/// `RGRPC_RESULT_RPC_FAILED` when it is not (CANCELLED when the call was
+/// cancelled or freed while this waited); in both cases, when `status_out`
+/// is not NULL, `*status_out` receives the status, owned by the caller
+/// (`rgrpc_status_free`; it stays valid after `rgrpc_call_free`). Also
+/// `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+/// every result but OK is `rgrpc_call_last_error(call)`. May be called
+/// again (returns the same status). Holds its own reference to the call
+/// while it runs.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_finish(
     call: *mut rgrpc_call,
     status_out: *mut *const rgrpc_status,
 ) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
-        match block(c.finish()) {
-            Ok(Ok(st)) => give_status(st, status_out),
-            Ok(Err(e)) => call_error(e),
+        let c = try_arc_or_null!(rgrpc_call, call);
+        match c.block(c.call.finish()) {
+            Ok(Ok(st)) => {
+                if !st.is_ok() {
+                    c.rpc_failed(&st);
+                }
+                give_status(st, status_out)
+            }
+            Ok(Err(e)) => c.call_error(e),
             Err(r) => r,
         }
     })
@@ -627,25 +753,36 @@ pub extern "C" fn rgrpc_call_finish(
 
 /// Waits for the server's initial metadata (response headers) and writes a
 /// borrowed view to `*md_out`, valid until `rgrpc_call_free`; do not free.
-/// Empty when the call ended without headers (e.g. a Trailers-Only error).
+/// Empty when the call ended without headers (e.g. a Trailers-Only error,
+/// or a cancel).
 ///
-/// Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CANCELLED` (the call was freed
+/// while this waited: nothing is written, as the view would not outlive
+/// the call), `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the
+/// reason of a failure is `rgrpc_call_last_error(call)`. Holds its own
+/// reference to the call while it runs.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_initial_metadata(
     call: *mut rgrpc_call,
     md_out: *mut *const rgrpc_metadata,
 ) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
+        let c = try_arc_or_null!(rgrpc_call, call);
         if md_out.is_null() {
-            return rgrpc_result::NullParameter;
+            return c
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"md_out is NULL");
         }
-        match block(c.initial_metadata()) {
+        match c.block(c.call.initial_metadata()) {
+            Ok(Ok(_)) if c.freed.load(Ordering::Acquire) => c.last_error.fail(
+                rgrpc_result::Cancelled,
+                c"the call was freed while waiting for its initial metadata",
+            ),
             Ok(Ok(md)) => {
                 write_out!(md_out, md as *const Metadata as *const rgrpc_metadata);
                 rgrpc_result::Ok
             }
-            Ok(Err(e)) => call_error(e),
+            Ok(Err(e)) => c.call_error(e),
             Err(r) => r,
         }
     })
@@ -656,7 +793,7 @@ pub extern "C" fn rgrpc_call_initial_metadata(
 pub extern "C" fn rgrpc_call_is_active(call: *const rgrpc_call) -> bool {
     boundary(|| {
         // SAFETY: call is NULL or a live call.
-        unsafe { try_ref::<rgrpc_call>(call) }.is_some_and(|c| c.is_active())
+        unsafe { clone_arc::<rgrpc_call>(call) }.is_some_and(|c| c.call.is_active())
     })
 }
 
@@ -666,7 +803,7 @@ pub extern "C" fn rgrpc_call_is_active(call: *const rgrpc_call) -> bool {
 pub extern "C" fn rgrpc_call_time_remaining_ms(call: *const rgrpc_call) -> i64 {
     boundary(|| {
         // SAFETY: call is NULL or a live call.
-        match unsafe { try_ref::<rgrpc_call>(call) }.and_then(|c| c.time_remaining()) {
+        match unsafe { clone_arc::<rgrpc_call>(call) }.and_then(|c| c.call.time_remaining()) {
             Some(d) => d.as_millis().min(i64::MAX as u128) as i64,
             None => -1,
         }
@@ -682,8 +819,8 @@ pub extern "C" fn rgrpc_call_time_remaining_ms(call: *const rgrpc_call) -> i64 {
 #[no_mangle]
 pub extern "C" fn rgrpc_call_cancel(call: *mut rgrpc_call) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
-        c.cancel();
+        let c = try_arc_or_null!(rgrpc_call, call);
+        c.call.cancel();
         rgrpc_result::Ok
     })
 }
@@ -692,17 +829,23 @@ pub extern "C" fn rgrpc_call_cancel(call: *mut rgrpc_call) -> rgrpc_result {
 /// returned. `timeout_ms` < 0 waits without limit.
 ///
 /// Note: a streaming call ends only when its status is known, which needs
-/// its messages to be read (or a deadline, cancel, or channel close).
+/// its messages to be read (or a deadline, cancel, free or channel close).
 ///
-/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT` or
-/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+/// Returns `RGRPC_RESULT_OK` (also when the call ended because it was
+/// cancelled or freed while this waited), `RGRPC_RESULT_TIMEOUT`,
+/// `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+/// a failure is `rgrpc_call_last_error(call)`. Thread-safe; holds its own
+/// reference to the call while it runs.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_wait(call: *mut rgrpc_call, timeout_ms: i64) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
-        match block(with_timeout(timeout_ms, c.wait())) {
+        let c = try_arc_or_null!(rgrpc_call, call);
+        match c.block(with_timeout(timeout_ms, c.call.wait())) {
             Ok(Some(())) => rgrpc_result::Ok,
-            Ok(None) => rgrpc_result::Timeout,
+            Ok(None) => c.last_error.fail(
+                rgrpc_result::Timeout,
+                format!("the call did not end within {timeout_ms} ms"),
+            ),
             Err(r) => r,
         }
     })
@@ -710,11 +853,13 @@ pub extern "C" fn rgrpc_call_wait(call: *mut rgrpc_call, timeout_ms: i64) -> rgr
 
 /// Registers `cb` to run once when the call ends, like grpcio's
 /// `add_callback`. One or more callbacks may be registered; they run in
-/// order on a library thread (see `rgrpc_call_done_cb`).
+/// order on a library thread (see `rgrpc_call_done_cb`), also when the
+/// call ends because it was freed.
 ///
 /// Returns `RGRPC_RESULT_OK` (registered), `RGRPC_RESULT_CALL_ENDED` (the
 /// call has already ended: `cb` is not registered and will not run),
-/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL).
+/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL); the reason of a
+/// failure is `rgrpc_call_last_error(call)`.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_on_done(
     call: *mut rgrpc_call,
@@ -722,19 +867,21 @@ pub extern "C" fn rgrpc_call_on_done(
     user_data: *mut c_void,
 ) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
+        let c = try_arc_or_null!(rgrpc_call, call);
         let Some(f) = cb else {
-            return rgrpc_result::NullParameter;
+            return c
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"cb is NULL");
         };
         let ud = UserData(user_data);
-        let r = c.on_done(Box::new(move |st: &Arc<Status>| {
+        let r = c.call.on_done(Box::new(move |st: &Arc<Status>| {
             let ud = ud;
             // SAFETY: f is the caller's callback; status is borrowed for the call.
             unsafe { f(ud.0, Arc::as_ptr(st) as *const rgrpc_status) }
         }));
         match r {
             Ok(()) => rgrpc_result::Ok,
-            Err(_) => rgrpc_result::CallEnded,
+            Err(_) => c.call_error(CallError::Ended),
         }
     })
 }
@@ -746,7 +893,8 @@ pub extern "C" fn rgrpc_call_on_done(
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_BUSY` (already in push mode),
 /// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL) or
-/// `RGRPC_RESULT_RUNTIME`.
+/// `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+/// `rgrpc_call_last_error(call)`.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_on_message(
     call: *mut rgrpc_call,
@@ -754,19 +902,21 @@ pub extern "C" fn rgrpc_call_on_message(
     user_data: *mut c_void,
 ) -> rgrpc_result {
     boundary(|| {
-        let c = try_ref_or_null!(rgrpc_call, call);
+        let c = try_arc_or_null!(rgrpc_call, call);
         let Some(f) = cb else {
-            return rgrpc_result::NullParameter;
+            return c
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"cb is NULL");
         };
         let ud = UserData(user_data);
-        let r = c.on_message(move |m: Bytes| {
+        let r = c.call.on_message(move |m: Bytes| {
             let ud = ud;
             // SAFETY: f is the caller's callback; data is borrowed for the call.
             unsafe { f(ud.0, m.as_ptr(), m.len()) }
         });
         match r {
             Ok(()) => rgrpc_result::Ok,
-            Err(e) => call_error(e),
+            Err(e) => c.call_error(e),
         }
     })
 }
@@ -779,23 +929,57 @@ pub extern "C" fn rgrpc_call_on_message(
 #[no_mangle]
 pub extern "C" fn rgrpc_call_response_encoding(call: *const rgrpc_call) -> *const c_char {
     boundary(|| {
-        // SAFETY: call is NULL or a live call.
-        match unsafe { try_ref::<rgrpc_call>(call) }.and_then(|c| c.response_encoding()) {
+        // SAFETY: call is NULL or a live call; the string lives in the
+        // call, which the application's reference keeps until its free.
+        match unsafe { try_ref::<rgrpc_call>(call) }.and_then(|c| c.call.response_encoding()) {
             Some(s) => s.as_ptr(),
             None => std::ptr::null(),
         }
     })
 }
 
-/// Frees the call handle. If the call is still active it is cancelled
-/// first (its done callbacks still run, with CANCELLED). NULL is a no-op.
-/// No other thread may be using the handle. Borrowed metadata from
-/// `rgrpc_call_initial_metadata` becomes invalid.
+/// The message of the last function on `call` that failed in the calling
+/// thread (UTF-8, NUL-terminated; `""` when none has, and for NULL), e.g.
+/// `"another thread is receiving on this call"` after
+/// `RGRPC_RESULT_BUSY`. Messages are kept per thread, so another thread's
+/// failure on the same call never changes (or frees) the string this
+/// thread reads; a successful function leaves it as it was.
+///
+/// Borrowed: valid until this thread's next failing function on `call`,
+/// or `rgrpc_call_free(call)`, whichever comes first; do not free.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_last_error(call: *const rgrpc_call) -> *const c_char {
+    boundary(|| {
+        // SAFETY: call is NULL or a live call; the text lives in the call,
+        // which the application's reference keeps until its free.
+        match unsafe { try_ref::<rgrpc_call>(call) } {
+            Some(c) => c.last_error.get(),
+            None => c"".as_ptr(),
+        }
+    })
+}
+
+/// Releases the application's reference to the call. If the call is still
+/// active it is cancelled (status CANCELLED; its done callbacks still run):
+/// threads blocked in a function on it return promptly (with the result
+/// each function gives for a cancelled or freed call), and the memory goes
+/// when the last of them has returned. NULL is a no-op.
+///
+/// Safe while other threads are inside functions on the call that they
+/// entered before this free (see `rgrpc_call`); using the handle at the
+/// same time as or after the free, or freeing it twice, is undefined.
+/// Borrowed results (initial metadata, response encoding, last error)
+/// become invalid. May be called from the call's own callbacks.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_free(call: *mut rgrpc_call) {
     boundary(|| {
-        // SAFETY: call is NULL or a live call owned by the caller.
-        unsafe { free_boxed::<rgrpc_call>(call) }
+        // SAFETY: call is NULL or a live call whose reference the caller
+        // gives up here.
+        if let Some(c) = unsafe { take_arc::<rgrpc_call>(call) } {
+            c.freed.store(true, Ordering::Release);
+            c.call.cancel();
+        }
     })
 }
 
@@ -812,7 +996,9 @@ pub extern "C" fn rgrpc_call_free(call: *mut rgrpc_call) {
 /// is not NULL, `*status_out` receives the status (owned:
 /// `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
 /// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
-/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. Thread-safe.
+/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. The reason of
+/// every result but OK is `rgrpc_channel_last_error(channel)` (channel
+/// not NULL). Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_unary(
     channel: *mut rgrpc_channel,
@@ -825,22 +1011,32 @@ pub extern "C" fn rgrpc_call_unary(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = try_str!(method);
+        let method = match str_checked(method, "method") {
+            Ok(m) => m,
+            Err((r, text)) => return ch.last_error.fail(r, text),
+        };
         if response_out.is_null() {
-            return rgrpc_result::NullParameter;
+            return ch
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"response_out is NULL");
         }
         // SAFETY: request is NULL or points to request_len readable bytes.
         let Some(req) = (unsafe { bytes_arg(request, request_len) }) else {
-            return rgrpc_result::NullParameter;
+            return ch.last_error.fail(
+                rgrpc_result::NullParameter,
+                c"request is NULL but request_len is not 0",
+            );
         };
         let o = options_of(opts);
-        unary_result(block(ch.unary(method, o, req)), response_out, status_out)
+        let r = block(ch.channel.unary(method, o, req));
+        unary_result(ch, r, response_out, status_out)
     })
 }
 
 /// The result of a blocking unary call, with the response and status
 /// written out as `rgrpc_call_unary` says. `response_out` is not NULL.
 fn unary_result(
+    ch: &ChannelHandle,
     r: Result<Result<UnaryOutcome, StartError>, rgrpc_result>,
     response_out: *mut *mut rgrpc_buffer,
     status_out: *mut *const rgrpc_status,
@@ -850,17 +1046,24 @@ fn unary_result(
             if let Some(m) = msg {
                 write_out!(response_out, buffer::received(m));
             }
+            if !st.is_ok() {
+                ch.last_error.fail(
+                    rgrpc_result::RpcFailed,
+                    format!("the RPC ended with {}", status_text(&st)),
+                );
+            }
             give_status(st, status_out)
         }
-        Ok(Err(e)) => start_error(e),
-        Err(r) => r,
+        Ok(Err(e)) => start_error(ch, e),
+        Err(r) => ch.last_error.fail(r, block_failure()),
     }
 }
 
 /// `rgrpc_call_unary` with the request in a buffer, which the call takes
 /// (in every case, also on errors): one from `rgrpc_buffer_new` written in
-/// place goes out without a copy; a received one is copied. Results and
-/// out-parameters as `rgrpc_call_unary`. Do not use `request` afterwards.
+/// place goes out without a copy; a received one is copied. Results,
+/// out-parameters and messages as `rgrpc_call_unary`. Do not use `request`
+/// afterwards.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_unary_buffer(
     channel: *mut rgrpc_channel,
@@ -873,13 +1076,23 @@ pub extern "C" fn rgrpc_call_unary_buffer(
     boundary(|| {
         let request = buffer::take(request);
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = try_str!(method);
-        let (Some(request), false) = (request, response_out.is_null()) else {
-            return rgrpc_result::NullParameter;
+        let method = match str_checked(method, "method") {
+            Ok(m) => m,
+            Err((r, text)) => return ch.last_error.fail(r, text),
         };
+        let Some(request) = request else {
+            return ch
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"request is NULL");
+        };
+        if response_out.is_null() {
+            return ch
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"response_out is NULL");
+        }
         let o = options_of(opts);
-        let r = request.with_message(|m| block(ch.unary_message(method, o, m)));
-        unary_result(r, response_out, status_out)
+        let r = request.with_message(|m| block(ch.channel.unary_message(method, o, m)));
+        unary_result(ch, r, response_out, status_out)
     })
 }
 
@@ -891,8 +1104,9 @@ pub extern "C" fn rgrpc_call_unary_buffer(
 /// the fastest way to wait for it is `rgrpc_call_wait` (which does the
 /// call's I/O on the waiting thread), then `rgrpc_call_recv` and
 /// `rgrpc_call_finish`.
-/// When `call_out` is not NULL it receives the call (owned by the caller):
-/// wait for it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
+/// When `call_out` is not NULL it receives the call (the application's
+/// reference, released with `rgrpc_call_free`; see `rgrpc_call`): wait for
+/// it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
 /// `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the
 /// status with `rgrpc_call_finish` once it ended; freeing it while active
 /// cancels the call. When `call_out` is NULL the call runs to its end on
@@ -901,7 +1115,8 @@ pub extern "C" fn rgrpc_call_unary_buffer(
 /// Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
 /// `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
 /// `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
-/// `RGRPC_RESULT_RUNTIME` (then `cb` never runs). Thread-safe.
+/// `RGRPC_RESULT_RUNTIME` (then `cb` never runs); the reason of a failure
+/// is `rgrpc_channel_last_error(channel)` (channel not NULL). Thread-safe.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn rgrpc_call_unary_async(
@@ -916,10 +1131,16 @@ pub extern "C" fn rgrpc_call_unary_async(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = try_str!(method);
+        let method = match str_checked(method, "method") {
+            Ok(m) => m,
+            Err((r, text)) => return ch.last_error.fail(r, text),
+        };
         // SAFETY: request is NULL or points to request_len readable bytes.
         let Some(req) = (unsafe { bytes_arg(request, request_len) }) else {
-            return rgrpc_result::NullParameter;
+            return ch.last_error.fail(
+                rgrpc_result::NullParameter,
+                c"request is NULL but request_len is not 0",
+            );
         };
         let ud = UserData(user_data);
         let done = cb.map(|f| {
@@ -930,16 +1151,20 @@ pub extern "C" fn rgrpc_call_unary_async(
                 unsafe { f(ud.0, Arc::as_ptr(st) as *const rgrpc_status, p, n) }
             }
         });
-        match ch.unary_async_opt(method, options_of(opts), Bytes::copy_from_slice(req), done) {
+        let o = options_of(opts);
+        match ch
+            .channel
+            .unary_async_opt(method, o, Bytes::copy_from_slice(req), done)
+        {
             Ok(call) => {
                 if call_out.is_null() {
                     call.detach();
                 } else {
-                    write_out!(call_out, to_boxed::<rgrpc_call>(call));
+                    write_out!(call_out, call_handle(call));
                 }
                 rgrpc_result::Ok
             }
-            Err(e) => start_error(e),
+            Err(e) => start_error(ch, e),
         }
     })
 }

@@ -2,12 +2,13 @@
 
 use super::boundary::boundary;
 use super::credentials::rgrpc_channel_credentials;
-use super::error::{cstring, rgrpc_error, rgrpc_result, set_error};
+use super::error::{cstring, rgrpc_error, rgrpc_result, set_error, LastError};
 use super::handle::{
-    free_boxed, str_or_error, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, write_out,
-    Castable,
+    free_boxed, str_checked, str_or_error, to_boxed, try_mut_or_null, try_ref, try_ref_or_null,
+    write_out, Castable,
 };
 use rgrpc_core::channel::{ChannelError, OptionError, OptionValue};
+use rgrpc_core::codec::compression::Compression;
 use rgrpc_core::credentials::ChannelCredentials;
 use rgrpc_core::{Channel, ChannelOptions};
 use std::ffi::{c_char, CString};
@@ -142,7 +143,8 @@ pub extern "C" fn rgrpc_channel_options_set_string(
 /// override it with `rgrpc_call_options_set_compression`.
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
-/// `RGRPC_RESULT_INVALID_OPTION_VALUE`.
+/// `RGRPC_RESULT_INVALID_OPTION_VALUE` (the reason in
+/// `rgrpc_channel_options_last_error`).
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_options_set_default_compression(
     opts: *mut rgrpc_channel_options,
@@ -150,11 +152,18 @@ pub extern "C" fn rgrpc_channel_options_set_default_compression(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_channel_options, opts);
-        apply(
-            b,
-            "grpc.default_compression_algorithm",
-            OptionValue::Int(i64::from(compression)),
-        )
+        match Compression::from_u32(compression) {
+            Some(c) => {
+                b.opts.default_compression = c;
+                rgrpc_result::Ok
+            }
+            None => {
+                b.last_error = cstring(&format!(
+                    "{compression} is not an rgrpc_compression value (0 none, 1 deflate, 2 gzip)"
+                ));
+                rgrpc_result::InvalidOptionValue
+            }
+        }
     })
 }
 
@@ -191,6 +200,12 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
 /// the channel alive, so freeing the handle while calls are active is
 /// allowed and does not end them.
 ///
+/// Errors: a function on the channel that fails (including
+/// `rgrpc_call_start`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer` and
+/// `rgrpc_call_unary_async`, which work on it) leaves a message saying why,
+/// read with `rgrpc_channel_last_error(channel)` from the same thread.
+/// `rgrpc_channel_new` reports through its `rgrpc_error` out-parameter.
+///
 /// Recipe:
 /// 1. `rgrpc_channel_new(target, NULL, NULL, &ch, &err)` — no I/O yet.
 /// 2. Make calls: `rgrpc_call_unary` for the simple case, or
@@ -214,13 +229,20 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
 /// `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
 /// `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
 /// `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
-/// `rgrpc_call_start`, `rgrpc_call_unary`, `rgrpc_call_unary_async`.
+/// `rgrpc_channel_last_error`.
 pub struct rgrpc_channel {
     _private: [u8; 0],
 }
 
+/// What an `rgrpc_channel` handle points to.
+pub(crate) struct ChannelHandle {
+    pub(crate) channel: Channel,
+    /// Messages of failed functions on the channel, per thread.
+    pub(crate) last_error: LastError,
+}
+
 impl Castable for rgrpc_channel {
-    type Rust = Channel;
+    type Rust = ChannelHandle;
 }
 
 /// Creates a channel to `target`. No connection is made until the first
@@ -257,19 +279,9 @@ pub extern "C" fn rgrpc_channel_new(
                 "channel_out is NULL",
             );
         }
-        if target.is_null() {
-            return set_error(error_out, rgrpc_result::NullParameter, "target is NULL");
-        }
-        // SAFETY: target is a NUL-terminated string per the header.
-        let target = match unsafe { super::handle::str_arg(target) } {
-            super::handle::StrArg::Ok(s) => s,
-            _ => {
-                return set_error(
-                    error_out,
-                    rgrpc_result::InvalidUtf8,
-                    "target is not valid UTF-8",
-                )
-            }
+        let target = match str_checked(target, "target") {
+            Ok(t) => t,
+            Err((r, text)) => return set_error(error_out, r, &text),
         };
         // SAFETY: creds is NULL or a live credentials handle.
         let creds = unsafe { try_ref::<rgrpc_channel_credentials>(creds) }
@@ -281,7 +293,11 @@ pub extern "C" fn rgrpc_channel_new(
             .unwrap_or_default();
         match Channel::with_credentials(target, creds, options) {
             Ok(ch) => {
-                write_out!(channel_out, to_boxed::<rgrpc_channel>(ch));
+                let h = ChannelHandle {
+                    channel: ch,
+                    last_error: LastError::default(),
+                };
+                write_out!(channel_out, to_boxed::<rgrpc_channel>(h));
                 rgrpc_result::Ok
             }
             Err(e @ ChannelError::InvalidTarget(_)) => {
@@ -302,14 +318,15 @@ pub extern "C" fn rgrpc_channel_new(
 pub extern "C" fn rgrpc_channel_close(channel: *mut rgrpc_channel) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        ch.close();
+        ch.channel.close();
         rgrpc_result::Ok
     })
 }
 
 /// Frees the channel handle. NULL is a no-op. Calls still in progress keep
 /// working (they hold the channel); use `rgrpc_channel_close` first to end
-/// them. No other thread may use this handle during or after the call.
+/// them. No other thread may use this handle during or after the call;
+/// `rgrpc_channel_last_error` strings become invalid.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_free(channel: *mut rgrpc_channel) {
     boundary(|| {
@@ -332,7 +349,7 @@ pub extern "C" fn rgrpc_channel_authority(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let a = ch.authority().as_bytes();
+        let a = ch.channel.authority().as_bytes();
         if !buf.is_null() && buf_len > 0 {
             let n = a.len().min(buf_len - 1);
             // SAFETY: buf has buf_len writable bytes; n + 1 <= buf_len.
@@ -346,4 +363,76 @@ pub extern "C" fn rgrpc_channel_authority(
         }
         rgrpc_result::Ok
     })
+}
+
+/// The message of the last function on `channel` that failed in the
+/// calling thread (UTF-8, NUL-terminated; `""` when none has, and for
+/// NULL): e.g. after `RGRPC_RESULT_INVALID_METHOD` from `rgrpc_call_start`,
+/// `"invalid method: \"Method\" must start with '/' ..."`. Messages are
+/// kept per thread, so another thread's failure on the same channel never
+/// changes (or frees) the string this thread reads; a successful function
+/// leaves it as it was.
+///
+/// Borrowed: valid until this thread's next failing function on `channel`,
+/// or `rgrpc_channel_free(channel)`, whichever comes first; do not free.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_last_error(channel: *const rgrpc_channel) -> *const c_char {
+    boundary(|| {
+        // SAFETY: channel is NULL or a live channel handle.
+        match unsafe { try_ref::<rgrpc_channel>(channel) } {
+            Some(ch) => ch.last_error.get(),
+            None => c"".as_ptr(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The (key, type) rows of the option table in `rgrpc_channel_options`'
+    /// doc, as the committed header has them (kept current by the
+    /// header test).
+    fn documented_options() -> Vec<(String, String)> {
+        let header = include_str!("../include/rgrpc.h");
+        header
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.trim_start_matches(" * ").split('|').collect();
+                match cells.as_slice() {
+                    ["", key, ty, _, ""] if key.trim().starts_with("`grpc.") => Some((
+                        key.trim().trim_matches('`').to_string(),
+                        ty.trim().to_string(),
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The C documentation of the channel options agrees with the core's
+    /// one table of them (`ChannelOptions::set`): every documented key is
+    /// known and implemented, with the documented type.
+    #[test]
+    fn documented_options_match_the_core() {
+        let rows = documented_options();
+        assert!(rows.len() >= 15, "found only {rows:?}");
+        for (key, ty) in rows {
+            let (right, wrong) = match ty.as_str() {
+                "int" => (OptionValue::Int(1000), OptionValue::Str("x".into())),
+                "string" => (OptionValue::Str("foo.test".into()), OptionValue::Int(1)),
+                other => panic!("{key}: unknown type {other:?} in the table"),
+            };
+            let mut o = ChannelOptions::default();
+            match o.set(&key, right) {
+                Ok(()) | Err(OptionError::InvalidValue { .. }) => {}
+                Err(e) => panic!("{key} ({ty}): the core says {e}"),
+            }
+            assert!(
+                matches!(o.set(&key, wrong), Err(OptionError::WrongType { .. })),
+                "{key}: the core accepts a value of another type than {ty}"
+            );
+        }
+    }
 }

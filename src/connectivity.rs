@@ -6,7 +6,8 @@ use super::callback::UserData;
 use super::channel::rgrpc_channel;
 use super::error::rgrpc_result;
 use super::handle::{
-    block, free_boxed, to_boxed, try_ref, try_ref_or_null, with_timeout, write_out, Castable,
+    block, block_failure, free_boxed, to_boxed, try_ref, try_ref_or_null, with_timeout, write_out,
+    Castable,
 };
 use super::names::{static_name, NameTable};
 use rgrpc_core::channel::ConnectivityState;
@@ -69,7 +70,7 @@ pub extern "C" fn rgrpc_channel_get_state(
     boundary(|| {
         // SAFETY: channel is NULL or a live channel.
         match unsafe { try_ref::<rgrpc_channel>(channel) } {
-            Some(ch) => ch.state(try_to_connect).into(),
+            Some(ch) => ch.channel.state(try_to_connect).into(),
             None => rgrpc_connectivity_state::Shutdown,
         }
     })
@@ -91,8 +92,10 @@ pub extern "C" fn rgrpc_connectivity_state_name(state: u32) -> *const c_char {
 ///
 /// Writes the subscription's id to `*subscription_out` (for
 /// `rgrpc_channel_unsubscribe`). Returns `RGRPC_RESULT_OK` or
-/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe. `user_data` must stay valid
-/// until unsubscribed (or the channel is gone).
+/// `RGRPC_RESULT_NULL_PARAMETER` (the reason in
+/// `rgrpc_channel_last_error` when channel is not NULL). Thread-safe.
+/// `user_data` must stay valid until unsubscribed (or the channel is
+/// gone).
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_subscribe(
     channel: *mut rgrpc_channel,
@@ -103,11 +106,18 @@ pub extern "C" fn rgrpc_channel_subscribe(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let (Some(f), false) = (cb, subscription_out.is_null()) else {
-            return rgrpc_result::NullParameter;
+        let Some(f) = cb else {
+            return ch
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"cb is NULL");
         };
+        if subscription_out.is_null() {
+            return ch
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"subscription_out is NULL");
+        }
         let ud = UserData(user_data);
-        let id = ch.subscribe(
+        let id = ch.channel.subscribe(
             Arc::new(move |st| {
                 let ud = ud;
                 // SAFETY: the caller's callback with its own user_data.
@@ -125,7 +135,8 @@ pub extern "C" fn rgrpc_channel_subscribe(
 /// which then returns normally and is not called again.
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NOT_FOUND` (unknown or already
-/// ended) or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+/// ended; the reason in `rgrpc_channel_last_error`) or
+/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_unsubscribe(
     channel: *mut rgrpc_channel,
@@ -133,10 +144,15 @@ pub extern "C" fn rgrpc_channel_unsubscribe(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        if ch.unsubscribe(subscription) {
+        if ch.channel.unsubscribe(subscription) {
             rgrpc_result::Ok
         } else {
-            rgrpc_result::NotFound
+            ch.last_error.fail(
+                rgrpc_result::NotFound,
+                format!(
+                    "no subscription {subscription} on this channel (unknown or already ended)"
+                ),
+            )
         }
     })
 }
@@ -146,8 +162,9 @@ pub extern "C" fn rgrpc_channel_unsubscribe(
 /// without limit.
 ///
 /// Returns `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_TIMEOUT`,
-/// `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_NULL_PARAMETER`.
-/// Thread-safe.
+/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME` or
+/// `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
+/// `rgrpc_channel_last_error(channel)`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_wait_for_ready(
     channel: *mut rgrpc_channel,
@@ -155,11 +172,19 @@ pub extern "C" fn rgrpc_channel_wait_for_ready(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        match block(with_timeout(timeout_ms, ch.wait_for_ready())) {
+        match block(with_timeout(timeout_ms, ch.channel.wait_for_ready())) {
             Ok(Some(ConnectivityState::Ready)) => rgrpc_result::Ok,
-            Ok(Some(_)) => rgrpc_result::ChannelClosed,
-            Ok(None) => rgrpc_result::Timeout,
-            Err(r) => r,
+            Ok(Some(_)) => ch
+                .last_error
+                .fail(rgrpc_result::ChannelClosed, c"the channel was closed"),
+            Ok(None) => ch.last_error.fail(
+                rgrpc_result::Timeout,
+                format!(
+                    "the channel did not become READY within {timeout_ms} ms (state {})",
+                    ch.channel.state(false).name()
+                ),
+            ),
+            Err(r) => ch.last_error.fail(r, block_failure()),
         }
     })
 }
@@ -170,8 +195,9 @@ pub extern "C" fn rgrpc_channel_wait_for_ready(
 /// waits without limit.
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT`,
-/// `RGRPC_RESULT_INVALID_ARGUMENT` (not a state) or
-/// `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+/// `RGRPC_RESULT_INVALID_ARGUMENT` (not a state), `RGRPC_RESULT_RUNTIME` or
+/// `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
+/// `rgrpc_channel_last_error(channel)`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_wait_for_state_change(
     channel: *mut rgrpc_channel,
@@ -182,17 +208,26 @@ pub extern "C" fn rgrpc_channel_wait_for_state_change(
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
         let Some(from) = ConnectivityState::from_u32(last_observed) else {
-            return rgrpc_result::InvalidArgument;
+            return ch.last_error.fail(
+                rgrpc_result::InvalidArgument,
+                format!("{last_observed} is not an rgrpc_connectivity_state value"),
+            );
         };
-        match block(with_timeout(timeout_ms, ch.wait_for_state_change(from))) {
+        match block(with_timeout(
+            timeout_ms,
+            ch.channel.wait_for_state_change(from),
+        )) {
             Ok(Some(s)) => {
                 if !state_out.is_null() {
                     write_out!(state_out, rgrpc_connectivity_state::from(s));
                 }
                 rgrpc_result::Ok
             }
-            Ok(None) => rgrpc_result::Timeout,
-            Err(r) => r,
+            Ok(None) => ch.last_error.fail(
+                rgrpc_result::Timeout,
+                format!("the state stayed {} for {timeout_ms} ms", from.name()),
+            ),
+            Err(r) => ch.last_error.fail(r, block_failure()),
         }
     })
 }
@@ -204,7 +239,7 @@ pub extern "C" fn rgrpc_channel_wait_for_state_change(
 pub extern "C" fn rgrpc_channel_reset_connect_backoff(channel: *mut rgrpc_channel) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        ch.reset_connect_backoff();
+        ch.channel.reset_connect_backoff();
         rgrpc_result::Ok
     })
 }
@@ -217,10 +252,11 @@ pub type rgrpc_ready_cb =
 
 /// A future that completes when its channel becomes READY, like grpcio's
 /// `channel_ready_future`: wait on it with a timeout, or get a callback;
-/// cancel it. Box-owned; `wait` and `cancel` are thread-safe.
+/// cancel it. Made by `rgrpc_channel_ready_future`. Box-owned; `wait` and
+/// `cancel` are thread-safe.
 ///
-/// Methods: `rgrpc_channel_ready_future`, `rgrpc_ready_future_wait`,
-/// `rgrpc_ready_future_cancel`, `rgrpc_ready_future_free`.
+/// Methods: `rgrpc_ready_future_wait`, `rgrpc_ready_future_cancel`,
+/// `rgrpc_ready_future_free`.
 pub struct rgrpc_ready_future {
     _private: [u8; 0],
 }
@@ -243,7 +279,8 @@ fn ready_result(o: ReadyOutcome) -> rgrpc_result {
 ///
 /// Writes the future to `*future_out` (owned: `rgrpc_ready_future_free`).
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
-/// `RGRPC_RESULT_RUNTIME`. Thread-safe.
+/// `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+/// `rgrpc_channel_last_error(channel)`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_ready_future(
     channel: *mut rgrpc_channel,
@@ -252,10 +289,13 @@ pub extern "C" fn rgrpc_channel_ready_future(
     future_out: *mut *mut rgrpc_ready_future,
 ) -> rgrpc_result {
     boundary(|| {
-        let ch: &Channel = try_ref_or_null!(rgrpc_channel, channel);
+        let handle = try_ref_or_null!(rgrpc_channel, channel);
         if future_out.is_null() {
-            return rgrpc_result::NullParameter;
+            return handle
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"future_out is NULL");
         }
+        let ch: &Channel = &handle.channel;
         let ud = UserData(user_data);
         let callback: Option<ReadyCallback> = cb.map(|f| {
             Box::new(move |o| {
@@ -264,8 +304,9 @@ pub extern "C" fn rgrpc_channel_ready_future(
                 unsafe { f(ud.0, ready_result(o)) }
             }) as ReadyCallback
         });
-        let Ok(f) = ch.ready_future(callback, Notifier::Pool) else {
-            return rgrpc_result::Runtime;
+        let f = match ch.ready_future(callback, Notifier::Pool) {
+            Ok(f) => f,
+            Err(e) => return handle.last_error.fail(rgrpc_result::Runtime, e.to_string()),
         };
         write_out!(future_out, to_boxed::<rgrpc_ready_future>(f));
         rgrpc_result::Ok

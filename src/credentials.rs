@@ -5,14 +5,14 @@ use super::boundary::boundary;
 use super::callback::UserData;
 use super::error::{cstring, rgrpc_error, rgrpc_result, set_error};
 use super::handle::{
-    bytes_arg, free_arc, to_arc, to_boxed, try_mut_or_null, try_ref, try_ref_or_null, try_str,
-    write_out, Castable,
+    bytes_arg, free_arc, str_checked, str_or_error, to_arc, to_boxed, try_mut_or_null, try_ref,
+    try_ref_or_null, write_out, Castable,
 };
 use rgrpc_core::credentials::{
     CallCredentials, ChannelCredentials, MetadataPlugin, PluginResponder, TlsCredentials,
 };
 use rgrpc_core::{Code, Metadata};
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 /// How a channel secures its connections: insecure, local, or TLS, with
@@ -187,25 +187,30 @@ pub extern "C" fn rgrpc_channel_credentials_free(creds: *const rgrpc_channel_cre
 /// ASCII without spaces.
 ///
 /// Writes new credentials to `*creds_out` (owned:
-/// `rgrpc_call_credentials_free`). Returns `RGRPC_RESULT_OK`,
-/// `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8` or
-/// `RGRPC_RESULT_INVALID_ARGUMENT`.
+/// `rgrpc_call_credentials_free`). On failure, `*error_out` (when not
+/// NULL) receives an error saying why (owned: `rgrpc_error_free`).
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+/// `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_credentials_access_token(
     token: *const c_char,
     creds_out: *mut *const rgrpc_call_credentials,
+    error_out: *mut *mut rgrpc_error,
 ) -> rgrpc_result {
     boundary(|| {
-        let token = try_str!(token);
+        let token = match str_checked(token, "token") {
+            Ok(t) => t,
+            Err((r, text)) => return set_error(error_out, r, &text),
+        };
         if creds_out.is_null() {
-            return rgrpc_result::NullParameter;
+            return set_error(error_out, rgrpc_result::NullParameter, "creds_out is NULL");
         }
         match CallCredentials::access_token(token) {
             Ok(c) => {
                 write_out!(creds_out, to_arc::<rgrpc_call_credentials>(Arc::new(c)));
                 rgrpc_result::Ok
             }
-            Err(_) => rgrpc_result::InvalidArgument,
+            Err(e) => set_error(error_out, rgrpc_result::InvalidArgument, &e),
         }
     })
 }
@@ -216,6 +221,10 @@ pub extern "C" fn rgrpc_call_credentials_access_token(
 /// free the request. The answer may come later and from any thread; until
 /// it comes the call waits (bounded by its deadline). Box-owned; one
 /// thread at a time.
+///
+/// Methods: `rgrpc_plugin_request_add_metadata`,
+/// `rgrpc_plugin_request_last_error`, `rgrpc_plugin_request_complete`,
+/// `rgrpc_plugin_request_fail`.
 pub struct rgrpc_plugin_request {
     _private: [u8; 0],
 }
@@ -223,6 +232,7 @@ pub struct rgrpc_plugin_request {
 pub(crate) struct PluginRequest {
     responder: PluginResponder,
     metadata: Metadata,
+    last_error: CString,
 }
 
 impl Castable for rgrpc_plugin_request {
@@ -260,6 +270,7 @@ impl MetadataPlugin for CPlugin {
         let req = to_boxed::<rgrpc_plugin_request>(PluginRequest {
             responder,
             metadata: Metadata::new(),
+            last_error: CString::default(),
         });
         // SAFETY: the caller's callback, with strings valid for the call and
         // a request it now owns.
@@ -310,7 +321,8 @@ pub extern "C" fn rgrpc_call_credentials_plugin(
 /// Adds an entry to a plugin request (same key and value rules as
 /// `rgrpc_call_options_add_metadata`; copied). Returns `RGRPC_RESULT_OK`,
 /// `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8` or
-/// `RGRPC_RESULT_INVALID_METADATA`.
+/// `RGRPC_RESULT_INVALID_METADATA`; the reason of a failure is
+/// `rgrpc_plugin_request_last_error(request)`.
 #[no_mangle]
 pub extern "C" fn rgrpc_plugin_request_add_metadata(
     request: *mut rgrpc_plugin_request,
@@ -320,14 +332,37 @@ pub extern "C" fn rgrpc_plugin_request_add_metadata(
 ) -> rgrpc_result {
     boundary(|| {
         let r = try_mut_or_null!(rgrpc_plugin_request, request);
-        let key = try_str!(key);
+        let key = match str_or_error(&mut r.last_error, key, "metadata key") {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
         // SAFETY: value is NULL or points to value_len readable bytes.
         let Some(v) = (unsafe { bytes_arg(value, value_len) }) else {
+            r.last_error = cstring("value is NULL but value_len is not 0");
             return rgrpc_result::NullParameter;
         };
         match r.metadata.add(key, v) {
             Ok(()) => rgrpc_result::Ok,
-            Err(_) => rgrpc_result::InvalidMetadata,
+            Err(e) => {
+                r.last_error = cstring(&e.to_string());
+                rgrpc_result::InvalidMetadata
+            }
+        }
+    })
+}
+
+/// The message of the most recent failed `rgrpc_plugin_request_add_metadata`
+/// on `request` (`""` if none, or for NULL). Borrowed: valid until the
+/// next call on `request` (which `complete` and `fail` free).
+#[no_mangle]
+pub extern "C" fn rgrpc_plugin_request_last_error(
+    request: *const rgrpc_plugin_request,
+) -> *const c_char {
+    boundary(|| {
+        // SAFETY: request is NULL or a live plugin request.
+        match unsafe { try_ref::<rgrpc_plugin_request>(request) } {
+            Some(r) => r.last_error.as_ptr(),
+            None => c"".as_ptr(),
         }
     })
 }

@@ -75,6 +75,40 @@ pub(crate) unsafe fn free_arc<C: Castable>(p: *const C) {
     }
 }
 
+/// Takes a new reference to the object behind an Arc-owned handle (`None`
+/// for NULL): an operation holds it until it returns, so the object
+/// outlives the operation even if the caller's reference is released
+/// meanwhile.
+///
+/// # Safety
+/// `p` must be NULL or a handle made by `to_arc::<C>` whose reference is
+/// still held by the caller.
+pub(crate) unsafe fn clone_arc<C: Castable>(p: *const C) -> Option<Arc<C::Rust>> {
+    if p.is_null() {
+        return None;
+    }
+    let p = p as *const C::Rust;
+    // SAFETY: p came from to_arc::<C> and its reference is alive, so the
+    // count is at least 1; the new reference is owned by the result.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Some(Arc::from_raw(p))
+    }
+}
+
+/// Takes back the caller's reference of an Arc-owned handle (`None` for
+/// NULL).
+///
+/// # Safety
+/// `p` must be NULL or a handle made by `to_arc::<C>` not used afterwards.
+pub(crate) unsafe fn take_arc<C: Castable>(p: *const C) -> Option<Arc<C::Rust>> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: p came from to_arc::<C>; its reference returns to Rust here.
+    Some(unsafe { Arc::from_raw(p as *const C::Rust) })
+}
+
 /// Reads a NUL-terminated UTF-8 string argument.
 pub(crate) enum StrArg<'a> {
     Null,
@@ -132,25 +166,46 @@ pub(crate) async fn with_timeout<F: std::future::Future>(
     }
 }
 
+/// Reads a string argument named `what`; on failure the result code and
+/// a message saying why.
+pub(crate) fn str_checked<'a>(
+    p: *const c_char,
+    what: &str,
+) -> Result<&'a str, (super::error::rgrpc_result, String)> {
+    use super::error::rgrpc_result;
+    // SAFETY: p is NULL or a NUL-terminated string per the header.
+    match unsafe { str_arg(p) } {
+        StrArg::Ok(s) => Ok(s),
+        StrArg::Null => Err((rgrpc_result::NullParameter, format!("{what} is NULL"))),
+        StrArg::NotUtf8 => Err((
+            rgrpc_result::InvalidUtf8,
+            format!("{what} is not valid UTF-8"),
+        )),
+    }
+}
+
 /// Reads a string argument, recording why it is unusable in `last_error`
-/// (the message slot of the object the call concerns).
+/// (the message slot of a single-threaded object the call concerns).
 pub(crate) fn str_or_error<'a>(
     last_error: &mut std::ffi::CString,
     p: *const c_char,
     what: &str,
 ) -> Result<&'a str, super::error::rgrpc_result> {
-    use super::error::{cstring, rgrpc_result};
-    // SAFETY: p is NULL or a NUL-terminated string per the header.
-    match unsafe { str_arg(p) } {
-        StrArg::Ok(s) => Ok(s),
-        StrArg::Null => {
-            *last_error = cstring(&format!("{what} is NULL"));
-            Err(rgrpc_result::NullParameter)
-        }
-        StrArg::NotUtf8 => {
-            *last_error = cstring(&format!("{what} is not valid UTF-8"));
-            Err(rgrpc_result::InvalidUtf8)
-        }
+    str_checked(p, what).map_err(|(r, text)| {
+        *last_error = super::error::cstring(&text);
+        r
+    })
+}
+
+/// Why `block` could not run a future here, for the message of
+/// `RGRPC_RESULT_RUNTIME`.
+pub(crate) fn block_failure() -> String {
+    match rgrpc_core::rt::handle() {
+        Err(e) => e.to_string(),
+        Ok(_) => "cannot block on this thread: it is driving the library's I/O (a message \
+                  callback or an inline callback), or it runs a single-threaded tokio \
+                  runtime of its own"
+            .to_string(),
     }
 }
 
@@ -160,6 +215,19 @@ macro_rules! try_ref_or_null {
     ($t:ty, $p:expr) => {
         // SAFETY: handles passed by C are NULL or live objects of this type.
         match unsafe { $crate::handle::try_ref::<$t>($p) } {
+            Some(r) => r,
+            None => return $crate::error::rgrpc_result::NullParameter,
+        }
+    };
+}
+
+/// Takes a reference to an Arc-owned handle's object for the duration of
+/// the function (see `clone_arc`), or returns `NullParameter` for NULL.
+macro_rules! try_arc_or_null {
+    ($t:ty, $p:expr) => {
+        // SAFETY: handles passed by C are NULL or live objects of this type
+        // whose reference the caller still holds (header contract).
+        match unsafe { $crate::handle::clone_arc::<$t>($p) } {
             Some(r) => r,
             None => return $crate::error::rgrpc_result::NullParameter,
         }
@@ -199,4 +267,4 @@ macro_rules! write_out {
     };
 }
 
-pub(crate) use {try_mut_or_null, try_ref_or_null, try_str, write_out};
+pub(crate) use {try_arc_or_null, try_mut_or_null, try_ref_or_null, try_str, write_out};

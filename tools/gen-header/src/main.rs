@@ -48,6 +48,7 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn committed_header_is_current() {
@@ -101,5 +102,146 @@ mod tests {
             let want = format!("#define RGRPC_VERSION_{name} {val}\n");
             assert!(header.contains(&want), "header lacks {want:?}");
         }
+    }
+    /// The identifier starting at `s` (letters, digits, `_`).
+    fn ident(s: &str) -> &str {
+        let end = s
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len());
+        &s[..end]
+    }
+
+    /// The functions the header declares: top-level lines (not comments,
+    /// not typedefs) with an `rgrpc_` name followed by `(`.
+    fn functions(header: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in header.lines() {
+            if line.starts_with([' ', '*', '/', '#', '}'])
+                || line.starts_with("typedef")
+                || line.is_empty()
+            {
+                continue;
+            }
+            let mut rest = line;
+            while let Some(i) = rest.find("rgrpc_") {
+                let name = ident(&rest[i..]);
+                if rest[i + name.len()..].starts_with('(') {
+                    out.push(name.to_string());
+                    break;
+                }
+                rest = &rest[i + name.len()..];
+            }
+        }
+        out
+    }
+
+    /// The type names the header defines (structs, enums, integer typedefs).
+    fn types(header: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for line in header.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["typedef", _, .., name] = words.as_slice() {
+                let name = name.trim_end_matches(';');
+                if name.starts_with("rgrpc_") && ident(name) == name {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Each doc comment with a "Methods:" index, as (the type declared right
+    /// after the comment, the names listed): the paragraph from "Methods:"
+    /// to the next blank comment line or the end of the comment.
+    fn methods_lists(header: &str) -> Vec<(String, Vec<String>)> {
+        let lines: Vec<&str> = header.lines().collect();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < lines.len() {
+            let Some(col) = lines[i].find("Methods:") else {
+                i += 1;
+                continue;
+            };
+            let mut listed = Vec::new();
+            let mut text = lines[i][col + "Methods:".len()..].to_string();
+            loop {
+                for part in text.split('`').skip(1).step_by(2) {
+                    listed.push(part.to_string());
+                }
+                i += 1;
+                let l = lines[i].trim();
+                if l == "*" || l == "*/" {
+                    break;
+                }
+                text = l.trim_start_matches('*').to_string();
+            }
+            while !lines[i].trim_start().starts_with("*/") {
+                i += 1;
+            }
+            let decl = lines[i + 1];
+            let ty = decl
+                .trim_end_matches(';')
+                .split_whitespace()
+                .last()
+                .unwrap_or("")
+                .to_string();
+            assert!(
+                decl.starts_with("typedef") && ty.starts_with("rgrpc_"),
+                "a Methods: index documents {decl:?}, not an rgrpc type"
+            );
+            out.push((ty, listed));
+            i += 1;
+        }
+        out
+    }
+
+    /// Every "Methods:" index lists exactly its type's functions: each name
+    /// is a declared function whose name belongs to the type (`rgrpc_<type>_`,
+    /// with the longest matching type, so `rgrpc_call_options_new` belongs
+    /// to `rgrpc_call_options`, not `rgrpc_call`), listed once, and every
+    /// function of the type is listed.
+    #[test]
+    fn methods_indexes_list_exactly_their_functions() {
+        let header = generate(&root());
+        let functions = functions(&header);
+        let types = types(&header);
+        assert!(functions.len() > 50, "found only {functions:?}");
+        let owner = |f: &str| -> Option<String> {
+            types
+                .iter()
+                .filter(|t| f.starts_with(&format!("{t}_")))
+                .max_by_key(|t| t.len())
+                .cloned()
+        };
+        let lists = methods_lists(&header);
+        assert!(
+            lists.len() >= 10,
+            "found only {} Methods: indexes",
+            lists.len()
+        );
+        let mut problems = Vec::new();
+        for (ty, listed) in &lists {
+            let mut seen = BTreeSet::new();
+            for name in listed {
+                if !seen.insert(name) {
+                    problems.push(format!("{ty}: {name} is listed twice"));
+                }
+                if !functions.contains(name) {
+                    problems.push(format!("{ty}: {name} is not a declared function"));
+                } else if owner(name).as_deref() != Some(ty) {
+                    problems.push(format!("{ty}: {name} is not a function of {ty}"));
+                }
+            }
+            for f in functions.iter().filter(|f| owner(f).as_deref() == Some(ty)) {
+                if !listed.contains(f) {
+                    problems.push(format!("{ty}: {f} is missing from Methods:"));
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "Methods: indexes:\n{}",
+            problems.join("\n")
+        );
     }
 }
