@@ -623,19 +623,6 @@ typedef void (*rgrpc_call_done_cb)(void *user_data, const rgrpc_status *status);
 typedef void (*rgrpc_message_cb)(void *user_data, const uint8_t *data, size_t len);
 
 /**
- * Called once when a call started by `rgrpc_call_unary_async` ends.
- *
- * `status` is borrowed for the callback's duration. `response`/
- * `response_len` hold the response when the status is OK (borrowed for
- * the callback's duration), otherwise NULL/0. Runs on a library thread
- * (or inline); same rules as `rgrpc_call_done_cb`.
- */
-typedef void (*rgrpc_unary_done_cb)(void *user_data,
-                                    const rgrpc_status *status,
-                                    const uint8_t *response,
-                                    size_t response_len);
-
-/**
  * Called with each connectivity state: first the current one, then every
  * change, in order, one call at a time, on a library thread. Must not
  * unwind; should not block for long. It may call any rgrpc function,
@@ -667,6 +654,19 @@ typedef void (*rgrpc_metadata_plugin_cb)(void *user_data,
  * credentials is released, to free what `user_data` points to.
  */
 typedef void (*rgrpc_destroy_cb)(void *user_data);
+
+/**
+ * Called once when a call started by `rgrpc_call_unary_async` ends.
+ *
+ * `status` is borrowed for the callback's duration. `response`/
+ * `response_len` hold the response when the status is OK (borrowed for
+ * the callback's duration), otherwise NULL/0. Runs on a library thread
+ * (or inline); same rules as `rgrpc_call_done_cb`.
+ */
+typedef void (*rgrpc_unary_done_cb)(void *user_data,
+                                    const rgrpc_status *status,
+                                    const uint8_t *response,
+                                    size_t response_len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -710,124 +710,6 @@ size_t rgrpc_buffer_len(const rgrpc_buffer *buffer);
  * send function took, is undefined.
  */
 void rgrpc_buffer_free(rgrpc_buffer *buffer);
-
-/**
- * Creates call options with no deadline, no metadata, fail-fast.
- * Owned by the caller: free with `rgrpc_call_options_free`.
- */
-rgrpc_call_options *rgrpc_call_options_new(void);
-
-/**
- * Sets a timeout in milliseconds, measured from the start of each call
- * that uses these options (0 = already expired). It is sent to the server
- * as `grpc-timeout`; when it passes, the call ends with DEADLINE_EXCEEDED,
- * including while connecting. Replaces a previous timeout; with a deadline
- * too, the earlier wins.
- *
- * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
- * `RGRPC_RESULT_INVALID_ARGUMENT` (negative).
- */
-rgrpc_result rgrpc_call_options_set_timeout_ms(rgrpc_call_options *opts, int64_t timeout_ms);
-
-/**
- * Sets an absolute deadline in milliseconds of `CLOCK_MONOTONIC`, the
- * clock of `rgrpc_now_ms()` (e.g. `rgrpc_now_ms() + 500`). A deadline in
- * the past makes calls end at once with DEADLINE_EXCEEDED.
- *
- * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
- */
-rgrpc_result rgrpc_call_options_set_deadline_ms(rgrpc_call_options *opts, int64_t deadline_ms);
-
-/**
- * Adds a metadata entry sent with the request headers.
- *
- * `key`: lowercase ASCII `0-9 a-z _ - .`, not starting with `grpc-`, and
- * not a header the library sets (`te`, `content-type`, `host`,
- * `connection`). `user-agent` is accepted: its values go, in order, in
- * front of the channel's user agent in the request's one `user-agent`
- * header (`my-client/1.0 grpc-c-rgrpc/0.1.0`).
- * `value`/`value_len`: for keys ending in `-bin` any bytes (sent base64);
- * otherwise printable ASCII (0x20-0x7E). Both are copied. `value` may be
- * NULL when `value_len` is 0. Repeated keys are sent in order.
- *
- * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
- * `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_METADATA` (the
- * reason in `rgrpc_call_options_last_error`).
- */
-rgrpc_result rgrpc_call_options_add_metadata(rgrpc_call_options *opts,
-                                             const char *key,
-                                             const uint8_t *value,
-                                             size_t value_len);
-
-/**
- * Adds a metadata entry whose value is a NUL-terminated string. Same
- * rules and results as `rgrpc_call_options_add_metadata`.
- */
-rgrpc_result rgrpc_call_options_add_metadata_string(rgrpc_call_options *opts,
-                                                    const char *key,
-                                                    const char *value);
-
-/**
- * Sets wait-for-ready (`doc/wait-for-ready.md`). By default a call fails
- * fast: it ends with UNAVAILABLE at once while the channel is in
- * TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
- * READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes
- * (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
- */
-rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts, bool wait_for_ready);
-
-/**
- * Runs the done callbacks of calls using these options (those of
- * `rgrpc_call_on_done` and the callback of `rgrpc_call_unary_async`)
- * inline: on the thread driving the library's network I/O, as soon as the
- * call ends, instead of on a library thread that may block. This saves a
- * thread hand-off (two context switches) per call: use it when callbacks
- * are short and start further calls, the way to keep many calls in flight
- * from one thread at the lowest cost (see `bench/rgrpc_bench.c`).
- *
- * Inline callbacks follow the rules of `rgrpc_message_cb`: they must not
- * block, and must not call blocking rgrpc functions (send, recv, finish,
- * unary, wait...: in the default caller-driven runtime those return
- * `RGRPC_RESULT_RUNTIME`); starting calls (`rgrpc_call_unary_async`,
- * `rgrpc_call_start`), `rgrpc_call_cancel` and, as in the default mode,
- * `rgrpc_call_free` of the call are fine. Default: off. Returns `RGRPC_RESULT_OK` or
- * `RGRPC_RESULT_NULL_PARAMETER`.
- */
-rgrpc_result rgrpc_call_options_set_inline_callbacks(rgrpc_call_options *opts,
-                                                     bool inline_callbacks);
-
-/**
- * Sets the compression of messages this call sends, overriding the
- * channel's default: `RGRPC_COMPRESSION_NONE`, `RGRPC_COMPRESSION_DEFLATE`
- * or `RGRPC_COMPRESSION_GZIP`. Messages that compression would not make
- * smaller, and messages sent with `RGRPC_SEND_NO_COMPRESS`, go
- * uncompressed (the message's flag says so). Responses are decompressed
- * whatever this says.
- *
- * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
- * `RGRPC_RESULT_INVALID_ARGUMENT` (not an `rgrpc_compression` value).
- */
-rgrpc_result rgrpc_call_options_set_compression(rgrpc_call_options *opts, uint32_t compression);
-
-/**
- * Sets call credentials for calls using these options, added after the
- * channel's own (NULL clears). Borrowed: the options keep a reference.
- * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (opts NULL).
- */
-rgrpc_result rgrpc_call_options_set_credentials(rgrpc_call_options *opts,
-                                                const rgrpc_call_credentials *creds);
-
-/**
- * The message of the most recent failure on `opts` (`""` if none or
- * NULL). Borrowed: valid until the next call on `opts` or its free.
- */
-const char *rgrpc_call_options_last_error(const rgrpc_call_options *opts);
-
-/**
- * Frees call options. NULL is a no-op. Calls already started are not
- * affected.
- */
-void rgrpc_call_options_free(rgrpc_call_options *opts);
 
 /**
  * Starts a call of `method` (`"/package.Service/Method"`) on `channel`.
@@ -1035,76 +917,122 @@ const char *rgrpc_call_last_error(const rgrpc_call *call);
 void rgrpc_call_free(rgrpc_call *call);
 
 /**
- * Makes a unary call and blocks until it ends: the simple case in one
- * function.
- *
- * `opts` may be NULL. `request`/`request_len` are copied (`request` may be
- * NULL when the length is 0).
- *
- * Returns `RGRPC_RESULT_OK` when the RPC succeeded: `*response_out`
- * receives the response, owned by the caller (`rgrpc_buffer_free`).
- * Returns `RGRPC_RESULT_RPC_FAILED` when the RPC ended with a non-OK
- * status: `*response_out` is untouched. In both cases, when `status_out`
- * is not NULL, `*status_out` receives the status (owned:
- * `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
- * `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
- * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. The reason of
- * every result but OK is `rgrpc_channel_last_error(channel)` (channel
- * not NULL). Thread-safe.
+ * Creates call options with no deadline, no metadata, fail-fast.
+ * Owned by the caller: free with `rgrpc_call_options_free`.
  */
-rgrpc_result rgrpc_call_unary(rgrpc_channel *channel,
-                              const char *method,
-                              const rgrpc_call_options *opts,
-                              const uint8_t *request,
-                              size_t request_len,
-                              rgrpc_buffer **response_out,
-                              const rgrpc_status **status_out);
+rgrpc_call_options *rgrpc_call_options_new(void);
 
 /**
- * `rgrpc_call_unary` with the request in a buffer, which the call takes
- * (in every case, also on errors): one from `rgrpc_buffer_new` written in
- * place goes out without a copy; a received one is copied. Results,
- * out-parameters and messages as `rgrpc_call_unary`. Do not use `request`
- * afterwards.
+ * Sets a timeout in milliseconds, measured from the start of each call
+ * that uses these options (0 = already expired). It is sent to the server
+ * as `grpc-timeout`; when it passes, the call ends with DEADLINE_EXCEEDED,
+ * including while connecting. Replaces a previous timeout; with a deadline
+ * too, the earlier wins.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (negative).
  */
-rgrpc_result rgrpc_call_unary_buffer(rgrpc_channel *channel,
-                                     const char *method,
-                                     const rgrpc_call_options *opts,
-                                     rgrpc_buffer *request,
-                                     rgrpc_buffer **response_out,
-                                     const rgrpc_status **status_out);
+rgrpc_result rgrpc_call_options_set_timeout_ms(rgrpc_call_options *opts, int64_t timeout_ms);
 
 /**
- * Starts a unary call that runs in the background (a future).
+ * Sets an absolute deadline in milliseconds of `CLOCK_MONOTONIC`, the
+ * clock of `rgrpc_now_ms()` (e.g. `rgrpc_now_ms() + 500`). A deadline in
+ * the past makes calls end at once with DEADLINE_EXCEEDED.
  *
- * `cb` (may be NULL) runs once on a library thread when the call ends,
- * with the status and, on OK, the response (see `rgrpc_unary_done_cb`).
- * Without a callback the call completes with no hop to a callback thread:
- * the fastest way to wait for it is `rgrpc_call_wait` (which does the
- * call's I/O on the waiting thread), then `rgrpc_call_recv` and
- * `rgrpc_call_finish`.
- * When `call_out` is not NULL it receives the call (the application's
- * reference, released with `rgrpc_call_free`; see `rgrpc_call`): wait for
- * it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
- * `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the
- * status with `rgrpc_call_finish` once it ended; freeing it while active
- * cancels the call. When `call_out` is NULL the call runs to its end on
- * its own.
- *
- * Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
- * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
- * `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
- * `RGRPC_RESULT_RUNTIME` (then `cb` never runs); the reason of a failure
- * is `rgrpc_channel_last_error(channel)` (channel not NULL). Thread-safe.
+ * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
  */
-rgrpc_result rgrpc_call_unary_async(rgrpc_channel *channel,
-                                    const char *method,
-                                    const rgrpc_call_options *opts,
-                                    const uint8_t *request,
-                                    size_t request_len,
-                                    rgrpc_unary_done_cb cb,
-                                    void *user_data,
-                                    rgrpc_call **call_out);
+rgrpc_result rgrpc_call_options_set_deadline_ms(rgrpc_call_options *opts, int64_t deadline_ms);
+
+/**
+ * Adds a metadata entry sent with the request headers.
+ *
+ * `key`: lowercase ASCII `0-9 a-z _ - .`, not starting with `grpc-`, and
+ * not a header the library sets (`te`, `content-type`, `host`,
+ * `connection`). `user-agent` is accepted: its values go, in order, in
+ * front of the channel's user agent in the request's one `user-agent`
+ * header (`my-client/1.0 grpc-c-rgrpc/0.1.0`).
+ * `value`/`value_len`: for keys ending in `-bin` any bytes (sent base64);
+ * otherwise printable ASCII (0x20-0x7E). Both are copied. `value` may be
+ * NULL when `value_len` is 0. Repeated keys are sent in order.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+ * `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_METADATA` (the
+ * reason in `rgrpc_call_options_last_error`).
+ */
+rgrpc_result rgrpc_call_options_add_metadata(rgrpc_call_options *opts,
+                                             const char *key,
+                                             const uint8_t *value,
+                                             size_t value_len);
+
+/**
+ * Adds a metadata entry whose value is a NUL-terminated string. Same
+ * rules and results as `rgrpc_call_options_add_metadata`.
+ */
+rgrpc_result rgrpc_call_options_add_metadata_string(rgrpc_call_options *opts,
+                                                    const char *key,
+                                                    const char *value);
+
+/**
+ * Sets wait-for-ready (`doc/wait-for-ready.md`). By default a call fails
+ * fast: it ends with UNAVAILABLE at once while the channel is in
+ * TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
+ * READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes
+ * (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
+ */
+rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts, bool wait_for_ready);
+
+/**
+ * Runs the done callbacks of calls using these options (those of
+ * `rgrpc_call_on_done` and the callback of `rgrpc_call_unary_async`)
+ * inline: on the thread driving the library's network I/O, as soon as the
+ * call ends, instead of on a library thread that may block. This saves a
+ * thread hand-off (two context switches) per call: use it when callbacks
+ * are short and start further calls, the way to keep many calls in flight
+ * from one thread at the lowest cost (see `bench/rgrpc_bench.c`).
+ *
+ * Inline callbacks follow the rules of `rgrpc_message_cb`: they must not
+ * block, and must not call blocking rgrpc functions (send, recv, finish,
+ * unary, wait...: in the default caller-driven runtime those return
+ * `RGRPC_RESULT_RUNTIME`); starting calls (`rgrpc_call_unary_async`,
+ * `rgrpc_call_start`), `rgrpc_call_cancel` and, as in the default mode,
+ * `rgrpc_call_free` of the call are fine. Default: off. Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`.
+ */
+rgrpc_result rgrpc_call_options_set_inline_callbacks(rgrpc_call_options *opts,
+                                                     bool inline_callbacks);
+
+/**
+ * Sets the compression of messages this call sends, overriding the
+ * channel's default: `RGRPC_COMPRESSION_NONE`, `RGRPC_COMPRESSION_DEFLATE`
+ * or `RGRPC_COMPRESSION_GZIP`. Messages that compression would not make
+ * smaller, and messages sent with `RGRPC_SEND_NO_COMPRESS`, go
+ * uncompressed (the message's flag says so). Responses are decompressed
+ * whatever this says.
+ *
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (not an `rgrpc_compression` value).
+ */
+rgrpc_result rgrpc_call_options_set_compression(rgrpc_call_options *opts, uint32_t compression);
+
+/**
+ * Sets call credentials for calls using these options, added after the
+ * channel's own (NULL clears). Borrowed: the options keep a reference.
+ * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (opts NULL).
+ */
+rgrpc_result rgrpc_call_options_set_credentials(rgrpc_call_options *opts,
+                                                const rgrpc_call_credentials *creds);
+
+/**
+ * The message of the most recent failure on `opts` (`""` if none or
+ * NULL). Borrowed: valid until the next call on `opts` or its free.
+ */
+const char *rgrpc_call_options_last_error(const rgrpc_call_options *opts);
+
+/**
+ * Frees call options. NULL is a no-op. Calls already started are not
+ * affected.
+ */
+void rgrpc_call_options_free(rgrpc_call_options *opts);
 
 /**
  * Creates an empty options builder (every option at its default).
@@ -1610,6 +1538,78 @@ void rgrpc_status_free(const rgrpc_status *status);
  * Returns a static string: never NULL, never freed. Thread-safe.
  */
 const char *rgrpc_status_code_name(uint32_t code);
+
+/**
+ * Makes a unary call and blocks until it ends: the simple case in one
+ * function.
+ *
+ * `opts` may be NULL. `request`/`request_len` are copied (`request` may be
+ * NULL when the length is 0).
+ *
+ * Returns `RGRPC_RESULT_OK` when the RPC succeeded: `*response_out`
+ * receives the response, owned by the caller (`rgrpc_buffer_free`).
+ * Returns `RGRPC_RESULT_RPC_FAILED` when the RPC ended with a non-OK
+ * status: `*response_out` is untouched. In both cases, when `status_out`
+ * is not NULL, `*status_out` receives the status (owned:
+ * `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
+ * `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
+ * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. The reason of
+ * every result but OK is `rgrpc_channel_last_error(channel)` (channel
+ * not NULL). Thread-safe.
+ */
+rgrpc_result rgrpc_call_unary(rgrpc_channel *channel,
+                              const char *method,
+                              const rgrpc_call_options *opts,
+                              const uint8_t *request,
+                              size_t request_len,
+                              rgrpc_buffer **response_out,
+                              const rgrpc_status **status_out);
+
+/**
+ * `rgrpc_call_unary` with the request in a buffer, which the call takes
+ * (in every case, also on errors): one from `rgrpc_buffer_new` written in
+ * place goes out without a copy; a received one is copied. Results,
+ * out-parameters and messages as `rgrpc_call_unary`. Do not use `request`
+ * afterwards.
+ */
+rgrpc_result rgrpc_call_unary_buffer(rgrpc_channel *channel,
+                                     const char *method,
+                                     const rgrpc_call_options *opts,
+                                     rgrpc_buffer *request,
+                                     rgrpc_buffer **response_out,
+                                     const rgrpc_status **status_out);
+
+/**
+ * Starts a unary call that runs in the background (a future).
+ *
+ * `cb` (may be NULL) runs once on a library thread when the call ends,
+ * with the status and, on OK, the response (see `rgrpc_unary_done_cb`).
+ * Without a callback the call completes with no hop to a callback thread:
+ * the fastest way to wait for it is `rgrpc_call_wait` (which does the
+ * call's I/O on the waiting thread), then `rgrpc_call_recv` and
+ * `rgrpc_call_finish`.
+ * When `call_out` is not NULL it receives the call (the application's
+ * reference, released with `rgrpc_call_free`; see `rgrpc_call`): wait for
+ * it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
+ * `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the
+ * status with `rgrpc_call_finish` once it ended; freeing it while active
+ * cancels the call. When `call_out` is NULL the call runs to its end on
+ * its own.
+ *
+ * Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
+ * `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
+ * `RGRPC_RESULT_RUNTIME` (then `cb` never runs); the reason of a failure
+ * is `rgrpc_channel_last_error(channel)` (channel not NULL). Thread-safe.
+ */
+rgrpc_result rgrpc_call_unary_async(rgrpc_channel *channel,
+                                    const char *method,
+                                    const rgrpc_call_options *opts,
+                                    const uint8_t *request,
+                                    size_t request_len,
+                                    rgrpc_unary_done_cb cb,
+                                    void *user_data,
+                                    rgrpc_call **call_out);
 
 /**
  * The version string, with the versions of the Rust crates that matter:

@@ -1,29 +1,25 @@
-//! Calls: per-call options, the call object (all four RPC patterns), the
-//! unary helpers, and the callbacks.
+//! `rgrpc_call`: the call object (all four RPC patterns), its send flags
+//! and callbacks. Per-call options are in `call_options.rs`, the unary
+//! helpers in `unary.rs`.
 
 use super::boundary::boundary;
 use super::buffer::{self, rgrpc_buffer};
+use super::call_options::{options_of, rgrpc_call_options};
 use super::callback::UserData;
 use super::channel::{rgrpc_channel, ChannelHandle};
-use super::error::{cstring, rgrpc_result, LastError, Text};
+use super::error::{rgrpc_result, LastError, Text};
 use super::handle::{
-    block, block_failure, bytes_arg, clone_arc, free_boxed, str_checked, str_or_error, take_arc,
-    to_arc, to_boxed, try_arc_or_null, try_mut_or_null, try_ref, try_ref_or_null, with_timeout,
-    write_out, Castable,
+    block, block_failure, bytes_arg, clone_arc, str_checked, take_arc, to_arc, try_arc_or_null,
+    try_ref, try_ref_or_null, with_timeout, write_out, Castable,
 };
 use super::metadata::rgrpc_metadata;
 use super::status::rgrpc_status;
-use super::version::monotonic_ms;
 use bytes::Bytes;
-use rgrpc_core::call::{StartError, UnaryOutcome};
-use rgrpc_core::codec::compression::Compression;
-use rgrpc_core::credentials::CallCredentials;
-use rgrpc_core::{Call, CallError, CallOptions, Metadata, SendFlags, Status};
-use std::ffi::{c_char, c_void, CString};
+use rgrpc_core::call::StartError;
+use rgrpc_core::{Call, CallError, Metadata, SendFlags, Status};
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::time::Instant;
 
 /// `rgrpc_call_send` flag: half-close after this message (as if
 /// `rgrpc_call_close_send` followed; saves a frame).
@@ -81,306 +77,6 @@ pub type rgrpc_call_done_cb =
 /// short: network I/O waits for it.
 pub type rgrpc_message_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
-
-/// Called once when a call started by `rgrpc_call_unary_async` ends.
-///
-/// `status` is borrowed for the callback's duration. `response`/
-/// `response_len` hold the response when the status is OK (borrowed for
-/// the callback's duration), otherwise NULL/0. Runs on a library thread
-/// (or inline); same rules as `rgrpc_call_done_cb`.
-pub type rgrpc_unary_done_cb = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        status: *const rgrpc_status,
-        response: *const u8,
-        response_len: usize,
-    ),
->;
-
-/// Per-call settings: timeout or deadline, metadata, wait-for-ready.
-///
-/// Box-owned, mutable: use from one thread at a time. Calls copy what they
-/// need at start, so one options object may serve many calls and be freed
-/// any time after. A timeout is measured from each call's start.
-///
-/// Methods: `rgrpc_call_options_new`, `rgrpc_call_options_set_timeout_ms`,
-/// `rgrpc_call_options_set_deadline_ms`, `rgrpc_call_options_add_metadata`,
-/// `rgrpc_call_options_add_metadata_string`,
-/// `rgrpc_call_options_set_wait_for_ready`,
-/// `rgrpc_call_options_set_compression`, `rgrpc_call_options_set_credentials`,
-/// `rgrpc_call_options_set_inline_callbacks`, `rgrpc_call_options_last_error`,
-/// `rgrpc_call_options_free`.
-pub struct rgrpc_call_options {
-    _private: [u8; 0],
-}
-
-pub(crate) struct CallOptionsBuilder {
-    timeout: Option<Duration>,
-    deadline_ms: Option<i64>,
-    metadata: Metadata,
-    wait_for_ready: bool,
-    compression: Option<Compression>,
-    credentials: Option<CallCredentials>,
-    inline_callbacks: bool,
-    last_error: CString,
-}
-
-impl CallOptionsBuilder {
-    fn build(&self) -> CallOptions {
-        let now = Instant::now();
-        let mut deadline = self.timeout.map(|t| now + t);
-        if let Some(ms) = self.deadline_ms {
-            let left = ms.saturating_sub(monotonic_ms()).max(0) as u64;
-            let d = now + Duration::from_millis(left);
-            deadline = Some(deadline.map_or(d, |x| x.min(d)));
-        }
-        CallOptions {
-            deadline,
-            metadata: self.metadata.clone(),
-            wait_for_ready: self.wait_for_ready,
-            compression: self.compression,
-            credentials: self.credentials.clone(),
-            unary_response: false,
-            inline_callbacks: self.inline_callbacks,
-        }
-    }
-}
-
-impl Castable for rgrpc_call_options {
-    type Rust = CallOptionsBuilder;
-}
-
-/// Creates call options with no deadline, no metadata, fail-fast.
-/// Owned by the caller: free with `rgrpc_call_options_free`.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_new() -> *mut rgrpc_call_options {
-    boundary(|| {
-        to_boxed::<rgrpc_call_options>(CallOptionsBuilder {
-            timeout: None,
-            deadline_ms: None,
-            metadata: Metadata::new(),
-            wait_for_ready: false,
-            compression: None,
-            credentials: None,
-            inline_callbacks: false,
-            last_error: CString::default(),
-        })
-    })
-}
-
-/// Sets a timeout in milliseconds, measured from the start of each call
-/// that uses these options (0 = already expired). It is sent to the server
-/// as `grpc-timeout`; when it passes, the call ends with DEADLINE_EXCEEDED,
-/// including while connecting. Replaces a previous timeout; with a deadline
-/// too, the earlier wins.
-///
-/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
-/// `RGRPC_RESULT_INVALID_ARGUMENT` (negative).
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_set_timeout_ms(
-    opts: *mut rgrpc_call_options,
-    timeout_ms: i64,
-) -> rgrpc_result {
-    boundary(|| {
-        let b = try_mut_or_null!(rgrpc_call_options, opts);
-        if timeout_ms < 0 {
-            b.last_error = cstring(&format!("timeout {timeout_ms} ms is negative"));
-            return rgrpc_result::InvalidArgument;
-        }
-        b.timeout = Some(Duration::from_millis(timeout_ms as u64));
-        rgrpc_result::Ok
-    })
-}
-
-/// Sets an absolute deadline in milliseconds of `CLOCK_MONOTONIC`, the
-/// clock of `rgrpc_now_ms()` (e.g. `rgrpc_now_ms() + 500`). A deadline in
-/// the past makes calls end at once with DEADLINE_EXCEEDED.
-///
-/// Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_set_deadline_ms(
-    opts: *mut rgrpc_call_options,
-    deadline_ms: i64,
-) -> rgrpc_result {
-    boundary(|| {
-        let b = try_mut_or_null!(rgrpc_call_options, opts);
-        b.deadline_ms = Some(deadline_ms);
-        rgrpc_result::Ok
-    })
-}
-
-/// Adds a metadata entry sent with the request headers.
-///
-/// `key`: lowercase ASCII `0-9 a-z _ - .`, not starting with `grpc-`, and
-/// not a header the library sets (`te`, `content-type`, `host`,
-/// `connection`). `user-agent` is accepted: its values go, in order, in
-/// front of the channel's user agent in the request's one `user-agent`
-/// header (`my-client/1.0 grpc-c-rgrpc/0.1.0`).
-/// `value`/`value_len`: for keys ending in `-bin` any bytes (sent base64);
-/// otherwise printable ASCII (0x20-0x7E). Both are copied. `value` may be
-/// NULL when `value_len` is 0. Repeated keys are sent in order.
-///
-/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
-/// `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_METADATA` (the
-/// reason in `rgrpc_call_options_last_error`).
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_add_metadata(
-    opts: *mut rgrpc_call_options,
-    key: *const c_char,
-    value: *const u8,
-    value_len: usize,
-) -> rgrpc_result {
-    boundary(|| {
-        let b = try_mut_or_null!(rgrpc_call_options, opts);
-        let key = match str_or_error(&mut b.last_error, key, "metadata key") {
-            Ok(k) => k,
-            Err(r) => return r,
-        };
-        // SAFETY: value is NULL or points to value_len readable bytes.
-        let Some(v) = (unsafe { bytes_arg(value, value_len) }) else {
-            b.last_error = cstring("value is NULL but value_len is not 0");
-            return rgrpc_result::NullParameter;
-        };
-        match b.metadata.add(key, v) {
-            Ok(()) => rgrpc_result::Ok,
-            Err(e) => {
-                b.last_error = cstring(&e.0);
-                rgrpc_result::InvalidMetadata
-            }
-        }
-    })
-}
-
-/// Adds a metadata entry whose value is a NUL-terminated string. Same
-/// rules and results as `rgrpc_call_options_add_metadata`.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_add_metadata_string(
-    opts: *mut rgrpc_call_options,
-    key: *const c_char,
-    value: *const c_char,
-) -> rgrpc_result {
-    boundary(|| {
-        if value.is_null() {
-            let b = try_mut_or_null!(rgrpc_call_options, opts);
-            b.last_error = cstring("value is NULL");
-            return rgrpc_result::NullParameter;
-        }
-        // SAFETY: value is a NUL-terminated string per the header.
-        let bytes = unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes();
-        rgrpc_call_options_add_metadata(opts, key, bytes.as_ptr(), bytes.len())
-    })
-}
-
-/// Sets wait-for-ready (`doc/wait-for-ready.md`). By default a call fails
-/// fast: it ends with UNAVAILABLE at once while the channel is in
-/// TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
-/// READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes
-/// (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_set_wait_for_ready(
-    opts: *mut rgrpc_call_options,
-    wait_for_ready: bool,
-) -> rgrpc_result {
-    boundary(|| {
-        let b = try_mut_or_null!(rgrpc_call_options, opts);
-        b.wait_for_ready = wait_for_ready;
-        rgrpc_result::Ok
-    })
-}
-
-/// Runs the done callbacks of calls using these options (those of
-/// `rgrpc_call_on_done` and the callback of `rgrpc_call_unary_async`)
-/// inline: on the thread driving the library's network I/O, as soon as the
-/// call ends, instead of on a library thread that may block. This saves a
-/// thread hand-off (two context switches) per call: use it when callbacks
-/// are short and start further calls, the way to keep many calls in flight
-/// from one thread at the lowest cost (see `bench/rgrpc_bench.c`).
-///
-/// Inline callbacks follow the rules of `rgrpc_message_cb`: they must not
-/// block, and must not call blocking rgrpc functions (send, recv, finish,
-/// unary, wait...: in the default caller-driven runtime those return
-/// `RGRPC_RESULT_RUNTIME`); starting calls (`rgrpc_call_unary_async`,
-/// `rgrpc_call_start`), `rgrpc_call_cancel` and, as in the default mode,
-/// `rgrpc_call_free` of the call are fine. Default: off. Returns `RGRPC_RESULT_OK` or
-/// `RGRPC_RESULT_NULL_PARAMETER`.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_set_inline_callbacks(
-    opts: *mut rgrpc_call_options,
-    inline_callbacks: bool,
-) -> rgrpc_result {
-    boundary(|| {
-        let b = try_mut_or_null!(rgrpc_call_options, opts);
-        b.inline_callbacks = inline_callbacks;
-        rgrpc_result::Ok
-    })
-}
-
-/// Sets the compression of messages this call sends, overriding the
-/// channel's default: `RGRPC_COMPRESSION_NONE`, `RGRPC_COMPRESSION_DEFLATE`
-/// or `RGRPC_COMPRESSION_GZIP`. Messages that compression would not make
-/// smaller, and messages sent with `RGRPC_SEND_NO_COMPRESS`, go
-/// uncompressed (the message's flag says so). Responses are decompressed
-/// whatever this says.
-///
-/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
-/// `RGRPC_RESULT_INVALID_ARGUMENT` (not an `rgrpc_compression` value).
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_set_compression(
-    opts: *mut rgrpc_call_options,
-    compression: u32,
-) -> rgrpc_result {
-    boundary(|| {
-        let b = try_mut_or_null!(rgrpc_call_options, opts);
-        match Compression::from_u32(compression) {
-            Some(c) => {
-                b.compression = Some(c);
-                rgrpc_result::Ok
-            }
-            None => {
-                b.last_error = cstring(&format!("{compression} is not an rgrpc_compression value"));
-                rgrpc_result::InvalidArgument
-            }
-        }
-    })
-}
-
-/// Sets call credentials for calls using these options, added after the
-/// channel's own (NULL clears). Borrowed: the options keep a reference.
-/// Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (opts NULL).
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_set_credentials(
-    opts: *mut rgrpc_call_options,
-    creds: *const super::credentials::rgrpc_call_credentials,
-) -> rgrpc_result {
-    boundary(|| {
-        let b = try_mut_or_null!(rgrpc_call_options, opts);
-        b.credentials = super::credentials::call_credentials_of(creds);
-        rgrpc_result::Ok
-    })
-}
-
-/// The message of the most recent failure on `opts` (`""` if none or
-/// NULL). Borrowed: valid until the next call on `opts` or its free.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_last_error(opts: *const rgrpc_call_options) -> *const c_char {
-    boundary(|| {
-        // SAFETY: opts is NULL or live call options.
-        match unsafe { try_ref::<rgrpc_call_options>(opts) } {
-            Some(b) => b.last_error.as_ptr(),
-            None => c"".as_ptr(),
-        }
-    })
-}
-
-/// Frees call options. NULL is a no-op. Calls already started are not
-/// affected.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_options_free(opts: *mut rgrpc_call_options) {
-    boundary(|| {
-        // SAFETY: opts is NULL or live options owned by the caller.
-        unsafe { free_boxed::<rgrpc_call_options>(opts) }
-    })
-}
 
 /// One RPC. All four patterns are this object used differently:
 ///
@@ -452,7 +148,7 @@ impl Castable for rgrpc_call {
 }
 
 /// A new call handle holding the application's reference.
-fn call_handle(call: Call) -> *mut rgrpc_call {
+pub(crate) fn call_handle(call: Call) -> *mut rgrpc_call {
     to_arc::<rgrpc_call>(Arc::new(CallHandle {
         call,
         freed: AtomicBool::new(false),
@@ -491,7 +187,7 @@ impl CallHandle {
 }
 
 /// `status CODE: details` for messages.
-fn status_text(st: &Status) -> String {
+pub(crate) fn status_text(st: &Status) -> String {
     let code = rgrpc_core::Code::name(st.code());
     match st.message() {
         "" => format!("status {code}"),
@@ -500,21 +196,13 @@ fn status_text(st: &Status) -> String {
 }
 
 /// Records why a call could not start on `ch` and returns its result code.
-fn start_error(ch: &ChannelHandle, e: StartError) -> rgrpc_result {
+pub(crate) fn start_error(ch: &ChannelHandle, e: StartError) -> rgrpc_result {
     let r = match e {
         StartError::ChannelClosed => rgrpc_result::ChannelClosed,
         StartError::InvalidMethod(_) => rgrpc_result::InvalidMethod,
         StartError::Runtime(_) => rgrpc_result::Runtime,
     };
     ch.last_error.fail(r, e.to_string())
-}
-
-fn options_of(opts: *const rgrpc_call_options) -> CallOptions {
-    // SAFETY: opts is NULL or live call options (header contract).
-    match unsafe { try_ref::<rgrpc_call_options>(opts) } {
-        Some(b) => b.build(),
-        None => CallOptions::default(),
-    }
 }
 
 /// Starts a call of `method` (`"/package.Service/Method"`) on `channel`.
@@ -706,7 +394,7 @@ pub extern "C" fn rgrpc_call_recv(
     })
 }
 
-fn give_status(st: Arc<Status>, status_out: *mut *const rgrpc_status) -> rgrpc_result {
+pub(crate) fn give_status(st: Arc<Status>, status_out: *mut *const rgrpc_status) -> rgrpc_result {
     let ok = st.is_ok();
     if !status_out.is_null() {
         write_out!(status_out, to_arc::<rgrpc_status>(st));
@@ -979,192 +667,6 @@ pub extern "C" fn rgrpc_call_free(call: *mut rgrpc_call) {
         if let Some(c) = unsafe { take_arc::<rgrpc_call>(call) } {
             c.freed.store(true, Ordering::Release);
             c.call.cancel();
-        }
-    })
-}
-
-/// Makes a unary call and blocks until it ends: the simple case in one
-/// function.
-///
-/// `opts` may be NULL. `request`/`request_len` are copied (`request` may be
-/// NULL when the length is 0).
-///
-/// Returns `RGRPC_RESULT_OK` when the RPC succeeded: `*response_out`
-/// receives the response, owned by the caller (`rgrpc_buffer_free`).
-/// Returns `RGRPC_RESULT_RPC_FAILED` when the RPC ended with a non-OK
-/// status: `*response_out` is untouched. In both cases, when `status_out`
-/// is not NULL, `*status_out` receives the status (owned:
-/// `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
-/// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
-/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. The reason of
-/// every result but OK is `rgrpc_channel_last_error(channel)` (channel
-/// not NULL). Thread-safe.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_unary(
-    channel: *mut rgrpc_channel,
-    method: *const c_char,
-    opts: *const rgrpc_call_options,
-    request: *const u8,
-    request_len: usize,
-    response_out: *mut *mut rgrpc_buffer,
-    status_out: *mut *const rgrpc_status,
-) -> rgrpc_result {
-    boundary(|| {
-        let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = match str_checked(method, "method") {
-            Ok(m) => m,
-            Err((r, text)) => return ch.last_error.fail(r, text),
-        };
-        if response_out.is_null() {
-            return ch
-                .last_error
-                .fail(rgrpc_result::NullParameter, c"response_out is NULL");
-        }
-        // SAFETY: request is NULL or points to request_len readable bytes.
-        let Some(req) = (unsafe { bytes_arg(request, request_len) }) else {
-            return ch.last_error.fail(
-                rgrpc_result::NullParameter,
-                c"request is NULL but request_len is not 0",
-            );
-        };
-        let o = options_of(opts);
-        let r = block(ch.channel.unary(method, o, req));
-        unary_result(ch, r, response_out, status_out)
-    })
-}
-
-/// The result of a blocking unary call, with the response and status
-/// written out as `rgrpc_call_unary` says. `response_out` is not NULL.
-fn unary_result(
-    ch: &ChannelHandle,
-    r: Result<Result<UnaryOutcome, StartError>, rgrpc_result>,
-    response_out: *mut *mut rgrpc_buffer,
-    status_out: *mut *const rgrpc_status,
-) -> rgrpc_result {
-    match r {
-        Ok(Ok((msg, st))) => {
-            if let Some(m) = msg {
-                write_out!(response_out, buffer::received(m));
-            }
-            if !st.is_ok() {
-                ch.last_error.fail(
-                    rgrpc_result::RpcFailed,
-                    format!("the RPC ended with {}", status_text(&st)),
-                );
-            }
-            give_status(st, status_out)
-        }
-        Ok(Err(e)) => start_error(ch, e),
-        Err(r) => ch.last_error.fail(r, block_failure()),
-    }
-}
-
-/// `rgrpc_call_unary` with the request in a buffer, which the call takes
-/// (in every case, also on errors): one from `rgrpc_buffer_new` written in
-/// place goes out without a copy; a received one is copied. Results,
-/// out-parameters and messages as `rgrpc_call_unary`. Do not use `request`
-/// afterwards.
-#[no_mangle]
-pub extern "C" fn rgrpc_call_unary_buffer(
-    channel: *mut rgrpc_channel,
-    method: *const c_char,
-    opts: *const rgrpc_call_options,
-    request: *mut rgrpc_buffer,
-    response_out: *mut *mut rgrpc_buffer,
-    status_out: *mut *const rgrpc_status,
-) -> rgrpc_result {
-    boundary(|| {
-        let request = buffer::take(request);
-        let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = match str_checked(method, "method") {
-            Ok(m) => m,
-            Err((r, text)) => return ch.last_error.fail(r, text),
-        };
-        let Some(request) = request else {
-            return ch
-                .last_error
-                .fail(rgrpc_result::NullParameter, c"request is NULL");
-        };
-        if response_out.is_null() {
-            return ch
-                .last_error
-                .fail(rgrpc_result::NullParameter, c"response_out is NULL");
-        }
-        let o = options_of(opts);
-        let r = request.with_message(|m| block(ch.channel.unary_message(method, o, m)));
-        unary_result(ch, r, response_out, status_out)
-    })
-}
-
-/// Starts a unary call that runs in the background (a future).
-///
-/// `cb` (may be NULL) runs once on a library thread when the call ends,
-/// with the status and, on OK, the response (see `rgrpc_unary_done_cb`).
-/// Without a callback the call completes with no hop to a callback thread:
-/// the fastest way to wait for it is `rgrpc_call_wait` (which does the
-/// call's I/O on the waiting thread), then `rgrpc_call_recv` and
-/// `rgrpc_call_finish`.
-/// When `call_out` is not NULL it receives the call (the application's
-/// reference, released with `rgrpc_call_free`; see `rgrpc_call`): wait for
-/// it with `rgrpc_call_wait(call, timeout_ms)`, cancel it with
-/// `rgrpc_call_cancel`, read the response with `rgrpc_call_recv` and the
-/// status with `rgrpc_call_finish` once it ended; freeing it while active
-/// cancels the call. When `call_out` is NULL the call runs to its end on
-/// its own.
-///
-/// Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
-/// `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
-/// `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
-/// `RGRPC_RESULT_RUNTIME` (then `cb` never runs); the reason of a failure
-/// is `rgrpc_channel_last_error(channel)` (channel not NULL). Thread-safe.
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub extern "C" fn rgrpc_call_unary_async(
-    channel: *mut rgrpc_channel,
-    method: *const c_char,
-    opts: *const rgrpc_call_options,
-    request: *const u8,
-    request_len: usize,
-    cb: rgrpc_unary_done_cb,
-    user_data: *mut c_void,
-    call_out: *mut *mut rgrpc_call,
-) -> rgrpc_result {
-    boundary(|| {
-        let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = match str_checked(method, "method") {
-            Ok(m) => m,
-            Err((r, text)) => return ch.last_error.fail(r, text),
-        };
-        // SAFETY: request is NULL or points to request_len readable bytes.
-        let Some(req) = (unsafe { bytes_arg(request, request_len) }) else {
-            return ch.last_error.fail(
-                rgrpc_result::NullParameter,
-                c"request is NULL but request_len is not 0",
-            );
-        };
-        let ud = UserData(user_data);
-        let done = cb.map(|f| {
-            move |st: &Arc<Status>, resp: Option<&Bytes>| {
-                let ud = ud;
-                let (p, n) = resp.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
-                // SAFETY: f is the caller's callback; arguments are borrowed for the call.
-                unsafe { f(ud.0, Arc::as_ptr(st) as *const rgrpc_status, p, n) }
-            }
-        });
-        let o = options_of(opts);
-        match ch
-            .channel
-            .unary_async_opt(method, o, Bytes::copy_from_slice(req), done)
-        {
-            Ok(call) => {
-                if call_out.is_null() {
-                    call.detach();
-                } else {
-                    write_out!(call_out, call_handle(call));
-                }
-                rgrpc_result::Ok
-            }
-            Err(e) => start_error(ch, e),
         }
     })
 }

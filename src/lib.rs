@@ -17,6 +17,7 @@
 pub mod boundary;
 pub mod buffer;
 pub mod call;
+pub mod call_options;
 pub mod callback;
 pub mod channel;
 pub mod connectivity;
@@ -27,4 +28,5 @@ pub mod metadata;
 mod names;
 pub mod runtime;
 pub mod status;
+pub mod unary;
 pub mod version;
