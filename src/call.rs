@@ -619,8 +619,10 @@ pub extern "C" fn rgrpc_call_response_encoding(call: *const rgrpc_call) -> *cons
     boundary(|| {
         // SAFETY: call is NULL or a live call; the string lives in the
         // call, which the application's reference keeps until its free.
-        match unsafe { try_ref::<rgrpc_call>(call) }.and_then(|c| c.call.response_encoding()) {
-            Some(s) => s.as_ptr(),
+        match unsafe { try_ref::<rgrpc_call>(call) }
+            .and_then(|c| c.call.response_encoding_with_nul())
+        {
+            Some(s) => crate::names::lend_nul_terminated(s),
             None => std::ptr::null(),
         }
     })

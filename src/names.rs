@@ -29,3 +29,12 @@ pub(crate) fn static_name<T: Copy + PartialEq>(
     let i = all.iter().position(|&x| x == v).expect("v is in all");
     names[i].as_ptr()
 }
+
+/// Lends out text the core keeps NUL-terminated (`Status::message_with_nul`,
+/// `Call::response_encoding_with_nul`): the pointer is valid as long as the
+/// text is.
+pub(crate) fn lend_nul_terminated(s: &str) -> *const c_char {
+    std::ffi::CStr::from_bytes_with_nul(s.as_bytes())
+        .expect("the core ends the text with its only NUL")
+        .as_ptr()
+}

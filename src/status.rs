@@ -3,7 +3,7 @@
 use super::boundary::boundary;
 use super::handle::{free_arc, try_ref, Castable};
 use super::metadata::rgrpc_metadata;
-use super::names::{static_name, NameTable};
+use super::names::{lend_nul_terminated, static_name, NameTable};
 use rgrpc_core::{Code, Status};
 use std::ffi::c_char;
 
@@ -41,7 +41,7 @@ pub extern "C" fn rgrpc_status_details(status: *const rgrpc_status) -> *const c_
     boundary(|| {
         // SAFETY: status is NULL or a live rgrpc_status.
         match unsafe { try_ref::<rgrpc_status>(status) } {
-            Some(s) => s.message_cstr().as_ptr(),
+            Some(s) => lend_nul_terminated(s.message_with_nul()),
             None => c"".as_ptr(),
         }
     })

@@ -148,7 +148,8 @@ pub struct Status {
     code: Code,
     message: String,
     trailers: Metadata,
-    message_c: std::sync::OnceLock<std::ffi::CString>,
+    /// The message with a trailing NUL, made on first request.
+    message_nul: std::sync::OnceLock<Box<str>>,
 }
 
 impl Status {
@@ -163,7 +164,7 @@ impl Status {
             code,
             message: message.into(),
             trailers,
-            message_c: std::sync::OnceLock::new(),
+            message_nul: std::sync::OnceLock::new(),
         }
     }
 
@@ -177,10 +178,11 @@ impl Status {
         &self.message
     }
 
-    /// The details as a C string (an embedded NUL, possible only from a
-    /// `%00` in `grpc-message`, becomes U+FFFD).
-    pub fn message_cstr(&self) -> &std::ffi::CStr {
-        self.message_c.get_or_init(|| c_string(&self.message))
+    /// The details followed by one NUL byte, for callers that lend the
+    /// text out NUL-terminated (an embedded NUL, possible only from a `%00`
+    /// in `grpc-message`, becomes U+FFFD). Made once, on first request.
+    pub fn message_with_nul(&self) -> &str {
+        self.message_nul.get_or_init(|| with_nul(&self.message))
     }
 
     /// The trailing metadata (without `grpc-status` and `grpc-message`).
@@ -200,9 +202,11 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// A C string from text, with NUL bytes replaced by U+FFFD.
-pub fn c_string(s: &str) -> std::ffi::CString {
-    std::ffi::CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
+/// `s` with every NUL replaced by U+FFFD, then one NUL at the end.
+pub fn with_nul(s: &str) -> Box<str> {
+    let mut t = s.replace('\0', "\u{FFFD}");
+    t.push('\0');
+    t.into_boxed_str()
 }
 
 /// Maps an h2 error seen on a stream to the status the client reports.

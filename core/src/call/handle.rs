@@ -158,8 +158,14 @@ impl Call {
 
     /// The `grpc-encoding` of the response ("identity" when the server sent
     /// none), once the response headers have arrived.
-    pub fn response_encoding(&self) -> Option<&std::ffi::CStr> {
-        self.shared.response_encoding.get().map(|c| c.as_c_str())
+    pub fn response_encoding(&self) -> Option<&str> {
+        self.response_encoding_with_nul().map(|s| &s[..s.len() - 1])
+    }
+
+    /// [`Call::response_encoding`] followed by one NUL byte, for callers
+    /// that lend it out NUL-terminated.
+    pub fn response_encoding_with_nul(&self) -> Option<&str> {
+        self.shared.response_encoding.get().map(|s| &**s)
     }
 
     /// Releases the handle without cancelling the call: it runs to its end

@@ -34,8 +34,9 @@ pub(crate) struct CallShared {
     pub(super) spec: CallSpec,
     /// The channel's registration id, once registered.
     pub(super) id: OnceLock<u64>,
-    /// The response's `grpc-encoding` ("identity" when absent).
-    pub(super) response_encoding: OnceLock<std::ffi::CString>,
+    /// The response's `grpc-encoding` ("identity" when absent), with a
+    /// trailing NUL.
+    pub(super) response_encoding: OnceLock<Box<str>>,
     status_tx: watch::Sender<Option<Arc<Status>>>,
     /// True once the call has ended and its done callbacks have run.
     pub(super) finished_tx: watch::Sender<bool>,
@@ -84,7 +85,7 @@ impl AttemptOwner for CallShared {
     fn headers_arrived(&self, metadata: Metadata, raw_encoding: &str) {
         let _ = self
             .response_encoding
-            .set(crate::status::c_string(raw_encoding));
+            .set(crate::status::with_nul(raw_encoding));
         let _ = self.initial_md.set(metadata);
         self.initial_notify.notify_waiters();
     }
