@@ -31,7 +31,7 @@ use std::ffi::{c_char, CString};
 /// | `grpc.keepalive_time_ms` | int | ping period; INT_MAX (default) = no pings |
 /// | `grpc.keepalive_timeout_ms` | int | ping answer deadline; the connection closes after it (default 20000) |
 /// | `grpc.keepalive_permit_without_calls` | int | 1 = ping even with no active calls (default 0) |
-/// | `grpc.http2.max_pings_without_data` | int | pings allowed without call activity in between (default 2; 0 = no limit) |
+/// | `grpc.http2.max_pings_without_data` | int | keepalive pings allowed while the client sends nothing (the count starts again whenever it sends headers or data, as in C-core; default 2; 0 = no limit) |
 /// | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
 ///
 /// Other gRPC keys (service config, retries, load balancing, ...) are reported

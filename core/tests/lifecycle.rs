@@ -237,6 +237,46 @@ fn keepalive_detects_a_dead_server() {
     rec.check_legal();
 }
 
+/// The ping budget (`grpc.http2.max_pings_without_data`) is renewed
+/// whenever the client sends headers or data, as in C-core: a long-lived
+/// stream that keeps sending keeps its keepalive pings going (they stop
+/// after the budget only while nothing is sent).
+#[test]
+fn keepalive_budget_renews_with_data_on_a_long_stream() {
+    let srv = TestServer::start();
+    let proxy = Proxy::start(srv.addr());
+    let ch = channel_with(
+        &proxy.addr.to_string(),
+        opts(&[
+            ("grpc.keepalive_time_ms", 100),
+            ("grpc.http2.max_pings_without_data", 2),
+        ]),
+    );
+    let call = ch.start_call(FULL_DUPLEX, CallOptions::default()).unwrap();
+    block(call.send(&stream_req(&[1], 0), Default::default())).unwrap();
+    assert!(block(call.recv()).unwrap().is_some());
+    let before = proxy.pings();
+    // 1.5 s of messages every 50 ms on the one stream.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(1500) {
+        block(call.send(&stream_req(&[1], 0), Default::default())).unwrap();
+        assert!(block(call.recv()).unwrap().is_some());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sending = proxy.pings() - before;
+    // About 15 periods: the budget of 2 alone would allow 2.
+    assert!(sending >= 6, "{sending} pings while sending");
+    // Then silence on the stream: at most the budget more.
+    let quiet_start = proxy.pings();
+    std::thread::sleep(Duration::from_millis(1000));
+    let quiet = proxy.pings() - quiet_start;
+    assert!(quiet <= 3, "{quiet} pings while nothing was sent");
+    assert!(call.is_active());
+    block(call.close_send()).unwrap();
+    let (_, st) = drain(&call);
+    assert_code(&st, Code::Ok);
+}
+
 #[test]
 fn max_concurrent_streams_one_and_fifty_calls() {
     let srv = TestServer::start_with(ServerOptions {

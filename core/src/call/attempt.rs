@@ -166,6 +166,7 @@ impl Attempt {
             .await;
             match result {
                 Ok((resp, stream)) => {
+                    spec.channel.note_sent();
                     *lock(&self.pending) = (Some(stream), Some(resp));
                     return Ok(pick.conn);
                 }

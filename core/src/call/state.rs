@@ -199,7 +199,9 @@ impl CallShared {
         let _busy = BusyGuard::acquire(&self.send_busy, "another thread is sending on this call")?;
         self.guarded(async {
             self.attempt.ensure_open(self).await?;
-            self.attempt.send(msg, flags).await
+            self.attempt.send(msg, flags).await?;
+            self.spec.channel.note_sent();
+            Ok(())
         })
         .await
     }
@@ -208,7 +210,9 @@ impl CallShared {
         let _busy = BusyGuard::acquire(&self.send_busy, "another thread is sending on this call")?;
         self.guarded(async {
             self.attempt.ensure_open(self).await?;
-            self.attempt.close_send().await
+            self.attempt.close_send().await?;
+            self.spec.channel.note_sent();
+            Ok(())
         })
         .await
     }

@@ -26,8 +26,9 @@ pub(crate) struct Calls {
     reg: Mutex<Registry>,
     closed: AtomicBool,
     next_id: AtomicU64,
-    /// Calls started so far: keepalive's sign of activity.
-    started: AtomicU64,
+    /// Calls started and frames with headers or data sent (counted while
+    /// keepalive is on): keepalive's sign of activity.
+    activity: AtomicU64,
     /// Woken whenever a call starts or ends.
     changed: Notify,
 }
@@ -41,7 +42,7 @@ impl Calls {
             }),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            started: AtomicU64::new(0),
+            activity: AtomicU64::new(0),
             changed: Notify::new(),
         }
     }
@@ -57,7 +58,7 @@ impl Calls {
             reg.calls.insert(id, call);
             id
         };
-        self.started.fetch_add(1, Ordering::Relaxed);
+        self.note_activity();
         self.changed.notify_waiters();
         Ok(id)
     }
@@ -95,9 +96,15 @@ impl Calls {
         lock(&self.reg).calls.len()
     }
 
-    /// Calls started so far.
-    pub(crate) fn started(&self) -> u64 {
-        self.started.load(Ordering::Relaxed)
+    /// Something was sent (a call's headers or data): keepalive's ping
+    /// budget starts again, as in C-core.
+    pub(crate) fn note_activity(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Activity so far (see [`Calls::note_activity`]).
+    pub(crate) fn activity(&self) -> u64 {
+        self.activity.load(Ordering::Relaxed)
     }
 
     /// True when there have been no calls for `t`.

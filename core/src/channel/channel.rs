@@ -52,6 +52,9 @@ pub(crate) struct ChannelInner {
     pickers: Arc<watch::Sender<Arc<dyn Picker>>>,
     calls: Arc<Calls>,
     keepalive: Arc<Keepalive>,
+    /// Keepalive is on (then sends count as activity; its period only
+    /// ever doubles, so this never changes).
+    keepalive_on: bool,
 }
 
 impl Channel {
@@ -124,6 +127,7 @@ impl Channel {
         };
         let calls = Arc::new(Calls::new());
         let keepalive = Keepalive::new(&opts.connection);
+        let keepalive_on = opts.connection.keepalive_time.is_some();
         let connectivity = Connectivity::new(t.authority.clone());
         let initial: Arc<dyn Picker> = Arc::new(NoPicker);
         let pickers = Arc::new(watch::channel(initial).0);
@@ -151,6 +155,7 @@ impl Channel {
                 pickers,
                 calls,
                 keepalive,
+                keepalive_on,
             }),
         })
     }
@@ -299,6 +304,14 @@ impl ChannelInner {
             if rx.changed().await.is_err() {
                 return Err(Status::new(Code::Cancelled, "channel closed"));
             }
+        }
+    }
+
+    /// An attempt sent headers or data: with keepalive on, its ping budget
+    /// (`grpc.http2.max_pings_without_data`) starts again.
+    pub(crate) fn note_sent(&self) {
+        if self.keepalive_on {
+            self.calls.note_activity();
         }
     }
 

@@ -90,7 +90,7 @@ async fn run(
         if killer.is_dead() {
             return;
         }
-        let act = c.started();
+        let act = c.activity();
         if act != last_activity {
             last_activity = act;
             pings_since_activity = 0;

@@ -39,7 +39,8 @@ pub struct ConnectionConfig {
     /// Ping even with no active calls (`grpc.keepalive_permit_without_calls`).
     pub keepalive_permit_without_calls: bool,
     /// Pings allowed with no call activity in between
-    /// (`grpc.http2.max_pings_without_data`, default 2; 0 = no limit).
+    /// (`grpc.http2.max_pings_without_data`, default 2; 0 = no limit); the
+    /// count starts again whenever the client sends headers or data.
     pub max_pings_without_data: u32,
     /// Close the connection after this long without calls
     /// (`grpc.client_idle_timeout_ms`, default 30 min; None = never).
