@@ -588,6 +588,43 @@ static void test_invalid_method(void) {
   rgrpc_channel_free(ch);
 }
 
+/* The library lists the option keys it knows; each is taken by the setter
+ * of its type (or refused as unsupported when its feature is not built). */
+static void test_known_option_keys(void) {
+  int n = 0, supported_n = 0;
+  for (size_t i = 0;; i++) {
+    const char *name = NULL;
+    rgrpc_option_type type = (rgrpc_option_type)99;
+    bool supported = false;
+    rgrpc_result rc = rgrpc_channel_options_known_key(i, &name, &type, &supported);
+    if (rc == RGRPC_RESULT_NOT_FOUND) break;
+    CHECK_OK(rc);
+    CHECK_MSG(name != NULL && strncmp(name, "grpc.", 5) == 0, "key %zu: %s", i, name);
+    for (size_t j = 0; j < i; j++) {
+      const char *other = NULL;
+      CHECK_OK(rgrpc_channel_options_known_key(j, &other, NULL, NULL));
+      CHECK_MSG(strcmp(other, name) != 0, "%s listed twice", name);
+    }
+    rgrpc_channel_options *o = rgrpc_channel_options_new();
+    rgrpc_result set = type == RGRPC_OPTION_TYPE_INT
+                           ? rgrpc_channel_options_set_int(o, name, 1000)
+                           : rgrpc_channel_options_set_string(o, name, "foo.test");
+    CHECK_MSG(type == RGRPC_OPTION_TYPE_INT || type == RGRPC_OPTION_TYPE_STRING, "%s: type %u",
+              name, (unsigned)type);
+    if (supported)
+      CHECK_MSG(set == RGRPC_RESULT_OK || set == RGRPC_RESULT_INVALID_OPTION_VALUE, "%s: %s (%s)",
+                name, rgrpc_result_name(set), rgrpc_channel_options_last_error(o));
+    else
+      CHECK_MSG(set == RGRPC_RESULT_UNSUPPORTED, "%s: %s", name, rgrpc_result_name(set));
+    rgrpc_channel_options_free(o);
+    n++;
+    supported_n += supported;
+  }
+  CHECK_MSG(n >= 20 && supported_n >= 15, "%d keys, %d supported", n, supported_n);
+  /* Out-parameters may be NULL. */
+  CHECK_OK(rgrpc_channel_options_known_key(0, NULL, NULL, NULL));
+}
+
 int main(void) {
   /* Must come before any call starts the runtime. */
   RUN_TEST(test_runtime_worker_threads_before_start);
@@ -599,6 +636,7 @@ int main(void) {
   RUN_TEST(test_targets_invalid);
   RUN_TEST(test_channel_authority_truncation);
   RUN_TEST(test_channel_options);
+  RUN_TEST(test_known_option_keys);
   RUN_TEST(test_call_options);
   RUN_TEST(test_invalid_method);
   RUN_TEST(test_null_handling);

@@ -170,6 +170,31 @@ typedef uint32_t rgrpc_result;
 #endif // __cplusplus
 
 /**
+ * The type of a channel option's value: which setter takes it.
+ */
+enum rgrpc_option_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `rgrpc_channel_options_set_int`.
+   */
+  RGRPC_OPTION_TYPE_INT = 0,
+  /**
+   * `rgrpc_channel_options_set_string`.
+   */
+  RGRPC_OPTION_TYPE_STRING = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rgrpc_option_type rgrpc_option_type;
+#else
+typedef uint32_t rgrpc_option_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A channel's connectivity state (`doc/connectivity-semantics-and-api.md`
  * in the grpc/grpc repository), numbered as C-core's
  * `grpc_connectivity_state`. Names: `rgrpc_connectivity_state_name`.
@@ -515,7 +540,9 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
  * `RGRPC_RESULT_UNKNOWN_OPTION`; a value of the wrong type or range as
  * `RGRPC_RESULT_INVALID_OPTION_VALUE`. The message of the last failure is
- * `rgrpc_channel_options_last_error`.
+ * `rgrpc_channel_options_last_error`. `rgrpc_channel_options_known_key`
+ * lists every key this library knows, with its type and whether it is
+ * supported (for bindings that pass options through).
  *
  * Box-owned, mutable: use from one thread at a time. `rgrpc_channel_new`
  * copies it, so it may be reused or freed afterwards.
@@ -524,7 +551,7 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * `rgrpc_channel_options_set_string`,
  * `rgrpc_channel_options_set_default_compression`,
  * `rgrpc_channel_options_last_error`,
- * `rgrpc_channel_options_free`.
+ * `rgrpc_channel_options_known_key`, `rgrpc_channel_options_free`.
  */
 typedef struct rgrpc_channel_options rgrpc_channel_options;
 
@@ -1053,6 +1080,23 @@ rgrpc_channel_options *rgrpc_channel_options_new(void);
 rgrpc_result rgrpc_channel_options_set_int(rgrpc_channel_options *opts,
                                            const char *key,
                                            int64_t value);
+
+/**
+ * The `index`-th (from 0) channel option key this library knows, from the
+ * core's one table of them: writes its name (a static string, never
+ * freed) to `*name_out`, its type to `*type_out` and whether setting it
+ * is supported (false: a gRPC key whose feature is not built yet, refused
+ * with `RGRPC_RESULT_UNSUPPORTED`) to `*supported_out`. Each out-parameter
+ * may be NULL. For bindings that pass grpcio-style options through and
+ * want to check their own lists.
+ *
+ * Returns `RGRPC_RESULT_OK`, or `RGRPC_RESULT_NOT_FOUND` when `index` is
+ * past the last key (nothing written). Thread-safe.
+ */
+rgrpc_result rgrpc_channel_options_known_key(size_t index,
+                                             const char **name_out,
+                                             rgrpc_option_type *type_out,
+                                             bool *supported_out);
 
 /**
  * Sets a string option (see the table on `rgrpc_channel_options`).

@@ -38,7 +38,9 @@ use std::ffi::{c_char, CString};
 /// as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
 /// `RGRPC_RESULT_UNKNOWN_OPTION`; a value of the wrong type or range as
 /// `RGRPC_RESULT_INVALID_OPTION_VALUE`. The message of the last failure is
-/// `rgrpc_channel_options_last_error`.
+/// `rgrpc_channel_options_last_error`. `rgrpc_channel_options_known_key`
+/// lists every key this library knows, with its type and whether it is
+/// supported (for bindings that pass options through).
 ///
 /// Box-owned, mutable: use from one thread at a time. `rgrpc_channel_new`
 /// copies it, so it may be reused or freed afterwards.
@@ -47,7 +49,7 @@ use std::ffi::{c_char, CString};
 /// `rgrpc_channel_options_set_string`,
 /// `rgrpc_channel_options_set_default_compression`,
 /// `rgrpc_channel_options_last_error`,
-/// `rgrpc_channel_options_free`.
+/// `rgrpc_channel_options_known_key`, `rgrpc_channel_options_free`.
 pub struct rgrpc_channel_options {
     _private: [u8; 0],
 }
@@ -110,6 +112,59 @@ pub extern "C" fn rgrpc_channel_options_set_int(
             Err(r) => return r,
         };
         apply(b, key, OptionValue::Int(value))
+    })
+}
+
+/// The type of a channel option's value: which setter takes it.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum rgrpc_option_type {
+    /// `rgrpc_channel_options_set_int`.
+    Int = 0,
+    /// `rgrpc_channel_options_set_string`.
+    String = 1,
+}
+
+/// The `index`-th (from 0) channel option key this library knows, from the
+/// core's one table of them: writes its name (a static string, never
+/// freed) to `*name_out`, its type to `*type_out` and whether setting it
+/// is supported (false: a gRPC key whose feature is not built yet, refused
+/// with `RGRPC_RESULT_UNSUPPORTED`) to `*supported_out`. Each out-parameter
+/// may be NULL. For bindings that pass grpcio-style options through and
+/// want to check their own lists.
+///
+/// Returns `RGRPC_RESULT_OK`, or `RGRPC_RESULT_NOT_FOUND` when `index` is
+/// past the last key (nothing written). Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_options_known_key(
+    index: usize,
+    name_out: *mut *const c_char,
+    type_out: *mut rgrpc_option_type,
+    supported_out: *mut bool,
+) -> rgrpc_result {
+    use rgrpc_core::channel::options::{OptionKind, KEYS};
+    static NAMES: std::sync::OnceLock<Vec<CString>> = std::sync::OnceLock::new();
+    boundary(|| {
+        let Some(k) = KEYS.get(index) else {
+            return rgrpc_result::NotFound;
+        };
+        let names = NAMES.get_or_init(|| KEYS.iter().map(|k| cstring(k.name)).collect());
+        if !name_out.is_null() {
+            write_out!(name_out, names[index].as_ptr());
+        }
+        if !type_out.is_null() {
+            write_out!(
+                type_out,
+                match k.kind {
+                    OptionKind::Int => rgrpc_option_type::Int,
+                    OptionKind::Str => rgrpc_option_type::String,
+                }
+            );
+        }
+        if !supported_out.is_null() {
+            write_out!(supported_out, k.supported);
+        }
+        rgrpc_result::Ok
     })
 }
 

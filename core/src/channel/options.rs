@@ -143,25 +143,78 @@ impl Default for ChannelOptions {
     }
 }
 
-/// gRPC channel argument keys that rgrpc recognises but has not built yet.
-const NOT_YET: &[&str] = &[
-    "grpc.http2.min_time_between_pings_ms",
-    "grpc.http2.min_ping_interval_without_data_ms",
-    "grpc.service_config",
-    "grpc.service_config_disable_resolution",
-    "grpc.enable_retries",
-    "grpc.per_rpc_retry_buffer_size",
-    "grpc.lb_policy_name",
-    "grpc.default_compression_level",
-    "grpc.compression_enabled_algorithms_bitset",
-    "grpc.max_metadata_size",
-    "grpc.absolute_max_metadata_size",
-    "grpc.http2.max_frame_size",
-    "grpc.http2.lookahead_bytes",
-    "grpc.http2.bdp_probe",
-    "grpc.enable_http_proxy",
-    "grpc.dns_min_time_between_resolutions_ms",
-];
+/// The type of a channel option's value.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum OptionKind {
+    /// An integer (C-core's `GRPC_ARG_INTEGER`).
+    Int,
+    /// A string (C-core's `GRPC_ARG_STRING`).
+    Str,
+}
+
+/// A channel option key rgrpc knows.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct OptionKey {
+    /// grpcio's / C-core's name, e.g. `grpc.keepalive_time_ms`.
+    pub name: &'static str,
+    pub kind: OptionKind,
+    /// False for a gRPC key whose feature rgrpc has not built yet (setting
+    /// it is refused as unsupported, not ignored).
+    pub supported: bool,
+}
+
+const fn key(name: &'static str, kind: OptionKind, supported: bool) -> OptionKey {
+    OptionKey {
+        name,
+        kind,
+        supported,
+    }
+}
+
+/// Every channel option key rgrpc knows, with its type: the one table
+/// (`ChannelOptions::set`, the C ABI and the Python binding read it).
+pub const KEYS: &[OptionKey] = {
+    use OptionKind::{Int, Str};
+    &[
+        key("grpc.max_receive_message_length", Int, true),
+        key("grpc.max_send_message_length", Int, true),
+        key("grpc.primary_user_agent", Str, true),
+        key("grpc.secondary_user_agent", Str, true),
+        key("grpc.default_authority", Str, true),
+        key("grpc.ssl_target_name_override", Str, true),
+        key("grpc.keepalive_time_ms", Int, true),
+        key("grpc.keepalive_timeout_ms", Int, true),
+        key("grpc.keepalive_permit_without_calls", Int, true),
+        key("grpc.http2.max_pings_without_data", Int, true),
+        key("grpc.client_idle_timeout_ms", Int, true),
+        key("grpc.max_connection_idle_ms", Int, true),
+        key("grpc.initial_reconnect_backoff_ms", Int, true),
+        key("grpc.min_reconnect_backoff_ms", Int, true),
+        key("grpc.max_reconnect_backoff_ms", Int, true),
+        key("grpc.default_compression_algorithm", Int, true),
+        key("grpc.http2.min_time_between_pings_ms", Int, false),
+        key("grpc.http2.min_ping_interval_without_data_ms", Int, false),
+        key("grpc.service_config", Str, false),
+        key("grpc.service_config_disable_resolution", Int, false),
+        key("grpc.enable_retries", Int, false),
+        key("grpc.per_rpc_retry_buffer_size", Int, false),
+        key("grpc.lb_policy_name", Str, false),
+        key("grpc.default_compression_level", Int, false),
+        key("grpc.compression_enabled_algorithms_bitset", Int, false),
+        key("grpc.max_metadata_size", Int, false),
+        key("grpc.absolute_max_metadata_size", Int, false),
+        key("grpc.http2.max_frame_size", Int, false),
+        key("grpc.http2.lookahead_bytes", Int, false),
+        key("grpc.http2.bdp_probe", Int, false),
+        key("grpc.enable_http_proxy", Int, false),
+        key("grpc.dns_min_time_between_resolutions_ms", Int, false),
+    ]
+};
+
+/// The table entry of `name`.
+pub fn find_key(name: &str) -> Option<&'static OptionKey> {
+    KEYS.iter().find(|k| k.name == name)
+}
 
 fn limit(key: &str, v: i64) -> Result<Option<usize>, OptionError> {
     match v {
@@ -180,22 +233,36 @@ fn limit(key: &str, v: i64) -> Result<Option<usize>, OptionError> {
 }
 
 impl ChannelOptions {
-    /// Sets an option by its gRPC key. Each key names its type once:
-    /// `int(..)` / `string(..)` report a value of the other type.
+    /// Sets an option by its gRPC key. [`KEYS`] says whether the key is
+    /// known, supported and of which type; the match below applies values.
     pub fn set(&mut self, key: &str, value: OptionValue) -> Result<(), OptionError> {
+        let spec = find_key(key).ok_or_else(|| OptionError::UnknownKey(key.to_string()))?;
+        if !spec.supported {
+            return Err(OptionError::Unsupported(key.to_string()));
+        }
+        match (spec.kind, &value) {
+            (OptionKind::Int, OptionValue::Str(_)) => {
+                return Err(OptionError::WrongType {
+                    key: key.to_string(),
+                    expected: "an integer",
+                })
+            }
+            (OptionKind::Str, OptionValue::Int(_)) => {
+                return Err(OptionError::WrongType {
+                    key: key.to_string(),
+                    expected: "a string",
+                })
+            }
+            _ => {}
+        }
+        // The type is checked: these only unwrap.
         let int = |v: OptionValue| match v {
-            OptionValue::Int(i) => Ok(i),
-            OptionValue::Str(_) => Err(OptionError::WrongType {
-                key: key.to_string(),
-                expected: "an integer",
-            }),
+            OptionValue::Int(i) => Ok::<i64, OptionError>(i),
+            OptionValue::Str(_) => unreachable!("checked against KEYS"),
         };
         let string = |v: OptionValue| match v {
-            OptionValue::Str(s) => Ok(s),
-            OptionValue::Int(_) => Err(OptionError::WrongType {
-                key: key.to_string(),
-                expected: "a string",
-            }),
+            OptionValue::Str(s) => Ok::<String, OptionError>(s),
+            OptionValue::Int(_) => unreachable!("checked against KEYS"),
         };
         let lc = &mut self.connection;
         match key {
@@ -271,8 +338,7 @@ impl ChannelOptions {
                         reason: format!("{v} (use 0 for none, 1 for deflate, 2 for gzip)"),
                     })?
             }
-            k if NOT_YET.contains(&k) => return Err(OptionError::Unsupported(k.to_string())),
-            k => return Err(OptionError::UnknownKey(k.to_string())),
+            k => unreachable!("{k} is in KEYS as supported but not applied here"),
         }
         Ok(())
     }
@@ -292,6 +358,45 @@ fn check_header_text(key: &str, s: &str) -> Result<(), OptionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every supported key of the table is applied by `set` (a value of its
+    /// type is taken or refused as invalid, never unknown, and nothing
+    /// panics); every unsupported one is refused as such; no key is listed
+    /// twice.
+    #[test]
+    fn the_key_table_and_set_agree() {
+        for (i, k) in KEYS.iter().enumerate() {
+            assert!(
+                KEYS[..i].iter().all(|o| o.name != k.name),
+                "{} twice",
+                k.name
+            );
+            let (right, wrong) = match k.kind {
+                OptionKind::Int => (OptionValue::Int(1000), OptionValue::Str("x".into())),
+                OptionKind::Str => (OptionValue::Str("foo.test".into()), OptionValue::Int(1)),
+            };
+            let mut o = ChannelOptions::default();
+            let r = o.set(k.name, right);
+            if k.supported {
+                assert!(
+                    matches!(r, Ok(()) | Err(OptionError::InvalidValue { .. })),
+                    "{}: {r:?}",
+                    k.name
+                );
+                assert!(
+                    matches!(o.set(k.name, wrong), Err(OptionError::WrongType { .. })),
+                    "{}",
+                    k.name
+                );
+            } else {
+                assert_eq!(r, Err(OptionError::Unsupported(k.name.into())));
+            }
+        }
+        assert!(matches!(
+            ChannelOptions::default().set("grpc.nope", OptionValue::Int(1)),
+            Err(OptionError::UnknownKey(_))
+        ));
+    }
 
     #[test]
     fn set_and_errors() {
