@@ -480,7 +480,7 @@ typedef struct rgrpc_call_options rgrpc_call_options;
  * 3. `rgrpc_channel_close(ch)` (optional: ends active calls with
  *    CANCELLED, refuses new ones), then `rgrpc_channel_free(ch)`.
  *
- * Connectivity (`doc/connectivity-semantics-and-api.md`): IDLE until the
+ * Connectivity (`doc/connectivity-semantics-and-api.md` in grpc/grpc): IDLE until the
  * first call or `rgrpc_channel_get_state(ch, true)`; CONNECTING; READY;
  * TRANSIENT_FAILURE after a failed attempt or a broken connection, with
  * reconnects after a jittered exponential backoff (1 s, ×1.6, ±20 %, at
@@ -1000,7 +1000,7 @@ rgrpc_result rgrpc_call_options_add_metadata_string(rgrpc_call_options *opts,
                                                     const char *value);
 
 /**
- * Sets wait-for-ready (`doc/wait-for-ready.md`). By default a call fails
+ * Sets wait-for-ready (`doc/wait-for-ready.md` in grpc/grpc). By default a call fails
  * fast: it ends with UNAVAILABLE at once while the channel is in
  * TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
  * READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes

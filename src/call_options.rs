@@ -188,7 +188,7 @@ pub extern "C" fn rgrpc_call_options_add_metadata_string(
     })
 }
 
-/// Sets wait-for-ready (`doc/wait-for-ready.md`). By default a call fails
+/// Sets wait-for-ready (`doc/wait-for-ready.md` in grpc/grpc). By default a call fails
 /// fast: it ends with UNAVAILABLE at once while the channel is in
 /// TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
 /// READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes

@@ -268,7 +268,7 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
 /// 3. `rgrpc_channel_close(ch)` (optional: ends active calls with
 ///    CANCELLED, refuses new ones), then `rgrpc_channel_free(ch)`.
 ///
-/// Connectivity (`doc/connectivity-semantics-and-api.md`): IDLE until the
+/// Connectivity (`doc/connectivity-semantics-and-api.md` in grpc/grpc): IDLE until the
 /// first call or `rgrpc_channel_get_state(ch, true)`; CONNECTING; READY;
 /// TRANSIENT_FAILURE after a failed attempt or a broken connection, with
 /// reconnects after a jittered exponential backoff (1 s, ×1.6, ±20 %, at
