@@ -32,6 +32,8 @@ use std::ffi::{c_char, CString};
 /// | `grpc.keepalive_timeout_ms` | int | ping answer deadline; the connection closes after it (default 20000) |
 /// | `grpc.keepalive_permit_without_calls` | int | 1 = ping even with no active calls (default 0) |
 /// | `grpc.http2.max_pings_without_data` | int | keepalive pings allowed while the client sends nothing (the count starts again whenever it sends headers or data, as in C-core; default 2; 0 = no limit) |
+/// | `grpc.max_metadata_size` | int | soft limit on one received header block, bytes as HTTP/2 counts them (default 8192; between it and the hard limit a block is refused with a probability growing to 1, as in C-core) |
+/// | `grpc.absolute_max_metadata_size` | int | hard limit on one header block, received or sent (default 16384; a call over it ends `RESOURCE_EXHAUSTED` naming the limit; set alone, the soft limit is 80% of it) |
 /// | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
 ///
 /// Other gRPC keys (service config, retries, load balancing, ...) are reported

@@ -213,6 +213,17 @@ pub fn with_nul(s: &str) -> Box<str> {
 pub(crate) fn from_h2_error(e: &h2::Error) -> Status {
     if e.is_go_away() {
         let r = e.reason().map(u32::from).unwrap_or(0);
+        if e.is_library() && r == 0xb {
+            // h2 closed the connection because the server flooded it:
+            // CONTINUATION frames past the header list limit, tiny DATA
+            // frames past the budget, or RST_STREAM past the limit.
+            return Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "the server sent more than the client accepts (a header block over the metadata limit, or a frame flood); the client closed the connection: {e}"
+                ),
+            );
+        }
         if e.is_remote() && r == 0xb {
             return Status::new(
                 Code::Unavailable,

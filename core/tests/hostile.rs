@@ -97,6 +97,42 @@ async fn respond(path: String, mut tx: SendResponse<Bytes>) {
             let _ = s.send_data(frame(0, b"b"), false);
             let _ = s.send_trailers(trailers(&ok));
         }
+        "/t/BigHeaders" => {
+            let big = "v".repeat(20_000);
+            let mut s = tx
+                .send_response(grpc_headers(&[("x-big", &big)]), false)
+                .unwrap();
+            let _ = s.send_data(frame(0, b"x"), false);
+            let _ = s.send_trailers(trailers(&ok));
+        }
+        "/t/BigTrailers" => {
+            let big = "v".repeat(20_000);
+            let mut s = tx.send_response(grpc_headers(&[]), false).unwrap();
+            let _ = s.send_data(frame(0, b"x"), false);
+            let _ = s.send_trailers(trailers(&[("grpc-status", "0"), ("x-big", &big)]));
+        }
+        "/t/SoftHeaders" => {
+            // 12 KB: between the soft (8 KiB) and the hard (16 KiB) limit.
+            let v = "v".repeat(12_000);
+            let mut s = tx
+                .send_response(grpc_headers(&[("x-mid", &v)]), false)
+                .unwrap();
+            let _ = s.send_data(frame(0, b"x"), false);
+            let _ = s.send_trailers(trailers(&ok));
+        }
+        "/t/HugeHeaders" => {
+            // 1 MiB of metadata: HEADERS and many CONTINUATION frames.
+            let mut r = grpc_headers(&[]);
+            for i in 0..256 {
+                let name = http::HeaderName::from_bytes(format!("x-huge-{i}").as_bytes()).unwrap();
+                r.headers_mut()
+                    .insert(name, "v".repeat(4096).parse().unwrap());
+            }
+            if let Ok(mut s) = tx.send_response(r, false) {
+                let _ = s.send_data(frame(0, b"x"), false);
+                let _ = s.send_trailers(trailers(&ok));
+            }
+        }
         "/t/TrailersOnlyOk" => {
             let _ = tx.send_response(grpc_headers(&ok), true);
         }
@@ -134,6 +170,162 @@ fn call(srv: &RawServer, path: &str) -> (Vec<Bytes>, std::sync::Arc<rgrpc_core::
     let c = ch.start_call(path, timeout(5000)).unwrap();
     block(c.send(b"req", last())).unwrap();
     drain(&c)
+}
+
+/// Metadata over the limits (C-core's defaults: soft 8 KiB, hard 16 KiB)
+/// ends the call RESOURCE_EXHAUSTED naming the limit; a flood past what h2
+/// accepts ends it with a status too, never a hang.
+#[test]
+fn metadata_over_the_limits() {
+    let srv = start();
+    for p in ["/t/BigHeaders", "/t/BigTrailers"] {
+        let (_, st) = call(&srv, p);
+        assert_code(&st, Code::ResourceExhausted);
+        assert!(
+            st.message()
+                .contains("grpc.absolute_max_metadata_size (16384 bytes)"),
+            "{p}: {st}"
+        );
+    }
+    // Raising the limit lets the same response through.
+    let mut o = rgrpc_core::ChannelOptions::default();
+    o.set(
+        "grpc.absolute_max_metadata_size",
+        rgrpc_core::channel::OptionValue::Int(64 << 10),
+    )
+    .unwrap();
+    let ch = channel_with(&srv.addr.to_string(), o);
+    let c = ch.start_call("/t/BigHeaders", timeout(5000)).unwrap();
+    block(c.send(b"req", last())).unwrap();
+    let (msgs, st) = drain(&c);
+    assert_code(&st, Code::Ok);
+    assert_eq!(msgs.len(), 1);
+    // Between the limits: refused with a probability (about 1/2 here), so
+    // over 40 calls some pass and some do not.
+    let ch = channel(&srv.addr.to_string());
+    let mut refused = 0;
+    for _ in 0..40 {
+        let c = ch.start_call("/t/SoftHeaders", timeout(5000)).unwrap();
+        block(c.send(b"req", last())).unwrap();
+        let st = drain(&c).1;
+        match st.code() {
+            Code::Ok => {}
+            Code::ResourceExhausted => {
+                assert!(st.message().contains("grpc.max_metadata_size"), "{st}");
+                refused += 1
+            }
+            other => panic!("{other:?}: {st}"),
+        }
+    }
+    assert!((3..=37).contains(&refused), "{refused} of 40 refused");
+    // A flood: 1 MiB of metadata over HEADERS and CONTINUATION frames.
+    let t0 = std::time::Instant::now();
+    let (msgs, st) = call(&srv, "/t/HugeHeaders");
+    assert!(msgs.is_empty());
+    assert_code(&st, Code::ResourceExhausted);
+    assert!(
+        st.message().contains("more than the client accepts"),
+        "{st}"
+    );
+    assert!(t0.elapsed() < std::time::Duration::from_secs(3));
+}
+
+/// An HPACK bomb: a 4,000-byte header entered once into the HPACK dynamic
+/// table, then referenced 200 times by a one-byte index: about 4 KB on the
+/// wire, 800 KB decoded. h2 stops decoding at its bound (four times the
+/// hard limit) and the call ends with a status, at once.
+#[test]
+fn hpack_bomb() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let frame = |t: u8, flags: u8, stream: u32, payload: &[u8]| {
+            let n = payload.len();
+            let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, t, flags];
+            f.extend_from_slice(&stream.to_be_bytes());
+            f.extend_from_slice(payload);
+            f
+        };
+        let mut preface = [0u8; 24];
+        if s.read_exact(&mut preface).is_err() {
+            return;
+        }
+        let _ = s.write_all(&frame(4, 0, 0, &[])); // SETTINGS
+        loop {
+            let mut h = [0u8; 9];
+            if s.read_exact(&mut h).is_err() {
+                return;
+            }
+            let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+            let mut p = vec![0u8; len];
+            if s.read_exact(&mut p).is_err() {
+                return;
+            }
+            match h[3] {
+                4 if h[4] & 1 == 0 => {
+                    let _ = s.write_all(&frame(4, 1, 0, &[])); // SETTINGS ACK
+                }
+                6 if h[4] & 1 == 0 => {
+                    let _ = s.write_all(&frame(6, 1, 0, &p)); // PING ACK
+                }
+                1 => {
+                    let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                    let mut block = vec![0x88]; // :status 200 (static index 8)
+                                                // content-type: application/grpc, literal without indexing
+                                                // (static name index 31).
+                    block.push(0x0f);
+                    block.push(31 - 15);
+                    block.push(16);
+                    block.extend_from_slice(b"application/grpc");
+                    // x-bomb: 4000 x 'b', literal with incremental indexing,
+                    // new name: it becomes dynamic index 62.
+                    block.push(0x40);
+                    block.push(6);
+                    block.extend_from_slice(b"x-bomb");
+                    block.extend_from_slice(&[0x7f, 0xa1, 0x1e]); // 4000 = 127 + 3873
+                    block.extend(std::iter::repeat_n(b'b', 4000));
+                    // 200 references to it.
+                    block.extend(std::iter::repeat_n(0x80 | 62, 200));
+                    let _ = s.write_all(&frame(1, 0x4, stream, &block)); // END_HEADERS
+                }
+                _ => {}
+            }
+        }
+    });
+    let ch = channel(&addr.to_string());
+    let t0 = std::time::Instant::now();
+    let c = ch.start_call("/t/Bomb", timeout(5000)).unwrap();
+    let _ = block(c.send(b"req", last()));
+    let (msgs, st) = drain(&c);
+    assert!(msgs.is_empty());
+    assert!(
+        matches!(st.code(), Code::ResourceExhausted | Code::Internal),
+        "{st}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t0.elapsed()
+    );
+    eprintln!("hpack bomb: {st}");
+}
+
+/// Request metadata over the hard limit is not sent.
+#[test]
+fn request_metadata_over_the_limit() {
+    let srv = start();
+    let ch = channel(&srv.addr.to_string());
+    let mut o = timeout(5000);
+    o.metadata
+        .add("x-big", "v".repeat(20_000).as_bytes())
+        .unwrap();
+    let c = ch.start_call("/t/TwoResponses", o).unwrap();
+    let _ = block(c.send(b"req", last()));
+    let (_, st) = drain(&c);
+    assert_code(&st, Code::ResourceExhausted);
+    assert!(st.message().contains("request metadata"), "{st}");
 }
 
 #[test]

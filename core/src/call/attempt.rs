@@ -159,6 +159,7 @@ impl Attempt {
                 &spec.channel.user_agent,
                 &[&spec.opts.metadata, &auth],
             )?;
+            protocol::sent_metadata_status(req.headers(), spec.channel.opts.metadata_limits())?;
             let result = async {
                 let mut sender = pick.send.ready().await?;
                 sender.send_request(req, false)
@@ -304,6 +305,11 @@ impl Attempt {
                         }
                     };
                     let (parts, body) = resp.into_parts();
+                    if let Some(s) = metadata_over_limits(spec, &parts.headers) {
+                        st.phase = RecvPhase::Done;
+                        owner.end(s, false);
+                        return Ok(None);
+                    }
                     match protocol::response_head(&parts, body.is_end_stream()) {
                         ResponseHead::TrailersOnly(s) => {
                             st.phase = RecvPhase::Done;
@@ -374,6 +380,16 @@ impl Attempt {
                         }
                         None => {
                             let trailers = body.trailers().await;
+                            if let Some(s) = trailers
+                                .as_ref()
+                                .ok()
+                                .and_then(|t| t.as_ref())
+                                .and_then(|t| metadata_over_limits(spec, t))
+                            {
+                                st.phase = RecvPhase::Done;
+                                owner.end(s, false);
+                                return Ok(None);
+                            }
                             let s = protocol::end_of_stream_status(
                                 trailers,
                                 st.decoder.has_partial(),
@@ -390,6 +406,16 @@ impl Attempt {
             }
         }
     }
+}
+
+/// A received header block over the channel's metadata limits, as a status.
+fn metadata_over_limits(spec: &CallSpec, h: &http::HeaderMap) -> Option<Status> {
+    let limits = spec.channel.opts.metadata_limits();
+    let size = protocol::header_list_size(h);
+    if size <= limits.soft {
+        return None;
+    }
+    protocol::received_metadata_status(size, limits, fastrand::f64())
 }
 
 /// Metadata from the channel's and the call's credentials, in that order.

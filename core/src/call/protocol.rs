@@ -4,6 +4,7 @@
 //! status; the HTTP status mapping; the end-of-stream checks; message
 //! decompression with its limit; which stream failures are safe to retry.
 
+use crate::channel::MetadataLimits;
 use crate::codec::compression::{self, Compression, DecompressError};
 use crate::codec::framing::DecodeError;
 use crate::codec::{percent, timeout};
@@ -307,6 +308,59 @@ pub(crate) fn decompress(
     }
 }
 
+/// The size of a header block as HTTP/2 counts it (RFC 7541 §4.1: name,
+/// value and 32 bytes per entry).
+pub(crate) fn header_list_size(h: &HeaderMap) -> usize {
+    h.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum()
+}
+
+/// Received metadata over the channel's limits (C-core's rule): over the
+/// hard limit it is refused; between the soft and the hard limit with a
+/// probability growing linearly from 0 to 1 (`roll` is uniform in [0, 1)).
+pub(crate) fn received_metadata_status(
+    size: usize,
+    limits: MetadataLimits,
+    roll: f64,
+) -> Option<Status> {
+    if size > limits.hard {
+        return Some(Status::new(
+            Code::ResourceExhausted,
+            format!(
+                "received metadata of {size} bytes, more than grpc.absolute_max_metadata_size ({} bytes)",
+                limits.hard
+            ),
+        ));
+    }
+    if size > limits.soft {
+        let p = (size - limits.soft) as f64 / (limits.hard - limits.soft).max(1) as f64;
+        if roll < p {
+            return Some(Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "received metadata of {size} bytes, more than grpc.max_metadata_size ({} bytes): refused with probability {p:.2}, as C-core does between the soft and the hard limit",
+                    limits.soft
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// Request metadata over the hard limit is not sent.
+pub(crate) fn sent_metadata_status(h: &HeaderMap, limits: MetadataLimits) -> Result<(), Status> {
+    let size = header_list_size(h);
+    if size > limits.hard {
+        return Err(Status::new(
+            Code::ResourceExhausted,
+            format!(
+                "request metadata of {size} bytes is larger than grpc.absolute_max_metadata_size ({} bytes); raise it to send more",
+                limits.hard
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Why opening a stream failed, typed from h2's error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpenFailure {
@@ -505,6 +559,31 @@ mod tests {
                 .code(),
             Code::Internal
         );
+    }
+
+    #[test]
+    fn metadata_limits() {
+        let l = MetadataLimits {
+            soft: 1000,
+            hard: 2000,
+        };
+        let h = trailers(&[("x-a", "1234567")]);
+        assert_eq!(header_list_size(&h), 3 + 7 + 32);
+        assert!(received_metadata_status(1000, l, 0.0).is_none());
+        let st = received_metadata_status(2001, l, 0.99).unwrap();
+        assert_eq!(st.code(), Code::ResourceExhausted);
+        assert!(st
+            .message()
+            .contains("grpc.absolute_max_metadata_size (2000 bytes)"));
+        // Halfway between the limits: refused when the roll is under 1/2.
+        assert!(received_metadata_status(1500, l, 0.49).is_some());
+        assert!(received_metadata_status(1500, l, 0.51).is_none());
+        let big = trailers(&[("x-big", &"v".repeat(3000))]);
+        assert_eq!(
+            sent_metadata_status(&big, l).unwrap_err().code(),
+            Code::ResourceExhausted
+        );
+        assert!(sent_metadata_status(&h, l).is_ok());
     }
 
     #[test]

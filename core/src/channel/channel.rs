@@ -1,6 +1,7 @@
 //! The channel object.
 
 use super::calls::{ActiveCall, Calls};
+use super::connection::h2_header_list_limit;
 use super::connectivity::{Connectivity, StateCallback};
 use super::keepalive::Keepalive;
 use super::options::ChannelOptions;
@@ -139,6 +140,7 @@ impl Channel {
                 tls_name,
                 keepalive: keepalive.clone(),
                 calls: Arc::downgrade(&calls),
+                max_header_list: h2_header_list_limit(opts.metadata_limits().hard),
             }),
             connectivity: connectivity.clone(),
             calls: calls.clone(),

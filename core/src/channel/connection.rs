@@ -18,8 +18,14 @@ use tokio::sync::Notify;
 pub const STREAM_WINDOW: u32 = 1 << 20;
 /// HTTP/2 receive window for the whole connection (bytes).
 pub const CONNECTION_WINDOW: u32 = 2 << 20;
-/// Largest header list accepted from the server (bytes).
-pub const MAX_HEADER_LIST: u32 = 16 << 10;
+/// The header list size h2 itself enforces for a channel whose hard
+/// metadata limit is `hard`: four times it (at least 64 KiB), so that the
+/// call sees and reports (RESOURCE_EXHAUSTED, naming the limit) a block
+/// over the limit, while h2 still bounds what a hostile peer can make it
+/// decode (an HPACK bomb) and refuses a CONTINUATION flood.
+pub(crate) fn h2_header_list_limit(hard: usize) -> u32 {
+    u32::try_from(hard.saturating_mul(4).max(64 << 10)).unwrap_or(u32::MAX)
+}
 /// Framing overhead of small unread DATA frames allowed before h2 closes
 /// the connection (h2's default, half the connection window, ends fast
 /// streams of tiny messages with ENHANCE_YOUR_CALM when the reader lags).
@@ -328,9 +334,10 @@ pub(crate) async fn secure(
     io: BoxedIo,
     transport: &Transport,
     tls_name: Option<&ServerName<'static>>,
+    max_header_list: u32,
 ) -> Result<Connection, Status> {
     let Transport::Tls(tls) = transport else {
-        return handshake(io, None).await;
+        return handshake(io, None, max_header_list).await;
     };
     let name = tls_name
         .cloned()
@@ -351,7 +358,7 @@ pub(crate) async fn secure(
             "TLS handshake succeeded but the server does not offer HTTP/2 (ALPN \"h2\"), which gRPC requires",
         ));
     }
-    handshake(Box::new(stream), Some(&tls.roots_source)).await
+    handshake(Box::new(stream), Some(&tls.roots_source), max_header_list).await
 }
 
 /// Why the server did not answer the first PING. Over TLS 1.3 a server
@@ -410,7 +417,11 @@ pub(crate) fn tls_error_message(e: &std::io::Error, name: &str, roots: &str) -> 
 }
 
 /// `tls_roots`: Some when the stream is TLS (for messages about it).
-async fn handshake(io: BoxedIo, tls_roots: Option<&str>) -> Result<Connection, Status> {
+async fn handshake(
+    io: BoxedIo,
+    tls_roots: Option<&str>,
+    max_header_list: u32,
+) -> Result<Connection, Status> {
     let goaway_seen = Arc::new(AtomicBool::new(false));
     let watched = GoawayWatch {
         io,
@@ -425,7 +436,7 @@ async fn handshake(io: BoxedIo, tls_roots: Option<&str>) -> Result<Connection, S
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_header_list_size(MAX_HEADER_LIST)
+        .max_header_list_size(max_header_list)
         .data_frame_budget(DATA_FRAME_BUDGET)
         .enable_push(false)
         .handshake::<GoawayWatch<BoxedIo>, Bytes>(watched)

@@ -42,6 +42,6 @@ pub(crate) use calls::ActiveCall;
 pub(crate) use channel::ChannelInner;
 pub use channel::{Channel, ChannelError};
 pub use connectivity::StateCallback;
-pub use options::{ChannelOptions, ConnectionConfig, OptionError, OptionValue};
+pub use options::{ChannelOptions, ConnectionConfig, MetadataLimits, OptionError, OptionValue};
 pub use ready::{ReadyCallback, ReadyFuture, ReadyOutcome};
 pub use state::ConnectivityState;

@@ -124,6 +124,11 @@ pub struct ChannelOptions {
     /// Compression of messages sent on calls that do not choose their own
     /// (`grpc.default_compression_algorithm`: 0 none, 1 deflate, 2 gzip).
     pub default_compression: Compression,
+    /// Soft limit on the metadata of one header block, in bytes as HTTP/2
+    /// counts them (name + value + 32 per entry) (`grpc.max_metadata_size`).
+    pub max_metadata_size: Option<usize>,
+    /// Hard limit (`grpc.absolute_max_metadata_size`).
+    pub absolute_max_metadata_size: Option<usize>,
     /// Reconnect backoff, keepalive and idle settings.
     pub connection: ConnectionConfig,
 }
@@ -138,6 +143,8 @@ impl Default for ChannelOptions {
             default_authority: None,
             ssl_target_name_override: None,
             default_compression: Compression::Identity,
+            max_metadata_size: None,
+            absolute_max_metadata_size: None,
             connection: ConnectionConfig::default(),
         }
     }
@@ -201,8 +208,8 @@ pub const KEYS: &[OptionKey] = {
         key("grpc.lb_policy_name", Str, false),
         key("grpc.default_compression_level", Int, false),
         key("grpc.compression_enabled_algorithms_bitset", Int, false),
-        key("grpc.max_metadata_size", Int, false),
-        key("grpc.absolute_max_metadata_size", Int, false),
+        key("grpc.max_metadata_size", Int, true),
+        key("grpc.absolute_max_metadata_size", Int, true),
         key("grpc.http2.max_frame_size", Int, false),
         key("grpc.http2.lookahead_bytes", Int, false),
         key("grpc.http2.bdp_probe", Int, false),
@@ -232,7 +239,56 @@ fn limit(key: &str, v: i64) -> Result<Option<usize>, OptionError> {
     }
 }
 
+/// A size in bytes: at least 1, at most `i32::MAX`.
+fn size(key: &str, v: i64) -> Result<usize, OptionError> {
+    if !(1..=i32::MAX as i64).contains(&v) {
+        return Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: format!("{v} (a size in bytes, at least 1)"),
+        });
+    }
+    Ok(v as usize)
+}
+
+/// C-core's defaults of the metadata limits.
+pub const DEFAULT_MAX_METADATA_SIZE: usize = 8 << 10;
+pub const DEFAULT_ABSOLUTE_MAX_METADATA_SIZE: usize = 16 << 10;
+
+/// The metadata limits of a channel, as C-core derives them: a header
+/// block over `hard` is refused; one between `soft` and `hard` is refused
+/// with a probability growing from 0 at `soft` to 1 at `hard` (received
+/// metadata only).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MetadataLimits {
+    pub soft: usize,
+    pub hard: usize,
+}
+
 impl ChannelOptions {
+    /// The metadata limits: both options as given (soft at most hard), or
+    /// the missing one derived from the other as C-core does (hard = soft
+    /// × 1.25, soft = hard × 0.8), or C-core's defaults (8 KiB, 16 KiB).
+    pub fn metadata_limits(&self) -> MetadataLimits {
+        match (self.max_metadata_size, self.absolute_max_metadata_size) {
+            (None, None) => MetadataLimits {
+                soft: DEFAULT_MAX_METADATA_SIZE,
+                hard: DEFAULT_ABSOLUTE_MAX_METADATA_SIZE,
+            },
+            (Some(s), None) => MetadataLimits {
+                soft: s,
+                hard: s.saturating_add(s / 4),
+            },
+            (None, Some(h)) => MetadataLimits {
+                soft: h - h / 5,
+                hard: h,
+            },
+            (Some(s), Some(h)) => MetadataLimits {
+                soft: s.min(h),
+                hard: h,
+            },
+        }
+    }
+
     /// Sets an option by its gRPC key. [`KEYS`] says whether the key is
     /// known, supported and of which type; the match below applies values.
     pub fn set(&mut self, key: &str, value: OptionValue) -> Result<(), OptionError> {
@@ -338,6 +394,10 @@ impl ChannelOptions {
                         reason: format!("{v} (use 0 for none, 1 for deflate, 2 for gzip)"),
                     })?
             }
+            "grpc.max_metadata_size" => self.max_metadata_size = Some(size(key, int(value)?)?),
+            "grpc.absolute_max_metadata_size" => {
+                self.absolute_max_metadata_size = Some(size(key, int(value)?)?)
+            }
             k => unreachable!("{k} is in KEYS as supported but not applied here"),
         }
         Ok(())
@@ -363,6 +423,49 @@ mod tests {
     /// type is taken or refused as invalid, never unknown, and nothing
     /// panics); every unsupported one is refused as such; no key is listed
     /// twice.
+    #[test]
+    fn metadata_limits_as_c_core_derives_them() {
+        let mut o = ChannelOptions::default();
+        assert_eq!(
+            o.metadata_limits(),
+            MetadataLimits {
+                soft: 8192,
+                hard: 16384
+            }
+        );
+        o.set("grpc.max_metadata_size", OptionValue::Int(1000))
+            .unwrap();
+        assert_eq!(
+            o.metadata_limits(),
+            MetadataLimits {
+                soft: 1000,
+                hard: 1250
+            }
+        );
+        o.set("grpc.absolute_max_metadata_size", OptionValue::Int(800))
+            .unwrap();
+        assert_eq!(
+            o.metadata_limits(),
+            MetadataLimits {
+                soft: 800,
+                hard: 800
+            }
+        );
+        let mut o = ChannelOptions::default();
+        o.set("grpc.absolute_max_metadata_size", OptionValue::Int(1000))
+            .unwrap();
+        assert_eq!(
+            o.metadata_limits(),
+            MetadataLimits {
+                soft: 800,
+                hard: 1000
+            }
+        );
+        assert!(o
+            .set("grpc.max_metadata_size", OptionValue::Int(0))
+            .is_err());
+    }
+
     #[test]
     fn the_key_table_and_set_agree() {
         for (i, k) in KEYS.iter().enumerate() {

@@ -21,6 +21,8 @@ pub(crate) struct ConnectArgs {
     pub(crate) tls_name: Option<ServerName<'static>>,
     pub(crate) keepalive: Arc<Keepalive>,
     pub(crate) calls: Weak<Calls>,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE (see `connection::h2_header_list_limit`).
+    pub(crate) max_header_list: u32,
 }
 
 /// Why a connection attempt failed.
@@ -91,13 +93,25 @@ impl Subchannel {
                     .await
                     .map_err(dial_failed)?;
                 s.set_nodelay(true).map_err(dial_failed)?;
-                secure(Box::new(NoSigPipe(s)), &a.transport, a.tls_name.as_ref()).await
+                secure(
+                    Box::new(NoSigPipe(s)),
+                    &a.transport,
+                    a.tls_name.as_ref(),
+                    a.max_header_list,
+                )
+                .await
             }
             Endpoint::Unix(path) => {
                 let s = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(dial_failed)?;
-                secure(Box::new(NoSigPipe(s)), &a.transport, a.tls_name.as_ref()).await
+                secure(
+                    Box::new(NoSigPipe(s)),
+                    &a.transport,
+                    a.tls_name.as_ref(),
+                    a.max_header_list,
+                )
+                .await
             }
         };
         conn.map_err(ConnectFailure::Handshake)
@@ -116,6 +130,7 @@ mod tests {
             tls_name: None,
             keepalive: Keepalive::new(&ConnectionConfig::default()),
             calls: Arc::downgrade(calls),
+            max_header_list: 64 << 10,
         })
     }
 
