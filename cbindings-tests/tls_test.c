@@ -1,5 +1,9 @@
 /* TLS, mutual TLS and credentials over the C API, against a real server.
  *
+ * One file of about 900 lines on purpose: one program that ctest runs in
+ * the three server modes below, each test choosing by the mode; split, the
+ * certificate loading and mode plumbing would be repeated in each part.
+ *
  * Runs under with_server.py in one of three modes, chosen by the
  * environment with_server.py sets:
  *
