@@ -2,7 +2,8 @@
 # Runs every test: formatting and lints, Rust unit and integration tests
 # (against a real tonic server and a raw HTTP/2 server), the header checks,
 # and through CMake/ctest the C tests, examples and the interop client
-# against real grpcio and tonic servers, all under valgrind.
+# against real grpcio and tonic servers, under valgrind and again under
+# ASan + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -34,6 +35,12 @@ cmake --build build-test -j"$(nproc)"
 
 step "ctest (C tests under valgrind, examples, interop vs grpcio and tonic)"
 (cd build-test && ctest --output-on-failure -j2)
+
+step "C tests, examples and interop again under ASan + UBSan (any report fails the test)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRGRPC_SANITIZE=ON \
+  -DRGRPC_TONIC_SERVER="$PWD/target/debug/tonic-interop-server" >/dev/null
+cmake --build build-asan -j"$(nproc)"
+(cd build-asan && ctest --output-on-failure -j2)
 
 step "Python binding (pytest, against grpcio and tonic servers)"
 RGRPC_LIBRARY="$PWD/build-test/lib/librgrpc.so" python3 -m pytest bindings/python/tests -q
