@@ -236,33 +236,16 @@ fn metadata_over_the_limits() {
 /// hard limit) and the call ends with a status, at once.
 #[test]
 fn hpack_bomb() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
         let Ok((mut s, _)) = l.accept() else { return };
-        let frame = |t: u8, flags: u8, stream: u32, payload: &[u8]| {
-            let n = payload.len();
-            let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, t, flags];
-            f.extend_from_slice(&stream.to_be_bytes());
-            f.extend_from_slice(payload);
-            f
-        };
-        let mut preface = [0u8; 24];
-        if s.read_exact(&mut preface).is_err() {
+        let frame = h2_frame;
+        if !h2_accept_preface(&mut s) {
             return;
         }
-        let _ = s.write_all(&frame(4, 0, 0, &[])); // SETTINGS
-        loop {
-            let mut h = [0u8; 9];
-            if s.read_exact(&mut h).is_err() {
-                return;
-            }
-            let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
-            let mut p = vec![0u8; len];
-            if s.read_exact(&mut p).is_err() {
-                return;
-            }
+        while let Some((h, p)) = h2_read_frame(&mut s) {
             match h[3] {
                 4 if h[4] & 1 == 0 => {
                     let _ = s.write_all(&frame(4, 1, 0, &[])); // SETTINGS ACK
@@ -272,9 +255,10 @@ fn hpack_bomb() {
                 }
                 1 => {
                     let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-                    let mut block = vec![0x88]; // :status 200 (static index 8)
-                                                // content-type: application/grpc, literal without indexing
-                                                // (static name index 31).
+                    // :status 200 (static index 8), then content-type:
+                    // application/grpc as a literal without indexing
+                    // (static name index 31).
+                    let mut block = vec![0x88];
                     block.push(0x0f);
                     block.push(31 - 15);
                     block.push(16);

@@ -475,45 +475,19 @@ fn unsubscribe_from_inside_the_callback() {
 /// data): answers the first PING, then sends GOAWAY ENHANCE_YOUR_CALM with
 /// "too_many_pings", as servers enforcing ping policy do.
 fn ping_policing_server() -> std::net::SocketAddr {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
         for s in l.incoming().take(2) {
             let Ok(mut s) = s else { return };
             std::thread::spawn(move || {
-                let frame = |t: u8, flags: u8, payload: &[u8]| {
-                    let n = payload.len();
-                    let mut f = vec![
-                        (n >> 16) as u8,
-                        (n >> 8) as u8,
-                        n as u8,
-                        t,
-                        flags,
-                        0,
-                        0,
-                        0,
-                        0,
-                    ];
-                    f.extend_from_slice(payload);
-                    f
-                };
-                let mut preface = [0u8; 24];
-                if s.read_exact(&mut preface).is_err() {
+                let frame = |t: u8, flags: u8, payload: &[u8]| h2_frame(t, flags, 0, payload);
+                if !h2_accept_preface(&mut s) {
                     return;
                 }
-                let _ = s.write_all(&frame(4, 0, &[])); // SETTINGS
                 let mut pings = 0;
-                loop {
-                    let mut h = [0u8; 9];
-                    if s.read_exact(&mut h).is_err() {
-                        return;
-                    }
-                    let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
-                    let mut p = vec![0u8; len];
-                    if s.read_exact(&mut p).is_err() {
-                        return;
-                    }
+                while let Some((h, p)) = h2_read_frame(&mut s) {
                     match (h[3], h[4]) {
                         (4, 0) => {
                             let _ = s.write_all(&frame(4, 1, &[])); // SETTINGS ACK

@@ -114,3 +114,33 @@ where
     });
     RawServer { addr, _rt: rt }
 }
+
+/// Hand-written HTTP/2 for what the h2 crate will not send (GOAWAY debug
+/// data, a chosen HPACK encoding): one frame of `kind` with `flags` on
+/// `stream`.
+pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads the client preface and sends an empty SETTINGS; false when the
+/// client went away.
+pub fn h2_accept_preface(s: &mut std::net::TcpStream) -> bool {
+    use std::io::{Read, Write};
+    let mut preface = [0u8; 24];
+    s.read_exact(&mut preface).is_ok() && s.write_all(&h2_frame(4, 0, 0, &[])).is_ok()
+}
+
+/// Reads one frame: its 9-byte header and its payload.
+pub fn h2_read_frame(s: &mut std::net::TcpStream) -> Option<([u8; 9], Vec<u8>)> {
+    use std::io::Read;
+    let mut h = [0u8; 9];
+    s.read_exact(&mut h).ok()?;
+    let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).ok()?;
+    Some((h, p))
+}
