@@ -9,8 +9,8 @@ use super::callback::UserData;
 use super::channel::{rgrpc_channel, ChannelHandle};
 use super::error::{rgrpc_result, LastError, Text};
 use super::handle::{
-    block, block_failure, bytes_arg, clone_arc, str_checked, take_arc, to_arc, try_arc_or_null,
-    try_ref, try_ref_or_null, with_timeout, write_out, Castable,
+    block, block_failure, bytes_arg, clone_arc, take_arc, to_arc, try_arc_or_null, try_ref,
+    try_ref_or_null, with_timeout, write_out, Castable,
 };
 use super::metadata::rgrpc_metadata;
 use super::status::rgrpc_status;
@@ -227,9 +227,9 @@ pub extern "C" fn rgrpc_call_start(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = match str_checked(method, "method") {
+        let method = match ch.method_arg(method) {
             Ok(m) => m,
-            Err((r, text)) => return ch.last_error.fail(r, text),
+            Err(r) => return r,
         };
         if call_out.is_null() {
             return ch

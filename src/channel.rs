@@ -302,6 +302,15 @@ impl Castable for rgrpc_channel {
     type Rust = ChannelHandle;
 }
 
+impl ChannelHandle {
+    /// A method name argument of a call started on this channel; a NULL or
+    /// non-UTF-8 one is recorded as the channel's last error.
+    pub(crate) fn method_arg<'a>(&self, method: *const c_char) -> Result<&'a str, rgrpc_result> {
+        crate::handle::str_checked(method, "method")
+            .map_err(|(r, text)| self.last_error.fail(r, text))
+    }
+}
+
 /// Creates a channel to `target`. No connection is made until the first
 /// call.
 ///

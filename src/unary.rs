@@ -8,7 +8,7 @@ use super::call_options::{options_of, rgrpc_call_options};
 use super::callback::UserData;
 use super::channel::{rgrpc_channel, ChannelHandle};
 use super::error::rgrpc_result;
-use super::handle::{block, block_failure, bytes_arg, str_checked, try_ref_or_null, write_out};
+use super::handle::{block, block_failure, bytes_arg, try_ref_or_null, write_out};
 use super::status::rgrpc_status;
 use bytes::Bytes;
 use rgrpc_core::call::{StartError, UnaryOutcome};
@@ -59,9 +59,9 @@ pub extern "C" fn rgrpc_call_unary(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = match str_checked(method, "method") {
+        let method = match ch.method_arg(method) {
             Ok(m) => m,
-            Err((r, text)) => return ch.last_error.fail(r, text),
+            Err(r) => return r,
         };
         if response_out.is_null() {
             return ch
@@ -124,9 +124,9 @@ pub extern "C" fn rgrpc_call_unary_buffer(
     boundary(|| {
         let request = buffer::take(request);
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = match str_checked(method, "method") {
+        let method = match ch.method_arg(method) {
             Ok(m) => m,
-            Err((r, text)) => return ch.last_error.fail(r, text),
+            Err(r) => return r,
         };
         let Some(request) = request else {
             return ch
@@ -179,9 +179,9 @@ pub extern "C" fn rgrpc_call_unary_async(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
-        let method = match str_checked(method, "method") {
+        let method = match ch.method_arg(method) {
             Ok(m) => m,
-            Err((r, text)) => return ch.last_error.fail(r, text),
+            Err(r) => return r,
         };
         // SAFETY: request is NULL or points to request_len readable bytes.
         let Some(req) = (unsafe { bytes_arg(request, request_len) }) else {

@@ -4,7 +4,7 @@
 //! Load-balancing policies own subchannels and choose among them.
 
 use super::calls::Calls;
-use super::connection::{secure, Connection};
+use super::connection::{secure, BoxedIo, Connection};
 use super::keepalive::Keepalive;
 use super::nosigpipe::NoSigPipe;
 use super::resolver::Endpoint;
@@ -87,34 +87,23 @@ impl Subchannel {
         let a = &self.args;
         let dial_failed =
             |e: std::io::Error| ConnectFailure::Dial(format!("{}: {e}", self.endpoint));
-        let conn = match &self.endpoint {
+        let io: BoxedIo = match &self.endpoint {
             Endpoint::Tcp { addr, .. } => {
                 let s = tokio::net::TcpStream::connect(addr)
                     .await
                     .map_err(dial_failed)?;
                 s.set_nodelay(true).map_err(dial_failed)?;
-                secure(
-                    Box::new(NoSigPipe(s)),
-                    &a.transport,
-                    a.tls_name.as_ref(),
-                    a.max_header_list,
-                )
-                .await
+                Box::new(NoSigPipe(s))
             }
-            Endpoint::Unix(path) => {
-                let s = tokio::net::UnixStream::connect(path)
+            Endpoint::Unix(path) => Box::new(NoSigPipe(
+                tokio::net::UnixStream::connect(path)
                     .await
-                    .map_err(dial_failed)?;
-                secure(
-                    Box::new(NoSigPipe(s)),
-                    &a.transport,
-                    a.tls_name.as_ref(),
-                    a.max_header_list,
-                )
-                .await
-            }
+                    .map_err(dial_failed)?,
+            )),
         };
-        conn.map_err(ConnectFailure::Handshake)
+        secure(io, &a.transport, a.tls_name.as_ref(), a.max_header_list)
+            .await
+            .map_err(ConnectFailure::Handshake)
     }
 }
 
