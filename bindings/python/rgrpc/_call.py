@@ -6,6 +6,11 @@
   done callbacks; shared by the user-facing object, worker threads and
   library callbacks, guarded by its condition. The outcome is set once
   (``complete``); callbacks run outside every lock.
+* ``CallState.handle`` is the owner's reference to the call: set to None
+  (``release``) when the user-facing object is collected or the outcome
+  has been read, so the call is freed once the threads still using it
+  (each holding the Handle in a local variable) are done. Code that uses
+  the call reads ``state.handle`` once into a local and checks it for None.
 * ``_Rendezvous``: an RPC as grpcio shows it, a ``Call``, a ``Future`` and an
   ``RpcError`` at once, over a CallState; ``_InactiveRpcError`` (raised by
   blocking calls) and ``_CompletedCall`` (returned by ``with_call``). The
@@ -96,6 +101,10 @@ class CallState(object):
             self.cond.notify_all()
         return cbs
 
+    def release(self):
+        """The owner lets go of the call (freed when no thread uses it)."""
+        self.handle = None
+
     def wait_done(self, timeout=None) -> bool:
         with self.cond:
             if self.code is not None:
@@ -162,8 +171,9 @@ def run_callbacks(cbs):
 def abort(state, code, details):
     """Ends the RPC locally with the given status and cancels it."""
     cbs = state.complete(code, details, EMPTY)
-    if state.handle is not None:
-        state.handle.cancel()
+    h = state.handle
+    if h is not None:
+        h.cancel()
     run_callbacks(cbs)
 
 
@@ -195,8 +205,9 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
         cbs = st.complete(StatusCode.CANCELLED, details, EMPTY, cancelled=True)
         if cbs is None:
             return False
-        if st.handle is not None:
-            st.handle.cancel()
+        h = st.handle
+        if h is not None:
+            h.cancel()
         run_callbacks(cbs)
         return True
 

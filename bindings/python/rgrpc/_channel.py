@@ -19,7 +19,6 @@ from . import _runtime
 from . import _streams
 from . import _unary
 from ._lib import Result, lib, result_str
-from ._runtime import drain_deferred
 from ._streams import _StreamStreamMultiCallable, _UnaryStreamMultiCallable
 from ._unary import _StreamUnaryMultiCallable, _UnaryUnaryMultiCallable
 
@@ -165,7 +164,6 @@ class Channel(_api.Channel):
         if conn is not None:
             conn.shutdown()
         self._close_native()
-        drain_deferred()
 
     def __del__(self):
         try:

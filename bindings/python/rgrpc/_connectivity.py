@@ -96,7 +96,7 @@ class _Connectivity(object):
                     _runtime.unregister(self._key)
                     self._key = None
                     self._subscribers.remove(callback)
-                raise RuntimeError("rgrpc_channel_subscribe: %s" % _lib.result_str(rc))
+                raise RuntimeError("rgrpc_channel_subscribe: %s" % _lib.channel_error(ptr, rc))
             with self._lock:
                 self._subscription = sub.value
         elif try_to_connect:

@@ -20,7 +20,7 @@ import time
 from ctypes import byref, c_void_p
 
 from ._api import StatusCode
-from ._lib import Result, lib, result_name, result_str
+from ._lib import Result, channel_error, lib, result_name, result_str
 from ._runtime import Handle
 
 _LOGGER = logging.getLogger("rgrpc")
@@ -104,14 +104,20 @@ def _build_call_options(timeout, metadata, wait_for_ready, compression):
     return opts
 
 
-def start_error(rc):
+def start_error(rc, channel):
+    """The exception for a call that ``rgrpc_call_start`` (or
+    ``rgrpc_call_unary_async``) refused on the native ``channel`` with
+    ``rc``: grpcio's for a closed channel, else INTERNAL with the library's
+    reason (``rgrpc_channel_last_error``; read it on the failing thread)."""
     if rc == Result.CHANNEL_CLOSED:
         return ValueError("Cannot invoke RPC: Channel closed!")
+    why = channel_error(channel, rc)
     if rc == Result.INVALID_METHOD:
-        return LocalFailure(StatusCode.INTERNAL, "Invalid method: %s" % result_str(rc))
-    return LocalFailure(
-        StatusCode.INTERNAL, "rgrpc: %s (%s)" % (result_str(rc), result_name(rc))
-    )
+        # e.g. 'invalid method: "Foo" must start with '/' (...)'
+        if why.lower().startswith("invalid method: "):
+            why = why[len("invalid method: "):]
+        return LocalFailure(StatusCode.INTERNAL, "Invalid method: %s" % why)
+    return LocalFailure(StatusCode.INTERNAL, "rgrpc: %s (%s)" % (why, result_name(rc)))
 
 
 # ---------------------------------------------------------------------------
@@ -179,14 +185,14 @@ class MultiCallable(object):
 
     def _start(self, opts):
         """rgrpc_call_start; frees opts; returns a Handle."""
-        ch = self._channel
         call = c_void_p()
         try:
-            rc = lib.rgrpc_call_start(ch._native(), self._method, opts, byref(call))
+            ch = self._channel._native()
+            rc = lib.rgrpc_call_start(ch, self._method, opts, byref(call))
         finally:
             if opts:
                 _rgrpc_call_options_free(opts)
         if rc != _OK:
-            raise start_error(rc)
+            raise start_error(rc, ch)
         return Handle(call.value)
 

@@ -51,11 +51,13 @@ class Result:
     UNKNOWN_OPTION = 7007
     UNSUPPORTED = 7009
     CHANNEL_CLOSED = 7010
+    CALL_ENDED = 7011
     END_OF_STREAM = 7012
     BUSY = 7014
     TIMEOUT = 7015
     RPC_FAILED = 7016
     NOT_FOUND = 7017
+    CANCELLED = 7021
 
 
 # rgrpc_call_send flags (checked against the header's #defines).
@@ -110,6 +112,7 @@ _PROTOTYPES = {
     "rgrpc_channel_close": (c_uint32, [_vp]),
     "rgrpc_channel_free": (None, [_vp]),
     "rgrpc_channel_authority": (c_uint32, [_vp, c_char_p, c_size_t, POINTER(c_size_t)]),
+    "rgrpc_channel_last_error": (c_char_p, [_vp]),
     # call options
     "rgrpc_call_options_new": (_vp, []),
     "rgrpc_call_options_set_timeout_ms": (c_uint32, [_vp, c_int64]),
@@ -131,6 +134,7 @@ _PROTOTYPES = {
     "rgrpc_call_wait": (c_uint32, [_vp, c_int64]),
     "rgrpc_call_on_done": (c_uint32, [_vp, DONE_CB, _vp]),
     "rgrpc_call_on_message": (c_uint32, [_vp, MESSAGE_CB, _vp]),
+    "rgrpc_call_last_error": (c_char_p, [_vp]),
     "rgrpc_call_free": (None, [_vp]),
     "rgrpc_call_unary_async": (c_uint32, [_vp, c_char_p, _vp, c_char_p, c_size_t, UNARY_DONE_CB, _vp, _pvp]),
     # compression
@@ -242,6 +246,26 @@ def result_name(rc: int) -> str:
 
 def result_str(rc: int) -> str:
     return lib.rgrpc_result_str(rc).decode()
+
+
+def _why(text, rc):
+    text = (text or b"").decode("utf-8", "replace")
+    return text or result_str(rc)
+
+
+def call_error(call, rc: int) -> str:
+    """Why the last function on ``call`` failed in this thread with ``rc``
+    (``rgrpc_call_last_error``; the result's description if it left none).
+    Read it right after the failure, on the failing thread, while the call
+    is alive."""
+    return _why(lib.rgrpc_call_last_error(call), rc)
+
+
+def channel_error(channel, rc: int) -> str:
+    """As :func:`call_error`, for a function on a channel
+    (``rgrpc_channel_last_error``; also ``rgrpc_call_start`` and
+    ``rgrpc_call_unary_async``)."""
+    return _why(lib.rgrpc_channel_last_error(channel), rc)
 
 
 def version() -> str:

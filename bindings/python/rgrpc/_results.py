@@ -74,15 +74,9 @@ def initial_metadata_of(p):
 
 def fetch_initial_metadata(h):
     """Initial metadata of the call a Handle owns (may block until the
-    headers arrive); None when it is freed or has none to give."""
-    p = h.acquire()
-    if p is None:
+    headers arrive); None when it has none to give. ``h`` is held, so the
+    call stays alive, until the borrowed view has been copied."""
+    md = c_void_p()
+    if lib.rgrpc_call_initial_metadata(h.ptr, byref(md)) != _OK:
         return None
-    try:
-        md = c_void_p()
-        if lib.rgrpc_call_initial_metadata(p, byref(md)) != _OK:
-            return None
-        return read_metadata(md.value)
-    finally:
-        h.release()
-
+    return read_metadata(md.value)

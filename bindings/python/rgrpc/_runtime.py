@@ -12,8 +12,10 @@
 * A pool of daemon worker threads runs long blocking jobs: consuming request
   iterators, and reading response streams for callers on the main thread
   (whose own wait must stay interruptible by Ctrl-C).
-* ``_Handle`` owns one ``rgrpc_call *`` and frees it once its owner let go
-  and no thread is using it (the C API forbids freeing while in use).
+* ``Handle`` owns one ``rgrpc_call *`` and frees it when it is collected:
+  Python code using the call holds the Handle, so the free comes once no
+  Python code can use the pointer again (the library's threads may still
+  be inside the call: the C API allows that).
 * At interpreter exit every channel is closed and every call we hold is
   cancelled, then we wait (briefly) for outstanding callbacks, so no library
   thread tries to take the GIL of a finalizing interpreter.
@@ -38,6 +40,7 @@ _LOGGER = logging.getLogger("rgrpc")
 _registry = {}  # key -> object with _native_done / _native_message / ...
 _next_key = itertools.count(1).__next__
 _exiting = False
+_exit_started = []  # not empty once _at_exit ran: stop freeing calls
 
 
 def register(obj) -> int:
@@ -120,88 +123,41 @@ CONNECTIVITY_TRAMPOLINE = CONNECTIVITY_CB(_connectivity_trampoline)
 
 
 class Handle(object):
-    """Owns an ``rgrpc_call *``.
+    """Owns an ``rgrpc_call *`` (``ptr``); frees it when collected.
 
-    ``acquire()`` returns the pointer (or None once freed) and must be paired
-    with ``release()``; ``close()`` is the owner letting go. The call is
-    freed when both happened. ``close(defer=True)`` (from ``__del__``, which
-    may run inside a library callback) queues the free instead; queued frees
-    run at the next call start or channel close.
+    Python's reference count decides when: code that calls a library
+    function on the call holds this object (in a local variable or an
+    argument) for as long as it may still use ``ptr``, so the free comes
+    only once no Python code can use the pointer again. Owners (a
+    ``CallState``) drop their reference when the call's Python object is
+    collected or its outcome has been read, after cancelling an active
+    call, so a thread blocked in the call returns at once and lets go too.
+
+    The free may run on any thread at any time (gc, a library callback of
+    this very call) while the library's own threads are still inside the
+    call: ``rgrpc_call`` is reference-counted and ``rgrpc_call_free`` is
+    safe then (include/rgrpc.h). At interpreter exit nothing is freed (see
+    ``_at_exit``).
     """
 
-    __slots__ = ("_ptr", "_lock", "_users", "_closed", "__weakref__")
+    __slots__ = ("ptr", "__weakref__")
 
     def __init__(self, ptr):
-        self._ptr = ptr
-        self._lock = threading.Lock()
-        self._users = 0
-        self._closed = False
+        self.ptr = ptr
         _live_handles.add(self)
 
-    def acquire(self):
-        with self._lock:
-            p = self._ptr
-            if p is not None:
-                self._users += 1
-            return p
+    def cancel(self):
+        lib.rgrpc_call_cancel(self.ptr)
 
-    def release(self):
-        with self._lock:
-            self._users -= 1
-            if self._users or not self._closed:
-                return
-            p, self._ptr = self._ptr, None
-        if p is not None:
-            _free(p, self)
-
-    def close(self, defer=False):
-        with self._lock:
-            self._closed = True
-            if self._users:
-                return
-            p, self._ptr = self._ptr, None
-        if p is not None:
-            if defer:
-                _deferred.append((p, self))
-            else:
-                _free(p, self)
-
-    def cancel(self) -> bool:
-        p = self.acquire()
-        if p is None:
-            return False
-        try:
-            lib.rgrpc_call_cancel(p)
-        finally:
-            self.release()
-        return True
-
-    def is_active(self) -> bool:
-        p = self.acquire()
-        if p is None:
-            return False
-        try:
-            return bool(lib.rgrpc_call_is_active(p))
-        finally:
-            self.release()
+    # Default arguments: still bound while the interpreter tears the module
+    # down.
+    def __del__(self, _free=lib.rgrpc_call_free, _exit_started=_exit_started):
+        p, self.ptr = self.ptr, None
+        if p is not None and not _exit_started:
+            _free(p)
 
 
-_live_handles = weakref.WeakSet()
-_deferred = []  # (ptr, handle) freed by drain_deferred()
-
-
-def _free(p, handle):
-    lib.rgrpc_call_free(p)
-    _live_handles.discard(handle)
-
-
-def drain_deferred():
-    while _deferred:
-        try:
-            p, h = _deferred.pop()
-        except IndexError:  # another thread emptied it
-            return
-        _free(p, h)
+_live_handles = weakref.WeakSet()  # cancelled at exit; counted by tests
 
 
 # ---------------------------------------------------------------------------
@@ -304,11 +260,14 @@ def _at_exit():
         deadline = time.monotonic() + 3.0
         while _pending_callbacks() and time.monotonic() < deadline:
             time.sleep(0.002)
-        drain_deferred()
     except Exception:  # pragma: no cover
         pass
     global _exiting
     _exiting = True
+    # From now on a collected Handle leaks its call: freeing an active one
+    # would have its done callbacks take the GIL of a finalizing
+    # interpreter, and the process ends anyway.
+    _exit_started.append(True)
 
 
 atexit.register(_at_exit)

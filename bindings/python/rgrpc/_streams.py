@@ -25,13 +25,12 @@ import time
 from ctypes import byref, c_void_p
 
 from . import _api
-from . import _runtime
 from ._api import StatusCode
 from ._call import CallState, _Rendezvous, abort, on_main_thread, raise_local, run_callbacks
 from ._invocation import LocalFailure, MultiCallable, deserialize, serialize, serialize_or_fail
-from ._lib import SEND_LAST, Result, lib, result_name, result_str
+from ._lib import SEND_LAST, Result, call_error, lib, result_name
 from ._results import EMPTY, initial_metadata_of, read_metadata, status_info, take_buffer
-from ._runtime import DONE_TRAMPOLINE, drain_deferred, register, unregister, workers
+from ._runtime import DONE_TRAMPOLINE, register, unregister, workers
 
 _LOGGER = logging.getLogger("rgrpc")
 
@@ -41,6 +40,7 @@ _PREFETCH_BYTES = 4 << 20
 
 _OK = Result.OK
 _BUSY = Result.BUSY
+_CALL_ENDED = Result.CALL_ENDED
 
 _rgrpc_call_recv = lib.rgrpc_call_recv
 _rgrpc_call_finish = lib.rgrpc_call_finish
@@ -81,26 +81,30 @@ class _StreamCall(_Rendezvous):
                     st.abandoned = True
                     st.cond.notify_all()
                 self._cancel("Cancelled upon garbage collection!")
-            if st.handle is not None:
-                st.handle.close(defer=True)
+            # Freed now unless a worker thread is still in the call (then as
+            # soon as it returns, which the cancel makes prompt).
+            st.release()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
 
-def _finish_stream(state, p, rc=Result.END_OF_STREAM):
+def _finish_stream(state, h, rc=Result.END_OF_STREAM):
     """After END_OF_STREAM: the status and the initial metadata."""
+    p = h.ptr
     if rc != Result.END_OF_STREAM:
         # Not a normal end (should not happen): do not wait for a status.
+        why = call_error(p, rc)
         lib.rgrpc_call_cancel(p)
         return state.complete(StatusCode.INTERNAL, "rgrpc: receiving failed: %s (%s)"
-                              % (result_str(rc), result_name(rc)), EMPTY)
+                              % (why, result_name(rc)), EMPTY)
     st = c_void_p()
-    _rgrpc_call_finish(p, byref(st))
+    rc = _rgrpc_call_finish(p, byref(st))
     if st.value:
         code, details, trailing = status_info(st.value)
         _rgrpc_status_free(st.value)
-    else:  # pragma: no cover - finish always gives a status
-        code, details, trailing = StatusCode.INTERNAL, "no status", EMPTY
+    else:  # pragma: no cover - finish gives a status unless the library fails
+        code, details, trailing = StatusCode.INTERNAL, "rgrpc: no status: %s (%s)" % (
+            call_error(p, rc), result_name(rc)), EMPTY
     md = initial_metadata_of(p)
     with state.cond:
         if state.initial_md is None:
@@ -112,33 +116,31 @@ def _finish_stream(state, p, rc=Result.END_OF_STREAM):
 
 
 def _next_direct(state):
-    """Next message bytes (None at the end), read by the calling thread."""
+    """Next message bytes (None at the end), read by the calling thread.
+    ``recv_lock`` serialises threads iterating the same stream (the
+    library has one receiver at a time) and guards ``eos``."""
     with state.recv_lock:
         if state.cancelled or state.eos:
             if state.code is None:
                 state.wait_done()
             return None
         h = state.handle
-        p = h.acquire()
-        if p is None:
+        if h is None:  # pragma: no cover - released only after eos
             state.eos = True
             state.wait_done()
             return None
-        cbs = None
-        try:
-            buf = c_void_p()
+        p = h.ptr
+        buf = c_void_p()
+        rc = _rgrpc_call_recv(p, byref(buf))
+        while rc == _BUSY:
+            # initial_metadata() is reading the headers on another thread
+            time.sleep(0.0005)
             rc = _rgrpc_call_recv(p, byref(buf))
-            while rc == _BUSY:
-                # initial_metadata() is reading the headers on another thread
-                time.sleep(0.0005)
-                rc = _rgrpc_call_recv(p, byref(buf))
-            if rc == _OK:
-                return take_buffer(buf.value)
-            cbs = _finish_stream(state, p, rc)
-            state.eos = True
-        finally:
-            h.release()
-        h.close()
+        if rc == _OK:
+            return take_buffer(buf.value)
+        cbs = _finish_stream(state, h, rc)
+        state.eos = True
+        state.release()  # status and headers read: the call is not needed
     run_callbacks(cbs)
     return None
 
@@ -166,20 +168,22 @@ def _next_prefetched(state):
 
 def _reader_job(state, request):
     """Worker-thread reader of a response stream (calls made on the main
-    thread). Sends the unary request first, when there is one."""
+    thread). Sends the unary request first, when there is one. Holds the
+    call (``h``) until it has read the status: dropping the iterator cancels
+    the call, so that comes promptly."""
     h = state.handle
     cond = state.cond
-    p = h.acquire()
-    if p is None:
+    if h is None:  # pragma: no cover - the iterator was collected already
         with cond:
             state.eos = True
             cond.notify_all()
         return
+    p = h.ptr
     cbs = None
     rc = Result.END_OF_STREAM
     try:
         if request is not None:
-            _rgrpc_call_send(p, request, len(request), SEND_LAST)
+            _send(state, h, request, SEND_LAST)
         # Headers first (this thread drives them; the first message, if it
         # came along, is kept for recv), so initial_metadata() never waits
         # for a message.
@@ -207,13 +211,12 @@ def _reader_job(state, request):
                 q.append(data)
                 state.queued_bytes += len(data)
                 cond.notify_all()
-        cbs = _finish_stream(state, p, rc if rc != _OK else Result.END_OF_STREAM)
+        cbs = _finish_stream(state, h, rc if rc != _OK else Result.END_OF_STREAM)
     finally:
-        h.release()
         with cond:
             state.eos = True
             cond.notify_all()
-        h.close()
+        state.release()
     run_callbacks(cbs)
 
 
@@ -221,32 +224,56 @@ def _reader_job(state, request):
 # Feeding request iterators
 
 
+def _send(state, h, data, flags):
+    """Sends one message on the call ``h``; False when the call is over.
+    CALL_ENDED is the call's end, which its status explains; any other
+    failure is the library's, and ends the call with its message."""
+    rc = _rgrpc_call_send(h.ptr, data, len(data), flags)
+    if rc == _OK:
+        return True
+    if rc != _CALL_ENDED:
+        abort(state, StatusCode.INTERNAL, "rgrpc: sending failed: %s (%s)"
+              % (call_error(h.ptr, rc), result_name(rc)))
+    return False
+
+
+def _send_next(state, data):
+    """One message of a request iterator. The call is held only for the
+    send: while the iterator waits for its next item, dropping the call's
+    object frees the call."""
+    h = state.handle
+    return h is not None and _send(state, h, data, 0)
+
+
+def _close_send(state):
+    h = state.handle
+    if h is None:
+        return
+    rc = lib.rgrpc_call_close_send(h.ptr)
+    if rc != _OK and rc != _CALL_ENDED:
+        abort(state, StatusCode.INTERNAL, "rgrpc: closing the request stream failed: %s (%s)"
+              % (call_error(h.ptr, rc), result_name(rc)))
+
+
 def sender_job(state, request_iterator, serializer):
     """Worker-thread consumer of a request iterator."""
-    h = state.handle
-    p = h.acquire()
-    if p is None:
-        return
     try:
-        try:
-            for request in request_iterator:
-                if state.code is not None:
-                    return
-                try:
-                    data = serialize(serializer, request)
-                except Exception:
-                    _LOGGER.exception("Exception serializing message!")
-                    abort(state, StatusCode.INTERNAL, "Exception serializing request!")
-                    return
-                if _rgrpc_call_send(p, data, len(data), 0) != _OK:
-                    return  # the call ended; its status says why
-        except Exception:
-            _LOGGER.exception("Exception iterating requests!")
-            abort(state, StatusCode.UNKNOWN, "Exception iterating requests!")
-            return
-        lib.rgrpc_call_close_send(p)
-    finally:
-        h.release()
+        for request in request_iterator:
+            if state.code is not None:
+                return
+            try:
+                data = serialize(serializer, request)
+            except Exception:
+                _LOGGER.exception("Exception serializing message!")
+                abort(state, StatusCode.INTERNAL, "Exception serializing request!")
+                return
+            if not _send_next(state, data):
+                return  # the call ended; its status says why
+    except Exception:
+        _LOGGER.exception("Exception iterating requests!")
+        abort(state, StatusCode.UNKNOWN, "Exception iterating requests!")
+        return
+    _close_send(state)
 
 
 # ---------------------------------------------------------------------------
@@ -258,8 +285,6 @@ class _UnaryStreamMultiCallable(MultiCallable, _api.UnaryStreamMultiCallable):
 
     def __call__(self, request, timeout=None, metadata=None, credentials=None,
                  wait_for_ready=None, compression=None):
-        if _runtime._deferred:
-            drain_deferred()
         try:
             data = serialize_or_fail(self._serializer, request)
             opts, deadline = self._options(timeout, metadata, credentials, wait_for_ready,
@@ -277,12 +302,7 @@ class _UnaryStreamMultiCallable(MultiCallable, _api.UnaryStreamMultiCallable):
         else:
             state.recv_lock = threading.Lock()
             _watch_done(state, h)
-            p = h.acquire()
-            if p is not None:
-                try:
-                    _rgrpc_call_send(p, data, len(data), SEND_LAST)
-                finally:
-                    h.release()
+            _send(state, h, data, SEND_LAST)
         return _StreamCall(state)
 
 
@@ -290,11 +310,7 @@ def _watch_done(state, h):
     """Registers the done callback that completes ``state`` (Future / Call
     methods and add_callback work without anyone reading the stream)."""
     key = register(state)
-    p = h.acquire()
-    try:
-        rc = lib.rgrpc_call_on_done(p, DONE_TRAMPOLINE, key)
-    finally:
-        h.release()
+    rc = lib.rgrpc_call_on_done(h.ptr, DONE_TRAMPOLINE, key)
     if rc != _OK:
         unregister(key)  # already ended: the reader's finish gives the status
     return rc
@@ -305,8 +321,6 @@ class _StreamStreamMultiCallable(MultiCallable, _api.StreamStreamMultiCallable):
 
     def __call__(self, request_iterator, timeout=None, metadata=None, credentials=None,
                  wait_for_ready=None, compression=None):
-        if _runtime._deferred:
-            drain_deferred()
         try:
             opts, deadline = self._options(timeout, metadata, credentials, wait_for_ready,
                                            compression)

@@ -26,7 +26,6 @@ import logging
 from ctypes import byref, c_void_p, string_at
 
 from . import _api
-from . import _runtime
 from ._api import StatusCode
 from ._call import (
     CallState,
@@ -40,14 +39,13 @@ from ._call import (
     run_callbacks,
 )
 from ._invocation import LocalFailure, MultiCallable, deserialize, serialize_or_fail, start_error
-from ._lib import SEND_LAST, UNARY_DONE_CB, Result, lib, result_str
+from ._lib import SEND_LAST, UNARY_DONE_CB, Result, call_error, lib, result_name
 from ._results import EMPTY, fetch_initial_metadata, initial_metadata_of, status_info, take_buffer
 from ._runtime import (
     DONE_TRAMPOLINE,
     MESSAGE_TRAMPOLINE,
     UNARY_TRAMPOLINE,
     Handle,
-    drain_deferred,
     register,
     unregister,
     workers,
@@ -62,6 +60,7 @@ _SLICE_MS = 50
 
 _OK = Result.OK
 _TIMEOUT = Result.TIMEOUT
+_CALL_ENDED = Result.CALL_ENDED
 
 _rgrpc_call_wait = lib.rgrpc_call_wait
 _rgrpc_call_recv = lib.rgrpc_call_recv
@@ -82,8 +81,7 @@ class _UnaryFuture(_Rendezvous):
             st = self._state
             if st.code is None:
                 self._cancel("Cancelled upon garbage collection!")
-            if st.handle is not None:
-                st.handle.close(defer=True)
+            st.release()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
@@ -107,8 +105,6 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
 
     def _blocking(self, request, timeout, metadata, credentials, wait_for_ready, compression,
                   with_call):
-        if _runtime._deferred:
-            drain_deferred()
         try:
             data = serialize_or_fail(self._serializer, request)
             opts, deadline = self._options(timeout, metadata, credentials, wait_for_ready,
@@ -125,29 +121,29 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
         # then takes the status and the response.
         call = c_void_p()
         try:
-            rc = _rgrpc_call_unary_async(self._channel._native(), self._method, opts, data,
-                                         len(data), UNARY_DONE_CB(), None, byref(call))
+            ch = self._channel._native()
+            rc = _rgrpc_call_unary_async(ch, self._method, opts, data, len(data),
+                                         UNARY_DONE_CB(), None, byref(call))
         finally:
             if opts:
                 _rgrpc_call_options_free(opts)
         if rc != _OK:
-            raise_local(start_error(rc))
+            raise_local(start_error(rc, ch))
         p = call.value
         try:
             rc = _rgrpc_call_wait(p, _SLICE_MS)
             while rc == _TIMEOUT:
                 rc = _rgrpc_call_wait(p, _SLICE_MS)
-            st = c_void_p()
-            _rgrpc_call_finish(p, byref(st))
-            code, details, trailing = status_info(st.value)
-            _rgrpc_status_free(st.value)
+            code, details, trailing = _finish(p)
             response_bytes = None
             if code is StatusCode.OK:
                 buf = c_void_p()
-                if _rgrpc_call_recv(p, byref(buf)) == _OK:
+                rc = _rgrpc_call_recv(p, byref(buf))
+                if rc == _OK:
                     response_bytes = take_buffer(buf.value)
                 else:
-                    code, details = StatusCode.INTERNAL, _NO_RESPONSE
+                    code, details = StatusCode.INTERNAL, "%s: %s" % (_NO_RESPONSE,
+                                                                     call_error(p, rc))
             if code is StatusCode.OK and not with_call:
                 _rgrpc_call_free(p)
                 p = None
@@ -184,22 +180,30 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
     def _blocking_direct(self, data, opts, deadline, with_call):
         call = c_void_p()
         try:
-            rc = lib.rgrpc_call_start(self._channel._native(), self._method, opts, byref(call))
+            ch = self._channel._native()
+            rc = lib.rgrpc_call_start(ch, self._method, opts, byref(call))
         finally:
             if opts:
                 _rgrpc_call_options_free(opts)
         if rc != _OK:
-            raise_local(start_error(rc))
+            raise_local(start_error(rc, ch))
         p = call.value
         st = c_void_p()
         try:
-            _rgrpc_call_send(p, data, len(data), SEND_LAST)  # a failure shows in the status
+            rc = _rgrpc_call_send(p, data, len(data), SEND_LAST)
+            if rc != _OK and rc != _CALL_ENDED:  # (CALL_ENDED: the status says why)
+                why = call_error(p, rc)
+                lib.rgrpc_call_cancel(p)
+                raise inactive(StatusCode.INTERNAL, "rgrpc: sending failed: %s (%s)"
+                               % (why, result_name(rc)))
             buf = c_void_p()
             response_bytes = None
             if _rgrpc_call_recv(p, byref(buf)) == _OK:
                 response_bytes = take_buffer(buf.value)
-            _rgrpc_call_finish(p, byref(st))
-            if _rgrpc_status_get_code(st.value) == 0 and response_bytes is not None \
+            rc = _rgrpc_call_finish(p, byref(st))
+            if not st.value:  # pragma: no cover - the library failed
+                code, details, trailing = _no_status(p, rc)
+            elif _rgrpc_status_get_code(st.value) == 0 and response_bytes is not None \
                     and not with_call:
                 _rgrpc_status_free(st.value)
                 st = None
@@ -211,7 +215,8 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
                     _LOGGER.exception("Exception deserializing response!")
                     raise inactive(StatusCode.INTERNAL,
                                    "Exception deserializing response!") from None
-            code, details, trailing = status_info(st.value)
+            else:
+                code, details, trailing = status_info(st.value)
             initial = initial_metadata_of(p)
         finally:
             if st is not None and st.value:
@@ -237,8 +242,6 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
 
     def future(self, request, timeout=None, metadata=None, credentials=None,
                wait_for_ready=None, compression=None):
-        if _runtime._deferred:
-            drain_deferred()
         try:
             data = serialize_or_fail(self._serializer, request)
             opts, deadline = self._options(timeout, metadata, credentials, wait_for_ready,
@@ -251,16 +254,39 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
         key = register(sink)
         call = c_void_p()
         try:
-            rc = _rgrpc_call_unary_async(self._channel._native(), self._method, opts, data,
-                                         len(data), UNARY_TRAMPOLINE, key, byref(call))
+            ch = self._channel._native()
+            rc = _rgrpc_call_unary_async(ch, self._method, opts, data, len(data),
+                                         UNARY_TRAMPOLINE, key, byref(call))
+        except BaseException:
+            unregister(key)
+            raise
         finally:
             if opts:
                 _rgrpc_call_options_free(opts)
         if rc != _OK:
             unregister(key)
-            raise_local(start_error(rc))
+            raise_local(start_error(rc, ch))
         state.handle = Handle(call.value)
         return _UnaryFuture(state)
+
+
+def _no_status(p, rc):
+    """(code, details, trailing) when rgrpc_call_finish gave no status (the
+    library failed: the reason is its last error)."""
+    return StatusCode.INTERNAL, "rgrpc: no status: %s (%s)" % (call_error(p, rc),
+                                                               result_name(rc)), EMPTY
+
+
+def _finish(p):
+    """The final status of an ended call: (code, details, trailing)."""
+    st = c_void_p()
+    rc = _rgrpc_call_finish(p, byref(st))
+    if not st.value:  # pragma: no cover - the library failed
+        return _no_status(p, rc)
+    try:
+        return status_info(st.value)
+    finally:
+        _rgrpc_status_free(st.value)
 
 
 # librgrpc promises the response with an OK status of a unary call (it
@@ -305,8 +331,6 @@ class _StreamUnaryMultiCallable(MultiCallable, _api.StreamUnaryMultiCallable):
 
     def _begin(self, request_iterator, timeout, metadata, credentials, wait_for_ready,
                compression):
-        if _runtime._deferred:
-            drain_deferred()
         try:
             opts, deadline = self._options(timeout, metadata, credentials, wait_for_ready,
                                            compression)
@@ -318,24 +342,25 @@ class _StreamUnaryMultiCallable(MultiCallable, _api.StreamUnaryMultiCallable):
         state.unary_response = True
         state.md_after_done = True
         key = register(state)
-        p = h.acquire()
-        try:
-            rc = lib.rgrpc_call_on_message(p, MESSAGE_TRAMPOLINE, key)
-            if rc == _OK:
-                rc = lib.rgrpc_call_on_done(p, DONE_TRAMPOLINE, key)
-                if rc != _OK:
-                    # Ended before we could watch it: read the status now.
-                    unregister(key)
-                    stp = c_void_p()
-                    _rgrpc_call_finish(p, byref(stp))
-                    if stp.value:
-                        state._native_done(stp.value)
-                        _rgrpc_status_free(stp.value)
-            else:
+        p = h.ptr
+        rc = lib.rgrpc_call_on_message(p, MESSAGE_TRAMPOLINE, key)
+        if rc == _OK:
+            rc = lib.rgrpc_call_on_done(p, DONE_TRAMPOLINE, key)
+            if rc != _OK:
+                # Ended before we could watch it: read the status now.
                 unregister(key)
-                state.complete(StatusCode.INTERNAL, "rgrpc: %s" % result_str(rc), EMPTY)
-        finally:
-            h.release()
+                stp = c_void_p()
+                rc = _rgrpc_call_finish(p, byref(stp))
+                if stp.value:
+                    state._native_done(stp.value)
+                    _rgrpc_status_free(stp.value)
+                else:  # pragma: no cover - finish gives a status unless the library fails
+                    abort(state, StatusCode.INTERNAL, "rgrpc: no status: %s (%s)"
+                          % (call_error(p, rc), result_name(rc)))
+        else:
+            unregister(key)
+            abort(state, StatusCode.INTERNAL, "rgrpc: %s (%s)"
+                  % (call_error(p, rc), result_name(rc)))
         workers.submit(sender_job, state, request_iterator, self._serializer)
         return state
 
@@ -351,8 +376,8 @@ class _StreamUnaryMultiCallable(MultiCallable, _api.StreamUnaryMultiCallable):
             with state.cond:
                 if state.initial_md is None:
                     state.initial_md = md if md is not None else EMPTY
-        if h is not None:
-            h.close()
+        h = None
+        state.release()  # everything read; the sender may still hold it
         if state.code is not StatusCode.OK:
             raise _InactiveRpcError(state)
         return state.response

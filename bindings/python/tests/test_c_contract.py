@@ -124,7 +124,90 @@ def test_cancel_from_another_thread_ends_blocked_recv(native_channel, pb):
     assert lib.rgrpc_call_finish(call.value, byref(st)) == Result.RPC_FAILED
     assert lib.rgrpc_status_get_code(st.value) == 1
     lib.rgrpc_status_free(st.value)
-    # The cancel woke us up but may still be running on the timer thread:
-    # rgrpc_call_free must not race it (the binding's Handle ensures that).
+    # The cancel woke us up but may still be running on the timer thread: a
+    # function called at the same time as rgrpc_call_free is a use after
+    # free (the binding frees a call only when no Python code can use it).
     timer.join()
     lib.rgrpc_call_free(call.value)
+
+
+# --- freeing a call while another thread is inside a function on it ---------
+#
+# rgrpc_call is reference-counted: rgrpc_call_free while another thread is
+# blocked in a function on the call cancels it, and that thread returns at
+# once with the result documented for a freed call; it must not touch the
+# handle again. The binding frees calls on whatever thread drops the last
+# reference, also inside the call's own library callbacks.
+
+_OUT = b"/grpc.testing.TestService/StreamingOutputCall"
+_DUPLEX = b"/grpc.testing.TestService/FullDuplexCall"
+
+
+def _blocked_call(native_channel, pb, method):
+    """A started call whose response will not come for 10 s (server
+    streaming: asked for one slow message; full duplex: sent nothing)."""
+    call = c_void_p()
+    assert lib.rgrpc_call_start(native_channel, method, None, byref(call)) == 0
+    if method == _OUT:
+        m = pb.messages_pb2
+        req = m.StreamingOutputCallRequest(response_parameters=[
+            m.ResponseParameters(size=1, interval_us=10_000_000)]).SerializeToString()
+        assert lib.rgrpc_call_send(call.value, req, len(req), 1) == 0
+    return call.value
+
+
+def _recv(p):
+    buf = c_void_p()
+    rc = lib.rgrpc_call_recv(p, byref(buf))
+    if rc == Result.OK:  # pragma: no cover - reported by the assertion
+        lib.rgrpc_buffer_free(buf.value)
+    return rc, None
+
+
+def _initial_metadata(p):
+    md = c_void_p()
+    rc = lib.rgrpc_call_initial_metadata(p, byref(md))
+    return rc, md.value  # nothing written after a free: the view would dangle
+
+
+def _finish(p):
+    st = c_void_p()
+    rc = lib.rgrpc_call_finish(p, byref(st))
+    code = None
+    if st.value:  # the status outlives the call
+        code = lib.rgrpc_status_get_code(st.value)
+        lib.rgrpc_status_free(st.value)
+    return rc, code
+
+
+def _wait(p):
+    return lib.rgrpc_call_wait(p, 20_000), None
+
+
+@pytest.mark.parametrize("method", [_OUT, _DUPLEX], ids=["server_stream", "full_duplex"])
+@pytest.mark.parametrize("op,expected", [
+    (_recv, (Result.END_OF_STREAM, None)),
+    (_initial_metadata, (Result.CANCELLED, None)),
+    (_finish, (Result.RPC_FAILED, 1)),
+    (_wait, (Result.OK, None)),
+], ids=["recv", "initial_metadata", "finish", "wait"])
+def test_free_while_another_thread_is_blocked_in_the_call(native_channel, pb, method, op,
+                                                         expected):
+    for _ in range(3):
+        p = _blocked_call(native_channel, pb, method)
+        box = []
+
+        def blocked():
+            t0 = time.monotonic()
+            box.append((op(p), time.monotonic() - t0))  # and never touches p again
+
+        t = threading.Thread(target=blocked)
+        t.start()
+        time.sleep(0.2)
+        assert not box, "the operation did not block: %r" % (box,)
+        lib.rgrpc_call_free(p)  # the other thread is inside a function on it
+        t.join(5)
+        assert not t.is_alive(), "the blocked thread did not return after the free"
+        (got, took), = box
+        assert got == expected
+        assert took < 3

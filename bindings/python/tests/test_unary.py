@@ -142,6 +142,38 @@ def test_unimplemented_method(channel, pb):
     assert info.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
+def test_invalid_method_details_give_the_librarys_reason(channel):
+    """A call the library refuses to start (rgrpc_call_start /
+    rgrpc_call_unary_async) is INTERNAL, with the library's reason for this
+    method (rgrpc_channel_last_error), from every kind of call, on the
+    main thread and on others (they start calls differently)."""
+    def attempts():
+        uu = channel.unary_unary("Foo bar")
+        yield lambda: uu(b"")
+        yield lambda: uu.with_call(b"")
+        yield lambda: uu.future(b"")
+        yield lambda: list(channel.unary_stream("Foo bar")(b""))
+        yield lambda: channel.stream_unary("Foo bar")(iter([b""]))
+        yield lambda: list(channel.stream_stream("Foo bar")(iter([b""])))
+
+    def check():
+        for attempt in attempts():
+            with pytest.raises(grpc.RpcError) as info:
+                attempt()
+            assert info.value.code() is grpc.StatusCode.INTERNAL
+            details = info.value.details()
+            assert details.startswith("Invalid method: "), details
+            assert '"Foo bar"' in details and "must start with '/'" in details, details
+        return True
+
+    assert check()
+    box = []
+    t = threading.Thread(target=lambda: box.append(check()))
+    t.start()
+    t.join(30)
+    assert box == [True]
+
+
 def test_deadline_exceeded(stub, pb):
     t0 = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
