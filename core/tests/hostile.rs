@@ -427,3 +427,31 @@ fn truncated_message_and_huge_prefix() {
         "must not wait for 4 GiB"
     );
 }
+
+/// Response headers at once, the one message 1.5 s later: the initial
+/// metadata is readable before the message.
+#[test]
+fn initial_metadata_before_a_late_message() {
+    let srv = start_raw(|_req, mut tx| async move {
+        let mut s = tx
+            .send_response(grpc_headers(&[("x-early", "1")]), false)
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let _ = s.send_data(frame(0, b"late"), false);
+        let _ = s.send_trailers(trailers(&[("grpc-status", "0")]));
+    });
+    let ch = channel(&srv.addr.to_string());
+    let c = ch.start_call("/t/Late", timeout(5000)).unwrap();
+    block(c.send(b"req", last())).unwrap();
+    let t0 = std::time::Instant::now();
+    let md = block(c.initial_metadata()).unwrap().clone();
+    let waited = t0.elapsed();
+    assert_eq!(md.find("x-early"), Some(&b"1"[..]));
+    assert!(
+        waited < std::time::Duration::from_millis(1000),
+        "initial metadata took {waited:?}"
+    );
+    let (msgs, st) = drain(&c);
+    assert_eq!(msgs.len(), 1);
+    assert_code(&st, Code::Ok);
+}

@@ -142,3 +142,28 @@ fn ipv4_list_uses_first_that_connects() {
     let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
     assert_code(&st, Code::Ok);
 }
+
+/// The response headers are readable as soon as they arrive, before the
+/// first message (the server sends them at once, the message later).
+#[test]
+fn initial_metadata_before_the_first_message() {
+    let srv = TestServer::start();
+    let ch = channel(&srv.target());
+    let mut o = CallOptions::default();
+    o.metadata
+        .add("x-grpc-test-echo-initial", b"early")
+        .unwrap();
+    let call = ch.start_call(SERVER_STREAM, o).unwrap();
+    block(call.send(&stream_req(&[1], 1_500_000), last())).unwrap();
+    let t0 = std::time::Instant::now();
+    let md = block(call.initial_metadata()).unwrap().clone();
+    let waited = t0.elapsed();
+    assert_eq!(md.find("x-grpc-test-echo-initial"), Some(&b"early"[..]));
+    assert!(
+        waited < std::time::Duration::from_millis(1000),
+        "initial metadata took {waited:?}: it waited for the first message"
+    );
+    let (msgs, st) = drain(&call);
+    assert_eq!(msgs.len(), 1);
+    assert_code(&st, Code::Ok);
+}

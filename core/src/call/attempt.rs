@@ -280,11 +280,13 @@ impl Attempt {
     }
 
     /// Advances the response half until a message, the end, or a failure
-    /// (which ends the call through the owner).
+    /// (which ends the call through the owner); with `headers_only`, no
+    /// further than the response headers (`Ok(None)` once they are in).
     pub(crate) async fn recv_locked(
         &self,
         owner: &impl AttemptOwner,
         st: &mut RecvState,
+        headers_only: bool,
     ) -> Result<Option<Bytes>, CallError> {
         let spec = owner.spec();
         loop {
@@ -330,6 +332,9 @@ impl Attempt {
                             st.encoding = encoding;
                             owner.headers_arrived(metadata, &raw_encoding);
                             st.phase = RecvPhase::Body(body);
+                            if headers_only {
+                                return Ok(None);
+                            }
                         }
                     }
                 }

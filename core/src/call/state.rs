@@ -245,7 +245,7 @@ impl CallShared {
                         return Ok(Some(m));
                     }
                 }
-                self.attempt.recv_locked(self, &mut st).await
+                self.attempt.recv_locked(self, &mut st, false).await
             })
             .await
         {
@@ -276,7 +276,7 @@ impl CallShared {
                     me.attempt.ensure_open(&*me).await?;
                     let mut st = me.attempt.lock_recv().await;
                     if lock(&me.stash).is_empty() {
-                        if let Some(m) = me.attempt.recv_locked(&*me, &mut st).await? {
+                        if let Some(m) = me.attempt.recv_locked(&*me, &mut st, false).await? {
                             lock(&me.stash).push_back(m);
                         }
                     }
@@ -330,12 +330,10 @@ impl CallShared {
                     .guarded(async {
                         self.attempt.ensure_open(self).await?;
                         let mut st = self.attempt.lock_recv().await;
+                        // Only as far as the headers: a message that comes
+                        // later is left for recv.
                         while st.before_body() {
-                            // Headers arrive before any message, so at most
-                            // the first message is read; keep it for recv.
-                            if let Some(m) = self.attempt.recv_locked(self, &mut st).await? {
-                                lock(&self.stash).push_back(m);
-                            }
+                            self.attempt.recv_locked(self, &mut st, true).await?;
                         }
                         Ok(())
                     })
