@@ -21,7 +21,9 @@ def main():
     header, lib = sys.argv[1], sys.argv[2]
     declared = declared_functions(open(header).read())
     nm = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True, check=True)
-    exported = {line.split()[-1] for line in nm.stdout.splitlines()
+    # nm shows versioned symbols as name@@VERSION (the version node is
+    # check_abi.py's business).
+    exported = {line.split()[-1].split("@")[0] for line in nm.stdout.splitlines()
                 if line.split() and line.split()[-1].startswith("rgrpc_")}
     ok = True
     for name in sorted(exported - declared):
