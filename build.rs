@@ -28,7 +28,12 @@ fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=include/rgrpc.h");
 
-    // Shared library soname: while 0.x, librgrpc.so.0.<minor>.
+    // Shared library soname, from the workspace version in Cargo.toml (the
+    // one place it is written): while 0.x, librgrpc.so.0.<minor>, from 1.0
+    // librgrpc.so.<major> (README.md, "Versions and ABI"). CMake derives the
+    // same name, and links the installed library from librgrpc.a with the
+    // version node RGRPC_<soversion> (cmake/rgrpc_link_shared.cmake: rustc's
+    // own version script for cdylibs leaves no room for one here).
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os == "linux" {
         let minor = std::env::var("CARGO_PKG_VERSION_MINOR").unwrap();

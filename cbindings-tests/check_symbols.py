@@ -10,12 +10,20 @@ import subprocess
 import sys
 
 
+def declared_functions(header_text):
+    """Names of the functions the header declares (a declaration starts in
+    column 0: `<type> [*]rgrpc_name(`; cmake/rgrpc_link_shared.cmake, which
+    makes the version script, uses the same rule)."""
+    return set(re.findall(r"^[A-Za-z_][\w\s\*]*?\b(rgrpc_\w+)\(", header_text, re.M))
+
+
 def main():
     header, lib = sys.argv[1], sys.argv[2]
-    text = open(header).read()
-    declared = set(re.findall(r"^[A-Za-z_][\w\s\*]*?\b(rgrpc_\w+)\(", text, re.M))
+    declared = declared_functions(open(header).read())
     nm = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True, check=True)
-    exported = {line.split()[-1] for line in nm.stdout.splitlines()
+    # nm shows versioned symbols as name@@VERSION (the version node is
+    # check_abi.py's business).
+    exported = {line.split()[-1].split("@")[0] for line in nm.stdout.splitlines()
                 if line.split() and line.split()[-1].startswith("rgrpc_")}
     ok = True
     for name in sorted(exported - declared):

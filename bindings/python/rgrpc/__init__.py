@@ -58,7 +58,7 @@ from ._credentials import (
 )
 from ._interceptor import intercept_channel
 
-__version__ = "0.1.0"
+from ._version import VERSION as __version__  # from Cargo.toml
 
 #: Path of the librgrpc that was loaded.
 library_path = _lib.library_path

@@ -37,7 +37,9 @@ if sys.platform == "darwin":
 elif sys.platform == "win32":
     _NAMES = ("rgrpc.dll", "librgrpc.dll")
 else:
-    _NAMES = ("librgrpc.so", "librgrpc.so.0.1")
+    from ._version import SONAME  # the ABI this binding was written for, first
+
+    _NAMES = (SONAME, "librgrpc.so")
 
 
 class Result:

@@ -13,10 +13,32 @@ fn root() -> PathBuf {
         .expect("repo root")
 }
 
+/// The header's version macros. The version is the workspace's (`[workspace.package]
+/// version` in the root Cargo.toml, which this crate inherits): the one place it
+/// is written for the library, its soname, the header, CMake, pkg-config and
+/// the Python package.
+fn version_macros() -> String {
+    format!(
+        r#"#define RGRPC_VERSION_MAJOR {}
+#define RGRPC_VERSION_MINOR {}
+#define RGRPC_VERSION_PATCH {}
+/** The version as one number: 0xMMmmpp (major, minor, patch). */
+#define RGRPC_VERSION_NUMBER ((RGRPC_VERSION_MAJOR << 16) | (RGRPC_VERSION_MINOR << 8) | RGRPC_VERSION_PATCH)
+/** True when the header is at least version x.y.z. */
+#define RGRPC_AT_LEAST_VERSION(x, y, z) (RGRPC_VERSION_NUMBER >= (((x) << 16) | ((y) << 8) | (z)))
+"#,
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_PATCH"),
+    )
+}
+
 /// The header text cbindgen generates for the crate at `root`, with the
-/// version macros checked against Cargo.toml.
+/// version macros from Cargo.toml.
 pub fn generate(root: &Path) -> String {
-    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    config.after_includes = Some(version_macros());
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_crate(root)
@@ -87,15 +109,27 @@ mod tests {
         assert!(bad.is_empty(), "unprefixed names in the header: {bad:?}");
     }
 
+    /// The committed header's macros carry `[workspace.package] version` of
+    /// the root Cargo.toml (read here as text, not through cargo).
     #[test]
     fn version_macros_match_cargo_toml() {
         let root = root();
         let toml = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-        let line = toml
+        let section = toml
+            .split("\n[workspace.package]\n")
+            .nth(1)
+            .expect("[workspace.package] in Cargo.toml");
+        let line = section
             .lines()
+            .take_while(|l| !l.starts_with('['))
             .find(|l| l.starts_with("version = "))
-            .expect("version line");
+            .expect("version line in [workspace.package]");
         let v = line.trim_start_matches("version = ").trim_matches('"');
+        assert_eq!(
+            v,
+            env!("CARGO_PKG_VERSION"),
+            "gen-header inherits the workspace version"
+        );
         let parts: Vec<&str> = v.split('.').collect();
         let header = std::fs::read_to_string(root.join("include/rgrpc.h")).unwrap();
         for (name, val) in ["MAJOR", "MINOR", "PATCH"].iter().zip(parts) {
