@@ -173,6 +173,8 @@ impl CallHandle {
     }
 
     /// Runs `f` on this thread (`block`), recording why it cannot.
+    /// Inlined, as `block`: the future is not copied once more.
+    #[inline(always)]
     fn block<F: std::future::Future>(&self, f: F) -> Result<F::Output, rgrpc_result> {
         block(f).map_err(|r| self.last_error.fail(r, block_failure()))
     }

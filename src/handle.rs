@@ -147,7 +147,9 @@ pub(crate) unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Option<&'a [u
 }
 
 /// Runs a future on the calling thread (see `rt::block_on`);
-/// `RGRPC_RESULT_RUNTIME` where blocking is impossible.
+/// `RGRPC_RESULT_RUNTIME` where blocking is impossible. Inlined: a future
+/// passed through one more function is one more copy of it per operation.
+#[inline(always)]
 pub(crate) fn block<F: std::future::Future>(f: F) -> Result<F::Output, super::error::rgrpc_result> {
     rgrpc_core::rt::block_on(f).ok_or(super::error::rgrpc_result::Runtime)
 }

@@ -185,9 +185,17 @@ impl Attempt {
         }
     }
 
-    /// Sends one encoded message, waiting while flow control gives no room
-    /// (at most one message is buffered in h2).
-    pub(crate) async fn send(&self, msg: Encoded<'_>, flags: SendFlags) -> Result<(), CallError> {
+    /// Sends one encoded message (opening the stream first if needed),
+    /// waiting while flow control gives no room (at most one message is
+    /// buffered in h2). One future for the whole send: it is moved on every
+    /// operation, so nesting a second one would copy both.
+    pub(crate) async fn send(
+        &self,
+        owner: &impl AttemptOwner,
+        msg: Encoded<'_>,
+        flags: SendFlags,
+    ) -> Result<(), CallError> {
+        self.ensure_open(owner).await?;
         let mut st = self.send.lock().await;
         if st.closed {
             return Err(CallError::SendClosed);
@@ -236,8 +244,10 @@ impl Attempt {
         Ok(())
     }
 
-    /// Half-closes the stream, flushing messages waiting in the buffer.
-    pub(crate) async fn close_send(&self) -> Result<(), CallError> {
+    /// Half-closes the stream (opening it first if needed), flushing
+    /// messages waiting in the buffer.
+    pub(crate) async fn close_send(&self, owner: &impl AttemptOwner) -> Result<(), CallError> {
+        self.ensure_open(owner).await?;
         let mut st = self.send.lock().await;
         if st.closed {
             return Ok(());

@@ -19,6 +19,7 @@ use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{watch, Notify};
@@ -130,14 +131,18 @@ impl CallShared {
     }
 
     /// True once the call has its final status (no reference taken).
+    #[inline]
     fn ended(&self) -> bool {
         self.status_tx.borrow().is_some()
     }
 
-    /// Runs `op` until it finishes or the call terminates.
+    /// Runs `op` until it finishes or the call terminates. `op` comes
+    /// pinned by the caller: passed by value, the operation's future (the
+    /// largest part of every send and receive) was copied twice more per
+    /// operation.
     async fn guarded<T>(
         &self,
-        op: impl Future<Output = Result<T, CallError>>,
+        mut op: Pin<&mut impl Future<Output = Result<T, CallError>>>,
     ) -> Result<T, CallError> {
         if self.ended() {
             return Err(CallError::Ended);
@@ -146,7 +151,6 @@ impl CallShared {
         // received, room to send): only a waiting one watches the status.
         // A status set in between is seen by `wait_for`, which checks the
         // current value first.
-        let mut op = std::pin::pin!(op);
         let first = std::future::poll_fn(|cx| match op.as_mut().poll(cx) {
             std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
             std::task::Poll::Pending => std::task::Poll::Ready(None),
@@ -158,7 +162,7 @@ impl CallShared {
         let mut rx = self.status_tx.subscribe();
         tokio::select! {
             biased;
-            r = op => r,
+            r = op.as_mut() => r,
             _ = rx.wait_for(|s| s.is_some()) => Err(CallError::Ended),
         }
     }
@@ -197,24 +201,22 @@ impl CallShared {
 
     pub(super) async fn send(&self, msg: Encoded<'_>, flags: SendFlags) -> Result<(), CallError> {
         let _busy = BusyGuard::acquire(&self.send_busy, "another thread is sending on this call")?;
-        self.guarded(async {
-            self.attempt.ensure_open(self).await?;
-            self.attempt.send(msg, flags).await?;
+        let op = pin!(self.attempt.send(self, msg, flags));
+        let r = self.guarded(op).await;
+        if r.is_ok() {
             self.spec.channel.note_sent();
-            Ok(())
-        })
-        .await
+        }
+        r
     }
 
     pub(super) async fn close_send(&self) -> Result<(), CallError> {
         let _busy = BusyGuard::acquire(&self.send_busy, "another thread is sending on this call")?;
-        self.guarded(async {
-            self.attempt.ensure_open(self).await?;
-            self.attempt.close_send().await?;
+        let op = pin!(self.attempt.close_send(self));
+        let r = self.guarded(op).await;
+        if r.is_ok() {
             self.spec.channel.note_sent();
-            Ok(())
-        })
-        .await
+        }
+        r
     }
 
     pub(super) async fn recv(&self) -> Result<Option<Bytes>, CallError> {
@@ -237,7 +239,7 @@ impl CallShared {
         let _busy =
             BusyGuard::acquire(&self.recv_busy, "another thread is receiving on this call")?;
         match self
-            .guarded(async {
+            .guarded(pin!(async {
                 self.attempt.ensure_open(self).await?;
                 let mut st = self.attempt.lock_recv().await;
                 if use_stash {
@@ -246,7 +248,7 @@ impl CallShared {
                     }
                 }
                 self.attempt.recv_locked(self, &mut st, false).await
-            })
+            }))
             .await
         {
             Err(CallError::Ended) => Ok(None),
@@ -272,7 +274,7 @@ impl CallShared {
         };
         h.spawn(async move {
             let _ = me
-                .guarded(async {
+                .guarded(pin!(async {
                     me.attempt.ensure_open(&*me).await?;
                     let mut st = me.attempt.lock_recv().await;
                     if lock(&me.stash).is_empty() {
@@ -281,7 +283,7 @@ impl CallShared {
                         }
                     }
                     Ok(())
-                })
+                }))
                 .await;
             me.driving.store(false, Ordering::Release);
         });
@@ -327,7 +329,7 @@ impl CallShared {
             // Drive the response headers ourselves if no one is receiving.
             if let Ok(_busy) = BusyGuard::acquire(&self.recv_busy, "") {
                 let r = self
-                    .guarded(async {
+                    .guarded(pin!(async {
                         self.attempt.ensure_open(self).await?;
                         let mut st = self.attempt.lock_recv().await;
                         // Only as far as the headers: a message that comes
@@ -336,7 +338,7 @@ impl CallShared {
                             self.attempt.recv_locked(self, &mut st, true).await?;
                         }
                         Ok(())
-                    })
+                    }))
                     .await;
                 if let Err(e) = r {
                     if e != CallError::Ended {
