@@ -178,14 +178,6 @@ impl CallHandle {
     fn block<F: std::future::Future>(&self, f: F) -> Result<F::Output, rgrpc_result> {
         block(f).map_err(|r| self.last_error.fail(r, block_failure()))
     }
-
-    /// Records a failed status as the reason for `RGRPC_RESULT_RPC_FAILED`.
-    fn rpc_failed(&self, st: &Status) {
-        self.last_error.fail(
-            rgrpc_result::RpcFailed,
-            format!("the RPC ended with {}", status_text(st)),
-        );
-    }
 }
 
 /// `status CODE: details` for messages.
@@ -396,16 +388,25 @@ pub extern "C" fn rgrpc_call_recv(
     })
 }
 
-pub(crate) fn give_status(st: Arc<Status>, status_out: *mut *const rgrpc_status) -> rgrpc_result {
-    let ok = st.is_ok();
+/// Hands the final status out (when `status_out` is not NULL) and returns
+/// OK, or RPC_FAILED with the status as the reason in `last_error`.
+pub(crate) fn give_status(
+    st: Arc<Status>,
+    status_out: *mut *const rgrpc_status,
+    last_error: &LastError,
+) -> rgrpc_result {
+    let result = if st.is_ok() {
+        rgrpc_result::Ok
+    } else {
+        last_error.fail(
+            rgrpc_result::RpcFailed,
+            format!("the RPC ended with {}", status_text(&st)),
+        )
+    };
     if !status_out.is_null() {
         write_out!(status_out, to_arc::<rgrpc_status>(st));
     }
-    if ok {
-        rgrpc_result::Ok
-    } else {
-        rgrpc_result::RpcFailed
-    }
+    result
 }
 
 /// Waits for the call's final status. Unread messages are discarded. For
@@ -429,12 +430,7 @@ pub extern "C" fn rgrpc_call_finish(
     boundary(|| {
         let c = try_arc_or_null!(rgrpc_call, call);
         match c.block(c.call.finish()) {
-            Ok(Ok(st)) => {
-                if !st.is_ok() {
-                    c.rpc_failed(&st);
-                }
-                give_status(st, status_out)
-            }
+            Ok(Ok(st)) => give_status(st, status_out, &c.last_error),
             Ok(Err(e)) => c.call_error(e),
             Err(r) => r,
         }

@@ -7,6 +7,7 @@ use super::handle::{
     free_boxed, str_checked, str_or_error, to_boxed, try_mut_or_null, try_ref, try_ref_or_null,
     write_out, Castable,
 };
+use super::names::{static_name, NameTable};
 use rgrpc_core::channel::{ChannelError, OptionError, OptionValue};
 use rgrpc_core::codec::compression::Compression;
 use rgrpc_core::credentials::ChannelCredentials;
@@ -145,14 +146,13 @@ pub extern "C" fn rgrpc_channel_options_known_key(
     supported_out: *mut bool,
 ) -> rgrpc_result {
     use rgrpc_core::channel::options::{OptionKind, KEYS};
-    static NAMES: std::sync::OnceLock<Vec<CString>> = std::sync::OnceLock::new();
+    static NAMES: NameTable = NameTable::new();
     boundary(|| {
         let Some(k) = KEYS.get(index) else {
             return rgrpc_result::NotFound;
         };
-        let names = NAMES.get_or_init(|| KEYS.iter().map(|k| cstring(k.name)).collect());
         if !name_out.is_null() {
-            write_out!(name_out, names[index].as_ptr());
+            write_out!(name_out, static_name(&NAMES, KEYS, *k, |k| k.name));
         }
         if !type_out.is_null() {
             write_out!(

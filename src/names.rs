@@ -1,5 +1,5 @@
 //! Static NUL-terminated names for C, made once from the core's names (the
-//! only table of them): status codes, connectivity states.
+//! only table of them): status codes, connectivity states, option keys.
 
 use std::ffi::{c_char, CString};
 use std::sync::OnceLock;

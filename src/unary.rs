@@ -3,7 +3,7 @@
 
 use super::boundary::boundary;
 use super::buffer::{self, rgrpc_buffer};
-use super::call::{call_handle, give_status, rgrpc_call, start_error, status_text};
+use super::call::{call_handle, give_status, rgrpc_call, start_error};
 use super::call_options::{options_of, rgrpc_call_options};
 use super::callback::UserData;
 use super::channel::{rgrpc_channel, ChannelHandle};
@@ -94,13 +94,7 @@ fn unary_result(
             if let Some(m) = msg {
                 write_out!(response_out, buffer::received(m));
             }
-            if !st.is_ok() {
-                ch.last_error.fail(
-                    rgrpc_result::RpcFailed,
-                    format!("the RPC ended with {}", status_text(&st)),
-                );
-            }
-            give_status(st, status_out)
+            give_status(st, status_out, &ch.last_error)
         }
         Ok(Err(e)) => start_error(ch, e),
         Err(r) => ch.last_error.fail(r, block_failure()),

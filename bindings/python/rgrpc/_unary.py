@@ -163,19 +163,8 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
                 _rgrpc_call_free(p)
         if code is not StatusCode.OK:
             raise inactive(code, details, initial, trailing)
-        state = CallState(deadline)
-        state.initial_md = initial
-        state.trailing_md = trailing
-        state.details = details
-        state.callbacks = None
-        try:
-            state.response = deserialize(self._deserializer, response_bytes)
-        except Exception:
-            _LOGGER.exception("Exception deserializing response!")
-            raise inactive(StatusCode.INTERNAL, "Exception deserializing response!",
-                           initial, trailing) from None
-        state.code = StatusCode.OK
-        return state.response, _CompletedCall(state)
+        return _completed(self._deserializer, deadline, response_bytes, initial, trailing,
+                          details)
 
     def _blocking_direct(self, data, opts, deadline, with_call):
         call = c_void_p()
@@ -228,17 +217,8 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
             details = "received no response message for a call that expects one"
         if code is not StatusCode.OK:
             raise inactive(code, details, initial, trailing)
-        state = CallState(deadline)
-        state.initial_md, state.trailing_md, state.details = initial, trailing, details
-        state.callbacks = None
-        try:
-            state.response = deserialize(self._deserializer, response_bytes)
-        except Exception:
-            _LOGGER.exception("Exception deserializing response!")
-            raise inactive(StatusCode.INTERNAL, "Exception deserializing response!",
-                           initial, trailing) from None
-        state.code = StatusCode.OK
-        return state.response, _CompletedCall(state)
+        return _completed(self._deserializer, deadline, response_bytes, initial, trailing,
+                          details)
 
     def future(self, request, timeout=None, metadata=None, credentials=None,
                wait_for_ready=None, compression=None):
@@ -268,6 +248,21 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
             raise_local(start_error(rc, ch))
         state.handle = Handle(call.value)
         return _UnaryFuture(state)
+
+
+def _completed(deserializer, deadline, response_bytes, initial, trailing, details):
+    """``(response, call)`` of a unary call that ended OK (``with_call``)."""
+    state = CallState(deadline)
+    state.initial_md, state.trailing_md, state.details = initial, trailing, details
+    state.callbacks = None
+    try:
+        state.response = deserialize(deserializer, response_bytes)
+    except Exception:
+        _LOGGER.exception("Exception deserializing response!")
+        raise inactive(StatusCode.INTERNAL, "Exception deserializing response!",
+                       initial, trailing) from None
+    state.code = StatusCode.OK
+    return state.response, _CompletedCall(state)
 
 
 def _no_status(p, rc):

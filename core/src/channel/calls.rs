@@ -77,8 +77,8 @@ impl Calls {
         self.changed.notify_waiters();
     }
 
-    /// Refuses new calls and returns the active ones (to cancel). False
-    /// second value when it was already closed.
+    /// Refuses new calls and returns the active ones (to cancel); None
+    /// when it was already closed.
     pub(crate) fn close(&self) -> Option<Vec<Arc<dyn ActiveCall>>> {
         let mut reg = lock(&self.reg);
         if self.closed.swap(true, Ordering::SeqCst) {
