@@ -94,6 +94,8 @@ impl Encoded<'_> {
 pub(crate) struct Attempt {
     /// Set once the stream is open: the connection it runs on.
     opened: tokio::sync::OnceCell<Arc<dyn Lend>>,
+    /// Where the stream went (`ipv4:127.0.0.1:50051`), followed by a NUL.
+    peer: std::sync::OnceLock<Box<str>>,
     /// The stream's halves between opening and first use.
     pending: Mutex<(Option<SendStream<Bytes>>, Option<ResponseFuture>)>,
     send: AsyncMutex<SendState>,
@@ -101,9 +103,15 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
+    /// Where the stream went, followed by a NUL; None before it opened.
+    pub(crate) fn peer_with_nul(&self) -> Option<&str> {
+        self.peer.get().map(|p| &**p)
+    }
+
     pub(crate) fn new(max_recv: Option<usize>) -> Attempt {
         Attempt {
             opened: tokio::sync::OnceCell::new(),
+            peer: std::sync::OnceLock::new(),
             pending: Mutex::new((None, None)),
             send: AsyncMutex::new(SendState {
                 stream: None,
@@ -167,6 +175,7 @@ impl Attempt {
             .await;
             match result {
                 Ok((resp, stream)) => {
+                    let _ = self.peer.set(format!("{}\0", pick.peer).into_boxed_str());
                     spec.channel.note_sent();
                     *lock(&self.pending) = (Some(stream), Some(resp));
                     return Ok(pick.conn);
@@ -177,7 +186,7 @@ impl Attempt {
                     // transparent retry).
                     OpenFailure::NotSent { goaway } if !retried => {
                         retried = true;
-                        spec.channel.connection_failed(&e.to_string(), goaway);
+                        pick.killer.mark_dead(&e.to_string(), goaway);
                     }
                     _ => return Err(status::from_h2_error(&e)),
                 },

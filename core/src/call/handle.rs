@@ -168,6 +168,18 @@ impl Call {
         self.shared.response_encoding.get().map(|s| &**s)
     }
 
+    /// The address the call went to, as C-core's `grpc_call_get_peer`
+    /// writes it (`ipv4:127.0.0.1:50051`, `ipv6:[::1]:50051`,
+    /// `unix:/path`); None until its stream has been opened.
+    pub fn peer(&self) -> Option<&str> {
+        self.peer_with_nul().map(|s| &s[..s.len() - 1])
+    }
+
+    /// [`Call::peer`] followed by one NUL byte.
+    pub fn peer_with_nul(&self) -> Option<&str> {
+        self.shared.attempt.peer_with_nul()
+    }
+
     /// Releases the handle without cancelling the call: it runs to its end
     /// (its driver task and callbacks keep it alive).
     pub fn detach(mut self) {

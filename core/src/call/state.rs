@@ -41,7 +41,7 @@ pub(crate) struct CallShared {
     status_tx: watch::Sender<Option<Arc<Status>>>,
     /// True once the call has ended and its done callbacks have run.
     pub(super) finished_tx: watch::Sender<bool>,
-    attempt: Attempt,
+    pub(crate) attempt: Attempt,
     send_busy: AtomicBool,
     recv_busy: AtomicBool,
     pub(super) push_mode: AtomicBool,

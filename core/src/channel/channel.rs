@@ -3,10 +3,13 @@
 use super::calls::{ActiveCall, Calls};
 use super::connection::h2_header_list_limit;
 use super::connectivity::{Connectivity, StateCallback};
+use super::control::Control;
 use super::keepalive::Keepalive;
 use super::options::ChannelOptions;
 use super::policy::pick_first::PickFirst;
-use super::policy::{Pick, PickResult, Picker, Policy, PolicyContext};
+use super::policy::round_robin::RoundRobin;
+use super::policy::{Helper, Pick, PickResult, Picker, Policy, PolicyContext};
+use super::resolver::Resolver;
 use super::state::ConnectivityState;
 use super::subchannel::ConnectArgs;
 use super::target::{self, Address};
@@ -47,8 +50,9 @@ pub(crate) struct ChannelInner {
     pub(crate) creds: ChannelCredentials,
     /// The state the application sees (the policy's aggregate).
     connectivity: Arc<Connectivity>,
-    /// The load-balancing policy: it owns the subchannels.
-    policy: Arc<dyn Policy>,
+    /// Resolver and idle timer; it owns the load-balancing policy, which
+    /// owns the subchannels.
+    control: Arc<Control>,
     /// The policy's current picker.
     pickers: Arc<watch::Sender<Arc<dyn Picker>>>,
     calls: Arc<Calls>,
@@ -132,20 +136,34 @@ impl Channel {
         let connectivity = Connectivity::new(t.authority.clone());
         let initial: Arc<dyn Picker> = Arc::new(NoPicker);
         let pickers = Arc::new(watch::channel(initial).0);
-        let policy: Arc<dyn Policy> = PickFirst::new(PolicyContext {
-            target: t,
+        let connect = Arc::new(ConnectArgs {
+            transport: creds.transport.clone(),
+            tls_name,
+            keepalive: keepalive.clone(),
+            calls: Arc::downgrade(&calls),
+            max_header_list: h2_header_list_limit(opts.metadata_limits().hard),
             cfg: opts.connection.clone(),
-            connect: Arc::new(ConnectArgs {
-                transport: creds.transport.clone(),
-                tls_name,
-                keepalive: keepalive.clone(),
-                calls: Arc::downgrade(&calls),
-                max_header_list: h2_header_list_limit(opts.metadata_limits().hard),
-            }),
-            connectivity: connectivity.clone(),
-            calls: calls.clone(),
-            pickers: pickers.clone(),
         });
+        let policy_name = opts.lb_policy_name.as_deref().unwrap_or("pick_first");
+        let shuffle = false;
+        let control = Control::new(
+            Resolver::new(t),
+            calls.clone(),
+            opts.connection.idle_timeout,
+            opts.min_time_between_resolutions,
+            |helper| {
+                let ctx = PolicyContext {
+                    connect,
+                    connectivity: connectivity.clone(),
+                    pickers: pickers.clone(),
+                    helper,
+                };
+                match policy_name {
+                    "round_robin" => RoundRobin::new(ctx) as Arc<dyn Policy>,
+                    _ => PickFirst::new(ctx, shuffle, calls.clone()) as Arc<dyn Policy>,
+                }
+            },
+        );
         Ok(Channel {
             inner: Arc::new(ChannelInner {
                 opts,
@@ -153,7 +171,7 @@ impl Channel {
                 user_agent,
                 creds,
                 connectivity,
-                policy,
+                control,
                 pickers,
                 calls,
                 keepalive,
@@ -181,14 +199,14 @@ impl Channel {
         for c in calls {
             c.cancel_for_close();
         }
-        self.inner.policy.shutdown();
+        self.inner.control.shutdown();
     }
 
     /// The connectivity state; with `try_to_connect`, IDLE starts connecting.
     pub fn state(&self, try_to_connect: bool) -> ConnectivityState {
         let s = self.inner.connectivity.state();
         if try_to_connect && s == ConnectivityState::Idle {
-            self.inner.policy.exit_idle();
+            self.inner.control.exit_idle();
         }
         self.inner.connectivity.state()
     }
@@ -196,7 +214,7 @@ impl Channel {
     /// Waits until READY (connecting if needed); returns READY, or SHUTDOWN
     /// if the channel was closed first.
     pub async fn wait_for_ready(&self) -> ConnectivityState {
-        self.inner.policy.exit_idle();
+        self.inner.control.exit_idle();
         self.inner
             .connectivity
             .wait_for(ConnectivityState::Ready)
@@ -213,7 +231,7 @@ impl Channel {
     pub fn subscribe(&self, cb: StateCallback, try_to_connect: bool) -> u64 {
         let id = self.inner.connectivity.subscribe(cb);
         if try_to_connect && self.inner.connectivity.state() == ConnectivityState::Idle {
-            self.inner.policy.exit_idle();
+            self.inner.control.exit_idle();
         }
         id
     }
@@ -232,7 +250,7 @@ impl Channel {
 
     /// Ends a reconnect backoff early: the next attempt starts now.
     pub fn reset_connect_backoff(&self) {
-        self.inner.policy.reset_backoff();
+        self.inner.control.policy().reset_backoff();
     }
 
     /// True after `close`.
@@ -249,7 +267,7 @@ impl Channel {
 impl Drop for ChannelInner {
     fn drop(&mut self) {
         // The last reference is gone: stop the policy and its connections.
-        self.policy.shutdown();
+        self.control.shutdown();
     }
 }
 
@@ -267,7 +285,7 @@ fn is_local(a: &Address) -> bool {
     match a {
         Address::Ip(sa) => sa.ip().is_loopback(),
         Address::Dns { host, .. } => host == "localhost",
-        Address::Unix(_) => true,
+        Address::Unix(_) | Address::UnixAbstract(_) => true,
     }
 }
 
@@ -315,11 +333,5 @@ impl ChannelInner {
         if self.keepalive_on {
             self.calls.note_activity();
         }
-    }
-
-    /// A picked connection failed while a stream was being opened on it:
-    /// the policy stops using it.
-    pub(crate) fn connection_failed(&self, reason: &str, graceful: bool) {
-        self.policy.connection_failed(reason, graceful);
     }
 }

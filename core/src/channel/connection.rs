@@ -73,6 +73,7 @@ pub(crate) struct Connection {
 }
 
 /// Ends a connection at once, from anywhere (keepalive, channel close).
+#[derive(Clone)]
 pub(crate) struct Killer(Arc<Shared>);
 
 impl Killer {
@@ -88,6 +89,17 @@ impl Killer {
 
     pub(crate) fn is_dead(&self) -> bool {
         !self.0.alive.load(Ordering::Acquire)
+    }
+
+    /// Stops new streams on the connection (streams in flight finish);
+    /// `graceful`: the server asked for it (GOAWAY), not a failure. Its
+    /// subchannel sees the end and reports it to the policy.
+    pub(crate) fn mark_dead(&self, reason: &str, graceful: bool) {
+        self.0.finish(CloseReason {
+            message: reason.to_string(),
+            graceful,
+            ..Default::default()
+        });
     }
 }
 
@@ -129,14 +141,6 @@ impl Connection {
     /// Stops new streams on this connection; streams in flight finish
     /// normally. `graceful`: the server asked for it (GOAWAY), as opposed
     /// to a failure.
-    pub(crate) fn mark_dead(&self, reason: &str, graceful: bool) {
-        self.shared.finish(CloseReason {
-            message: reason.to_string(),
-            graceful,
-            ..Default::default()
-        });
-    }
-
     /// Ends the connection at once; its calls fail with UNAVAILABLE.
     pub(crate) fn abort(&self, reason: &str) {
         self.killer().kill(reason);

@@ -7,9 +7,12 @@
 //! * `calls` — the channel's active calls (cancelled on close; the idle
 //!   timer and keepalive read their counts).
 //! * `connectivity` — the channel's state, waiters and ordered subscribers.
-//! * `resolver` — target to endpoints.
-//! * `policy` — load-balancing policies and pickers (`pick_first`).
-//! * `subchannel` — one endpoint: dial, TLS, HTTP/2, its own state.
+//! * `control` — runs the resolver for the policy, and the idle timer.
+//! * `resolver` — target to endpoints (DNS through hickory-resolver).
+//! * `policy` — load-balancing policies and pickers (`pick_first`,
+//!   `round_robin`).
+//! * `subchannel` — one endpoint: dial, TLS, HTTP/2, its own state and
+//!   backoff.
 //! * `connection` — one HTTP/2 connection: handshakes, its task, its end.
 //! * `driver` — the connection future shared by its task and blocked callers.
 //! * `keepalive` — PINGs per connection, the channel's period.
@@ -27,6 +30,7 @@ pub(crate) mod calls;
 mod channel;
 pub(crate) mod connection;
 pub(crate) mod connectivity;
+pub(crate) mod control;
 mod driver;
 pub(crate) mod keepalive;
 pub(crate) mod nosigpipe;

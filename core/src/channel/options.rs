@@ -129,6 +129,12 @@ pub struct ChannelOptions {
     pub max_metadata_size: Option<usize>,
     /// Hard limit (`grpc.absolute_max_metadata_size`).
     pub absolute_max_metadata_size: Option<usize>,
+    /// The load-balancing policy (`grpc.lb_policy_name`: `pick_first`, the
+    /// default, or `round_robin`); the service config's choice comes first.
+    pub lb_policy_name: Option<String>,
+    /// Least time between two resolutions of the target
+    /// (`grpc.dns_min_time_between_resolutions_ms`, default 30 s).
+    pub min_time_between_resolutions: Duration,
     /// Reconnect backoff, keepalive and idle settings.
     pub connection: ConnectionConfig,
 }
@@ -145,6 +151,8 @@ impl Default for ChannelOptions {
             default_compression: Compression::Identity,
             max_metadata_size: None,
             absolute_max_metadata_size: None,
+            lb_policy_name: None,
+            min_time_between_resolutions: crate::channel::control::DEFAULT_MIN_RESOLUTION_INTERVAL,
             connection: ConnectionConfig::default(),
         }
     }
@@ -205,7 +213,7 @@ pub const KEYS: &[OptionKey] = {
         key("grpc.service_config_disable_resolution", Int, false),
         key("grpc.enable_retries", Int, false),
         key("grpc.per_rpc_retry_buffer_size", Int, false),
-        key("grpc.lb_policy_name", Str, false),
+        key("grpc.lb_policy_name", Str, true),
         key("grpc.default_compression_level", Int, false),
         key("grpc.compression_enabled_algorithms_bitset", Int, false),
         key("grpc.max_metadata_size", Int, true),
@@ -214,7 +222,7 @@ pub const KEYS: &[OptionKey] = {
         key("grpc.http2.lookahead_bytes", Int, false),
         key("grpc.http2.bdp_probe", Int, false),
         key("grpc.enable_http_proxy", Int, false),
-        key("grpc.dns_min_time_between_resolutions_ms", Int, false),
+        key("grpc.dns_min_time_between_resolutions_ms", Int, true),
     ]
 };
 
@@ -395,6 +403,22 @@ impl ChannelOptions {
                     })?
             }
             "grpc.max_metadata_size" => self.max_metadata_size = Some(size(key, int(value)?)?),
+            "grpc.lb_policy_name" => {
+                let s = string(value)?;
+                if !crate::channel::policy::POLICIES.contains(&s.as_str()) {
+                    return Err(OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!(
+                            "{s:?} is not a load-balancing policy rgrpc has (it has: {})",
+                            crate::channel::policy::POLICIES.join(", ")
+                        ),
+                    });
+                }
+                self.lb_policy_name = Some(s)
+            }
+            "grpc.dns_min_time_between_resolutions_ms" => {
+                self.min_time_between_resolutions = millis(key, int(value)?, 0)?
+            }
             "grpc.absolute_max_metadata_size" => {
                 self.absolute_max_metadata_size = Some(size(key, int(value)?)?)
             }

@@ -1,19 +1,42 @@
 //! A subchannel: one endpoint and the connection to it — dial (TCP or a
 //! Unix socket, MSG_NOSIGNAL writes), TLS, the HTTP/2 handshake, keepalive
-//! on the connection it makes — with its own connectivity state.
-//! Load-balancing policies own subchannels and choose among them.
+//! on the connection it makes — with its own connectivity state and its
+//! own reconnect backoff (`doc/connection-backoff.md` in grpc/grpc).
+//!
+//! One task per subchannel walks its states, as C-core's subchannel does:
+//!
+//! * IDLE → CONNECTING when its policy asks ([`Subchannel::connect`]);
+//! * CONNECTING → READY, or → TRANSIENT_FAILURE when the attempt fails or
+//!   takes longer than its limit;
+//! * TRANSIENT_FAILURE → IDLE once its backoff has passed (or at once on
+//!   [`Subchannel::reset_backoff`]): the policy decides whether to connect
+//!   again;
+//! * READY → IDLE when the connection ends (GOAWAY, breakage, keepalive),
+//!   with the reason; the backoff starts over after a READY.
+//!
+//! Every change is reported, in order, from that task to the policy's
+//! [`Watcher`]. Load-balancing policies own subchannels and choose among them.
 
+use super::backoff::Backoff;
 use super::calls::Calls;
-use super::connection::{secure, BoxedIo, Connection};
+use super::connection::{secure, BoxedIo, CloseReason, Connection, Killer};
 use super::keepalive::Keepalive;
 use super::nosigpipe::NoSigPipe;
+use super::options::ConnectionConfig;
+use super::policy::Pick;
 use super::resolver::Endpoint;
 use super::state::ConnectivityState;
 use crate::credentials::Transport;
-use crate::status::Status;
+use crate::log::log;
+use crate::rt::{self, Lend};
+use crate::status::{Code, Status};
+use crate::sync::lock;
+use bytes::Bytes;
+use h2::client::SendRequest;
 use rustls::pki_types::ServerName;
-use std::sync::{Arc, Weak};
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// What every subchannel of a channel connects with.
 pub(crate) struct ConnectArgs {
@@ -23,6 +46,8 @@ pub(crate) struct ConnectArgs {
     pub(crate) calls: Weak<Calls>,
     /// SETTINGS_MAX_HEADER_LIST_SIZE (see `connection::h2_header_list_limit`).
     pub(crate) max_header_list: u32,
+    /// Backoff and connect timeout settings.
+    pub(crate) cfg: ConnectionConfig,
 }
 
 /// Why a connection attempt failed.
@@ -35,54 +60,201 @@ pub(crate) enum ConnectFailure {
     Handshake(Status),
 }
 
+impl ConnectFailure {
+    /// The failure as a status (a dial failure names the endpoint).
+    fn into_status(self) -> Status {
+        match self {
+            ConnectFailure::Dial(m) => Status::new(Code::Unavailable, m),
+            // Not prefixed: `policy::all_failed` names the endpoint when
+            // there are several.
+            ConnectFailure::Handshake(st) => st,
+        }
+    }
+}
+
+/// A change of a subchannel's state, as its policy is told.
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    pub(crate) state: ConnectivityState,
+    /// TRANSIENT_FAILURE: why the attempt failed.
+    pub(crate) error: Option<Status>,
+    /// IDLE after READY: why the connection ended.
+    pub(crate) closed: Option<CloseReason>,
+}
+
+/// Told of every change of the subchannels it owns, in order per
+/// subchannel, on the subchannel's task (so it must not block).
+pub(crate) trait Watcher: Send + Sync {
+    fn changed(&self, sc: &Arc<Subchannel>, change: Change);
+}
+
+/// The connection of a READY subchannel, as pickers hand it out.
+#[derive(Clone)]
+pub(crate) struct ReadyConn {
+    send: SendRequest<Bytes>,
+    lend: Arc<dyn Lend>,
+    killer: Killer,
+    peer: Arc<str>,
+}
+
+impl ReadyConn {
+    /// The pick for one attempt; None when the connection has just ended
+    /// (its subchannel is about to report it).
+    pub(crate) fn pick(&self) -> Option<Pick> {
+        if self.killer.is_dead() {
+            return None;
+        }
+        Some(Pick {
+            send: self.send.clone(),
+            conn: self.lend.clone(),
+            killer: self.killer.clone(),
+            peer: self.peer.clone(),
+        })
+    }
+}
+
+struct Inner {
+    state: ConnectivityState,
+    /// Set by `connect`, taken by the task.
+    want_connect: bool,
+    want_reset: bool,
+    shutdown: bool,
+    task_started: bool,
+    ready: Option<ReadyConn>,
+    /// The live connection (to abort on shutdown).
+    conn_killer: Option<Killer>,
+    last_error: Option<Status>,
+}
+
 /// One endpoint and its connection state.
 pub(crate) struct Subchannel {
     endpoint: Endpoint,
+    /// The endpoint as C-core writes peers: `ipv4:127.0.0.1:50051`,
+    /// `ipv6:[::1]:50051`, `unix:/path`.
+    peer: Arc<str>,
     args: Arc<ConnectArgs>,
-    state: watch::Sender<ConnectivityState>,
+    watcher: Weak<dyn Watcher>,
+    inner: Mutex<Inner>,
+    kick: Notify,
 }
 
 impl Subchannel {
-    pub(crate) fn new(endpoint: Endpoint, args: Arc<ConnectArgs>) -> Subchannel {
-        Subchannel {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        args: Arc<ConnectArgs>,
+        watcher: Weak<dyn Watcher>,
+    ) -> Arc<Subchannel> {
+        Arc::new(Subchannel {
+            peer: endpoint.peer().into(),
             endpoint,
             args,
-            state: watch::channel(ConnectivityState::Idle).0,
-        }
+            watcher,
+            inner: Mutex::new(Inner {
+                state: ConnectivityState::Idle,
+                want_connect: false,
+                want_reset: false,
+                shutdown: false,
+                task_started: false,
+                ready: None,
+                conn_killer: None,
+                last_error: None,
+            }),
+            kick: Notify::new(),
+        })
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
-    /// The subchannel's own state: IDLE, CONNECTING, READY (it made a
-    /// connection that is still in use), TRANSIENT_FAILURE (the last
-    /// attempt failed).
+    /// The state last reported.
     pub(crate) fn state(&self) -> ConnectivityState {
-        *self.state.borrow()
+        lock(&self.inner).state
+    }
+
+    /// The connection, while READY.
+    pub(crate) fn ready(&self) -> Option<ReadyConn> {
+        lock(&self.inner).ready.clone()
+    }
+
+    /// Why the last attempt failed.
+    pub(crate) fn last_error(&self) -> Option<Status> {
+        lock(&self.inner).last_error.clone()
+    }
+
+    /// Asks for a connection: from IDLE it starts connecting (other states
+    /// keep the request until IDLE comes).
+    pub(crate) fn connect(self: &Arc<Self>) {
+        let start = {
+            let mut g = lock(&self.inner);
+            if g.shutdown {
+                return;
+            }
+            g.want_connect = true;
+            !std::mem::replace(&mut g.task_started, true)
+        };
+        if start {
+            if let Ok(h) = rt::handle() {
+                h.spawn(run(self.clone()));
+            }
+        }
+        self.kick.notify_one();
+    }
+
+    /// Ends the backoff wait now (when in TRANSIENT_FAILURE).
+    pub(crate) fn reset_backoff(&self) {
+        lock(&self.inner).want_reset = true;
+        self.kick.notify_one();
+    }
+
+    /// Closes the connection and stops; no more changes are reported.
+    pub(crate) fn shutdown(&self, reason: &str) {
+        let killer = {
+            let mut g = lock(&self.inner);
+            g.shutdown = true;
+            g.ready = None;
+            g.conn_killer.take()
+        };
+        if let Some(k) = killer {
+            k.kill(reason);
+        }
+        self.kick.notify_one();
+    }
+
+    /// True after `shutdown`.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        lock(&self.inner).shutdown
+    }
+
+    /// Records and reports a change (from the task only).
+    fn report(self: &Arc<Self>, change: Change) {
+        {
+            let mut g = lock(&self.inner);
+            if g.shutdown {
+                return;
+            }
+            g.state = change.state;
+            if change.error.is_some() {
+                g.last_error = change.error.clone();
+            }
+        }
+        if let Some(w) = self.watcher.upgrade() {
+            w.changed(self, change);
+        }
+    }
+
+    /// Waits for a kick (connect, reset, shutdown); `until` bounds it.
+    async fn wait_kick(&self, until: Option<Instant>) {
+        match until {
+            Some(t) => {
+                let _ = tokio::time::timeout_at(t, self.kick.notified()).await;
+            }
+            None => self.kick.notified().await,
+        }
     }
 
     /// Dials, runs TLS when the channel is secure, and the HTTP/2
-    /// handshake; starts keepalive on the new connection.
-    pub(crate) async fn connect(&self) -> Result<Connection, ConnectFailure> {
-        self.state.send_replace(ConnectivityState::Connecting);
-        let r = self.dial_and_handshake().await;
-        self.state.send_replace(match r {
-            Ok(_) => ConnectivityState::Ready,
-            Err(_) => ConnectivityState::TransientFailure,
-        });
-        let mut conn = r?;
-        let a = &self.args;
-        a.keepalive
-            .start(conn.take_ping_pong(), conn.killer(), a.calls.clone());
-        Ok(conn)
-    }
-
-    /// The connection it made is no longer used: READY → IDLE.
-    pub(crate) fn disconnected(&self) {
-        self.state.send_replace(ConnectivityState::Idle);
-    }
-
+    /// handshake.
     async fn dial_and_handshake(&self) -> Result<Connection, ConnectFailure> {
         let a = &self.args;
         let dial_failed =
@@ -100,33 +272,208 @@ impl Subchannel {
                     .await
                     .map_err(dial_failed)?,
             )),
+            Endpoint::UnixAbstract(name) => {
+                Box::new(NoSigPipe(connect_abstract(name).map_err(dial_failed)?))
+            }
         };
         secure(io, &a.transport, a.tls_name.as_ref(), a.max_header_list)
             .await
             .map_err(ConnectFailure::Handshake)
+    }
+
+    /// One connection attempt, bounded by `limit`.
+    async fn attempt(&self, limit: std::time::Duration) -> Result<Connection, Status> {
+        match tokio::time::timeout(limit, self.dial_and_handshake()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(f)) => Err(f.into_status()),
+            Err(_) => Err(Status::new(
+                Code::Unavailable,
+                format!(
+                    "{}: connection attempt timed out after {} ms",
+                    self.endpoint,
+                    limit.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
+/// Connects to a Linux abstract Unix socket (a local connect completes
+/// at once or fails; it does not wait for the server to accept).
+fn connect_abstract(name: &[u8]) -> std::io::Result<tokio::net::UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    let s = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+    s.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(s)
+}
+
+/// The subchannel's task: started by the first `connect`, ends on shutdown.
+async fn run(sc: Arc<Subchannel>) {
+    let mut backoff = Backoff::new(sc.args.cfg.backoff);
+    loop {
+        // IDLE: wait for a connect request.
+        loop {
+            let kicked = sc.kick.notified();
+            tokio::pin!(kicked);
+            kicked.as_mut().enable();
+            {
+                let mut g = lock(&sc.inner);
+                if g.shutdown {
+                    return;
+                }
+                if std::mem::take(&mut g.want_connect) {
+                    break;
+                }
+            }
+            kicked.await;
+        }
+        sc.report(Change {
+            state: ConnectivityState::Connecting,
+            error: None,
+            closed: None,
+        });
+        let start = Instant::now();
+        let (wait, limit) = backoff.next_attempt();
+        let result = tokio::select! {
+            r = sc.attempt(limit) => r,
+            _ = async {
+                while !sc.is_shut_down() {
+                    sc.wait_kick(None).await;
+                }
+            } => return,
+        };
+        match result {
+            Ok(mut conn) => {
+                backoff.reset();
+                let a = &sc.args;
+                a.keepalive
+                    .start(conn.take_ping_pong(), conn.killer(), a.calls.clone());
+                let ready = ReadyConn {
+                    send: conn.send.clone(),
+                    lend: conn.lend.clone(),
+                    killer: conn.killer(),
+                    peer: sc.peer.clone(),
+                };
+                {
+                    let mut g = lock(&sc.inner);
+                    if g.shutdown {
+                        drop(g);
+                        conn.abort("channel closed");
+                        return;
+                    }
+                    g.ready = Some(ready);
+                    g.conn_killer = Some(conn.killer());
+                    g.want_connect = false;
+                }
+                log(&format!("subchannel {} is READY", sc.endpoint));
+                sc.report(Change {
+                    state: ConnectivityState::Ready,
+                    error: None,
+                    closed: None,
+                });
+                conn.dead_signal().notified_or_dead().await;
+                let reason = conn.clone_reason().get();
+                {
+                    let mut g = lock(&sc.inner);
+                    g.ready = None;
+                    g.conn_killer = None;
+                    if g.shutdown {
+                        return;
+                    }
+                }
+                if reason.too_many_pings {
+                    sc.args.keepalive.too_many_pings();
+                }
+                log(&format!(
+                    "subchannel {}: connection ended: {}",
+                    sc.endpoint, reason.message
+                ));
+                // Streams still in flight on it (after a GOAWAY) finish on
+                // their own: `conn` only drops our handle.
+                drop(conn);
+                sc.report(Change {
+                    state: ConnectivityState::Idle,
+                    error: None,
+                    closed: Some(reason),
+                });
+            }
+            Err(st) => {
+                log(&format!("subchannel {}: {}", sc.endpoint, st.message()));
+                sc.report(Change {
+                    state: ConnectivityState::TransientFailure,
+                    error: Some(st),
+                    closed: None,
+                });
+                // Backoff: until start + wait, or a reset, or shutdown.
+                let until = start + wait;
+                loop {
+                    let kicked = sc.kick.notified();
+                    tokio::pin!(kicked);
+                    kicked.as_mut().enable();
+                    {
+                        let mut g = lock(&sc.inner);
+                        if g.shutdown {
+                            return;
+                        }
+                        if std::mem::take(&mut g.want_reset) {
+                            break;
+                        }
+                    }
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    let _ = tokio::time::timeout_at(until, kicked).await;
+                }
+                lock(&sc.inner).want_connect = false;
+                sc.report(Change {
+                    state: ConnectivityState::Idle,
+                    error: None,
+                    closed: None,
+                });
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::options::ConnectionConfig;
-    use crate::rt;
+    use std::sync::mpsc;
+
+    struct Log(Mutex<mpsc::Sender<ConnectivityState>>);
+
+    impl Watcher for Log {
+        fn changed(&self, _sc: &Arc<Subchannel>, change: Change) {
+            let _ = lock(&self.0).send(change.state);
+        }
+    }
 
     fn args(calls: &Arc<Calls>) -> Arc<ConnectArgs> {
+        let mut cfg = ConnectionConfig::default();
+        cfg.backoff.initial = std::time::Duration::from_millis(100);
         Arc::new(ConnectArgs {
             transport: Transport::Insecure,
             tls_name: None,
             keepalive: Keepalive::new(&ConnectionConfig::default()),
             calls: Arc::downgrade(calls),
             max_header_list: 64 << 10,
+            cfg,
         })
+    }
+
+    fn next(rx: &mpsc::Receiver<ConnectivityState>) -> ConnectivityState {
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a state change")
     }
 
     #[test]
     fn states_follow_the_connection() {
         let calls = Arc::new(Calls::new());
-        // A refused port: TRANSIENT_FAILURE, and the endpoint named.
+        let (tx, rx) = mpsc::channel();
+        let log: Arc<dyn Watcher> = Arc::new(Log(Mutex::new(tx)));
+        // A refused port: TRANSIENT_FAILURE naming the endpoint, then IDLE
+        // after the backoff.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -138,15 +485,21 @@ mod tests {
                 host: None,
             },
             args(&calls),
+            Arc::downgrade(&log),
         );
         assert_eq!(refused.state(), ConnectivityState::Idle);
-        match rt::block_on(refused.connect()).unwrap() {
-            Err(ConnectFailure::Dial(m)) => assert!(m.starts_with(&format!("127.0.0.1:{port}: "))),
-            Err(ConnectFailure::Handshake(s)) => panic!("{s:?}"),
-            Ok(_) => panic!("connected to a closed port"),
-        }
-        assert_eq!(refused.state(), ConnectivityState::TransientFailure);
-        // A real gRPC server: READY, then IDLE once the connection is let go.
+        refused.connect();
+        assert_eq!(next(&rx), ConnectivityState::Connecting);
+        assert_eq!(next(&rx), ConnectivityState::TransientFailure);
+        let err = refused.last_error().expect("an error");
+        assert!(
+            err.message().starts_with(&format!("127.0.0.1:{port}: ")),
+            "{err}"
+        );
+        assert_eq!(next(&rx), ConnectivityState::Idle);
+        refused.shutdown("test done");
+        // A real gRPC server: READY with a connection to pick, then IDLE
+        // once the server goes away.
         let server = rgrpc_tonic_interop::TestServer::start();
         let sc = Subchannel::new(
             Endpoint::Tcp {
@@ -154,11 +507,16 @@ mod tests {
                 host: None,
             },
             args(&calls),
+            Arc::downgrade(&log),
         );
-        let conn = rt::block_on(sc.connect()).unwrap().expect("connected");
-        assert_eq!(sc.state(), ConnectivityState::Ready);
-        conn.abort("test done");
-        sc.disconnected();
-        assert_eq!(sc.state(), ConnectivityState::Idle);
+        sc.connect();
+        assert_eq!(next(&rx), ConnectivityState::Connecting);
+        assert_eq!(next(&rx), ConnectivityState::Ready);
+        let pick = sc.ready().and_then(|r| r.pick()).expect("a pick");
+        assert_eq!(&*pick.peer, format!("ipv4:{}", server.addr()));
+        server.kill();
+        assert_eq!(next(&rx), ConnectivityState::Idle);
+        assert!(sc.ready().is_none());
+        sc.shutdown("test done");
     }
 }

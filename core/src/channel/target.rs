@@ -1,5 +1,6 @@
 //! Target strings (`doc/naming.md` in grpc/grpc): `host:port`, `dns:///host:port`,
-//! `ipv4:a:p[,b:p]`, `ipv6:[a]:p[,...]`, `unix:/path`, `unix:///path`.
+//! `dns://dnsserver:port/host:port`, `ipv4:a:p[,b:p]`, `ipv6:[a]:p[,...]`,
+//! `unix:/path`, `unix:///path`, `unix-abstract:name`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ pub enum Address {
     Dns { host: String, port: u16 },
     /// A Unix domain socket path.
     Unix(PathBuf),
+    /// A Linux abstract Unix socket name (without the leading NUL).
+    UnixAbstract(Vec<u8>),
 }
 
 /// A parsed target: the addresses to try, in order, and the default
@@ -26,6 +29,8 @@ pub struct Target {
     pub addresses: Vec<Address>,
     /// The `:authority` sent unless overridden by `grpc.default_authority`.
     pub authority: String,
+    /// The DNS server to ask (`dns://server:port/...`); None: the system's.
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Parses a target string; the error text says what is wrong.
@@ -33,6 +38,13 @@ pub fn parse(target: &str) -> Result<Target, String> {
     let t = target.trim();
     if t.is_empty() {
         return Err("target is empty".into());
+    }
+    if let Some(name) = t.strip_prefix("unix-abstract:") {
+        return Ok(Target {
+            addresses: vec![Address::UnixAbstract(name.as_bytes().to_vec())],
+            authority: "localhost".into(),
+            dns_server: None,
+        });
     }
     if let Some(rest) = t.strip_prefix("unix:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -47,6 +59,7 @@ pub fn parse(target: &str) -> Result<Target, String> {
         return Ok(Target {
             addresses: vec![Address::Unix(PathBuf::from(path))],
             authority: "localhost".into(),
+            dns_server: None,
         });
     }
     if let Some(rest) = t.strip_prefix("ipv4:") {
@@ -55,19 +68,17 @@ pub fn parse(target: &str) -> Result<Target, String> {
     if let Some(rest) = t.strip_prefix("ipv6:") {
         return parse_ip_list(target, rest, true);
     }
+    let mut dns_server = None;
     let host_port = if let Some(rest) = t.strip_prefix("dns:") {
         if let Some(after) = rest.strip_prefix("//") {
-            // dns://[authority]/host:port — a custom DNS server is not supported.
+            // dns://[dnsserver[:port]]/host:port
             let slash = after
                 .find('/')
                 .ok_or_else(|| format!("target {target:?}: expected dns:///host:port"))?;
             if slash != 0 {
-                return Err(format!(
-                    "target {target:?}: a DNS server authority ({:?}) is not supported; use dns:///host:port",
-                    &after[..slash]
-                ));
+                dns_server = Some(parse_dns_server(target, &after[..slash])?);
             }
-            &after[1..]
+            &after[slash + 1..]
         } else {
             rest
         }
@@ -95,7 +106,28 @@ pub fn parse(target: &str) -> Result<Target, String> {
     Ok(Target {
         addresses: vec![address],
         authority,
+        dns_server,
     })
+}
+
+/// The DNS server of `dns://server[:port]/`: an IP address (port 53 by
+/// default), as C-core takes it.
+fn parse_dns_server(target: &str, s: &str) -> Result<SocketAddr, String> {
+    let with_port = |ip: IpAddr| SocketAddr::new(ip, 53);
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(with_port(ip));
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Some(v6) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        if let Ok(ip) = v6.parse::<IpAddr>() {
+            return Ok(with_port(ip));
+        }
+    }
+    Err(format!(
+        "target {target:?}: the DNS server {s:?} must be an IP address with an optional port (dns://127.0.0.1:53/host:port)"
+    ))
 }
 
 fn parse_ip_list(target: &str, list: &str, v6: bool) -> Result<Target, String> {
@@ -125,6 +157,7 @@ fn parse_ip_list(target: &str, list: &str, v6: bool) -> Result<Target, String> {
     Ok(Target {
         addresses,
         authority,
+        dns_server: None,
     })
 }
 
@@ -224,6 +257,17 @@ mod tests {
         assert_eq!(t.addresses, vec![Address::Unix("/tmp/s.sock".into())]);
         let t = parse("unix:rel.sock").unwrap();
         assert_eq!(t.addresses, vec![Address::Unix("rel.sock".into())]);
+        let t = parse("unix-abstract:grpc-test").unwrap();
+        assert_eq!(
+            t.addresses,
+            vec![Address::UnixAbstract(b"grpc-test".to_vec())]
+        );
+        let t = parse("dns://127.0.0.1:5353/svc.test:50051").unwrap();
+        assert_eq!(t.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(t.authority, "svc.test:50051");
+        let t = parse("dns://[::1]/svc.test:1").unwrap();
+        assert_eq!(t.dns_server, Some("[::1]:53".parse().unwrap()));
+        assert_eq!(parse("dns:///svc.test:1").unwrap().dns_server, None);
     }
 
     #[test]
@@ -239,7 +283,8 @@ mod tests {
             "unix:",
             "unix://relative",
             "http://x:1",
-            "dns://8.8.8.8/x:1",
+            "dns://dnsserver/x:1",
+            "dns://127.0.0.1:99999/x:1",
             "a:b:c",
             "[::1",
             ":80",

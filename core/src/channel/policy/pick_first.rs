@@ -1,414 +1,414 @@
-//! `pick_first`, the default policy: one connection at a time, to the
-//! first endpoint that accepts, tried in the resolver's order. A manager
-//! task walks the channel's connectivity state machine
-//! (`doc/connectivity-semantics-and-api.md` in the grpc/grpc repository):
+//! `pick_first`, the default policy (gRFC A61 and A62 in grpc/proposal):
+//! one connection at a time, to the first endpoint that accepts.
 //!
-//! * IDLE → CONNECTING when a call (or `connect`) asks for a connection;
-//! * CONNECTING → READY, or → TRANSIENT_FAILURE when every endpoint failed;
-//! * TRANSIENT_FAILURE → CONNECTING when the backoff has passed
-//!   (`doc/connection-backoff.md` in grpc/grpc), or → IDLE after the idle timeout;
-//! * READY → TRANSIENT_FAILURE when the connection breaks (keepalive
-//!   timeout, socket error) — then a fresh backoff sequence starts at once;
-//! * READY → IDLE after the idle timeout, or on GOAWAY;
-//! * any → SHUTDOWN on `close`.
-//!
-//! Fail-fast calls end with UNAVAILABLE while the channel is failing (also
-//! in the CONNECTING of a retry: the "sticky" failure of gRFC A62 (grpc/proposal));
-//! wait-for-ready calls wait for READY.
-//!
-//! Today the backoff covers the whole endpoint list (one sequence per
-//! channel) and endpoints are tried one after the other; the backends
-//! issue brings gRFC A61/A62 (grpc/proposal) in full (per-subchannel backoff, the 250 ms
-//! happy-eyeballs delay, `shuffleAddressList`).
+//! * A pass tries the endpoints in the resolver's order (shuffled first
+//!   with `shuffleAddressList`): it starts the next attempt when the one
+//!   before fails, or after 250 ms without an answer ("happy eyeballs":
+//!   a black-holed address does not hold up the others), and keeps every
+//!   attempt it started; the first to be READY is used and the others
+//!   are closed.
+//! * When every endpoint has failed the channel is TRANSIENT_FAILURE and
+//!   stays so ("sticky": fail-fast calls fail, also in the CONNECTING of
+//!   later attempts) until one connects; each endpoint retries on its own
+//!   backoff, and a new resolution is requested.
+//! * The connection in use ends: GOAWAY → IDLE (and at once CONNECTING
+//!   when calls want a connection); breakage → TRANSIENT_FAILURE and a new
+//!   pass at once. Either way a new resolution is requested.
+//! * New endpoints from the resolver: a connection to an endpoint still
+//!   listed is kept; otherwise a new pass starts over the new list.
 
-use super::{Pick, PickResult, Picker, Policy, PolicyContext};
-use crate::channel::backoff::Backoff;
-use crate::channel::connection::{Connection, Killer};
-use crate::channel::resolver;
+use super::{
+    all_failed, DropPicker, FailPicker, IdlePicker, PickResult, Picker, Policy, PolicyContext,
+    QueuePicker,
+};
+use crate::channel::calls::Calls;
+use crate::channel::resolver::Endpoint;
 use crate::channel::state::ConnectivityState;
-use crate::channel::subchannel::{ConnectFailure, Subchannel};
-use crate::log::log;
-use crate::rt::{self, Lend};
+use crate::channel::subchannel::{Change, ReadyConn, Subchannel, Watcher};
+use crate::rt;
 use crate::status::{Code, Status};
 use crate::sync::lock;
-use bytes::Bytes;
-use h2::client::SendRequest;
 use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use std::time::Duration;
+
+/// Delay before the next endpoint is tried while one is still connecting.
+pub(crate) const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
 struct Inner {
-    /// The connection in use and the subchannel that made it.
-    conn: Option<(Connection, Arc<Subchannel>)>,
+    /// The endpoints' subchannels, in the order tried.
+    list: Vec<Arc<Subchannel>>,
+    /// Per endpoint of `list`: failed in this pass.
+    failed: Vec<bool>,
+    /// The next endpoint of the pass to start.
+    next: usize,
+    /// The subchannel in use.
+    selected: Option<Arc<Subchannel>>,
+    /// A pass is running (CONNECTING or the sticky TRANSIENT_FAILURE).
+    connecting: bool,
+    /// Every endpoint failed: stay TRANSIENT_FAILURE until one connects.
+    sticky: bool,
     last_error: Option<Status>,
-    manager_started: bool,
-    connect_requested: bool,
-    reset_backoff: bool,
-    /// Set on TRANSIENT_FAILURE, cleared on READY or IDLE: while set,
-    /// fail-fast calls end at once even in the CONNECTING of a retry.
-    failing: bool,
+    /// Counts passes and timers, so a late timer is ignored.
+    timer_gen: u64,
+    /// IDLE by the policy (the connection went away, or idleness): the
+    /// next pick starts a pass.
+    idle: bool,
+    shutdown: bool,
 }
 
 /// The pick_first policy of one channel.
 pub(crate) struct PickFirst {
     me: Weak<PickFirst>,
     ctx: PolicyContext,
+    shuffle: bool,
+    calls: Arc<Calls>,
     inner: Mutex<Inner>,
-    kick: Notify,
 }
 
 impl PickFirst {
-    pub(crate) fn new(ctx: PolicyContext) -> Arc<PickFirst> {
+    pub(crate) fn new(ctx: PolicyContext, shuffle: bool, calls: Arc<Calls>) -> Arc<PickFirst> {
         let pf = Arc::new_cyclic(|me: &Weak<PickFirst>| PickFirst {
             me: me.clone(),
             ctx,
+            shuffle,
+            calls,
             inner: Mutex::new(Inner {
-                conn: None,
+                list: Vec::new(),
+                failed: Vec::new(),
+                next: 0,
+                selected: None,
+                connecting: false,
+                sticky: false,
                 last_error: None,
-                manager_started: false,
-                connect_requested: false,
-                reset_backoff: false,
-                failing: false,
+                timer_gen: 0,
+                idle: true,
+                shutdown: false,
             }),
-            kick: Notify::new(),
         });
-        pf.publish();
+        pf.ctx.publish(
+            ConnectivityState::Idle,
+            Arc::new(IdlePicker(pf.ctx.helper.clone())),
+        );
         pf
     }
 
-    fn state(&self) -> ConnectivityState {
-        self.ctx.connectivity.state()
+    fn watcher(&self) -> Weak<dyn Watcher> {
+        self.me.clone()
     }
 
-    /// Moves the channel to `to` and publishes the picker for it.
-    fn set_state(&self, to: ConnectivityState) {
-        // `failing` changes together with the state (under the
-        // connectivity's lock), so a woken caller sees both.
-        self.ctx.connectivity.set_state(to, || match to {
-            ConnectivityState::TransientFailure => lock(&self.inner).failing = true,
-            ConnectivityState::Ready | ConnectivityState::Idle => lock(&self.inner).failing = false,
-            _ => {}
-        });
-        self.publish();
+    fn fail_status(g: &Inner) -> Status {
+        g.last_error
+            .clone()
+            .unwrap_or_else(|| Status::new(Code::Unavailable, "channel is in TRANSIENT_FAILURE"))
     }
 
-    /// Publishes the picker for the current state. Built under the
-    /// pickers' lock, so concurrent publishers cannot leave a stale one.
-    fn publish(&self) {
-        self.ctx.pickers.send_modify(|p| *p = self.picker());
-    }
-
-    fn picker(&self) -> Arc<dyn Picker> {
-        let state = self.state();
-        let g = lock(&self.inner);
-        match state {
-            ConnectivityState::Ready => match g.conn.as_ref() {
-                Some((c, _)) => Arc::new(ReadyPicker {
-                    send: c.send.clone(),
-                    conn: c.lend.clone(),
-                    killer: c.killer(),
-                }),
-                None => Arc::new(QueuePicker),
-            },
-            ConnectivityState::Idle => Arc::new(IdlePicker(self.me.clone())),
-            ConnectivityState::Connecting if !g.failing => Arc::new(QueuePicker),
-            ConnectivityState::Connecting | ConnectivityState::TransientFailure => {
-                Arc::new(FailPicker(g.last_error.clone().unwrap_or_else(|| {
-                    Status::new(Code::Unavailable, "channel is in TRANSIENT_FAILURE")
-                })))
+    /// Starts a pass over the list (the lock is held).
+    fn start_pass(&self, g: &mut Inner) {
+        g.idle = false;
+        g.connecting = true;
+        g.next = 0;
+        g.failed = vec![false; g.list.len()];
+        // A subchannel closed by an earlier selection is replaced.
+        let args = self.ctx.connect.clone();
+        for sc in g.list.iter_mut() {
+            if sc.is_shut_down() {
+                *sc = Subchannel::new(sc.endpoint().clone(), args.clone(), self.watcher());
             }
-            ConnectivityState::Shutdown => Arc::new(DropPicker),
         }
+        let picker: Arc<dyn Picker> = if g.sticky {
+            Arc::new(FailPicker(Self::fail_status(g)))
+        } else {
+            Arc::new(QueuePicker)
+        };
+        self.ctx.publish(ConnectivityState::Connecting, picker);
+        self.try_next(g);
     }
 
-    /// Resolves the target and connects to the first endpoint that
-    /// accepts. Failures are UNAVAILABLE with every endpoint's reason.
-    async fn connect_first(&self) -> Result<(Connection, Arc<Subchannel>), Status> {
-        let res = resolver::resolve(&self.ctx.target).await;
-        if res.endpoints.is_empty() {
-            return Err(res.failure(&self.ctx.target.authority));
-        }
-        let mut dial_errors = res.errors.clone();
-        let mut handshake: Vec<(String, Status)> = Vec::new();
-        for ep in res.endpoints {
-            let sc = Arc::new(Subchannel::new(ep, self.ctx.connect.clone()));
-            let r = sc.connect().await;
-            log(&format!("subchannel {} is {}", sc.endpoint(), sc.state()));
-            match r {
-                Ok(c) => return Ok((c, sc)),
-                Err(ConnectFailure::Dial(m)) => dial_errors.push(m),
-                Err(ConnectFailure::Handshake(st)) => {
-                    handshake.push((sc.endpoint().to_string(), st))
+    /// Starts the next endpoint of the pass and arms the 250 ms timer.
+    fn try_next(&self, g: &mut Inner) {
+        while g.next < g.list.len() {
+            let i = g.next;
+            g.next += 1;
+            let sc = g.list[i].clone();
+            match sc.state() {
+                ConnectivityState::Ready => {
+                    self.select(g, sc);
+                    return;
+                }
+                // Still in its backoff from an earlier failure: the next.
+                ConnectivityState::TransientFailure => {
+                    g.failed[i] = true;
+                    continue;
+                }
+                _ => {
+                    sc.connect();
+                    g.timer_gen += 1;
+                    let gen = g.timer_gen;
+                    let me = self.me.clone();
+                    if let Ok(h) = rt::handle() {
+                        h.spawn(async move {
+                            tokio::time::sleep(HAPPY_EYEBALLS_DELAY).await;
+                            if let Some(pf) = me.upgrade() {
+                                pf.timer(gen);
+                            }
+                        });
+                    }
+                    return;
                 }
             }
         }
-        // One endpoint that answered and failed its handshake: its status
-        // as it is (it says what went wrong with TLS or HTTP/2).
-        if dial_errors.is_empty() && handshake.len() == 1 {
-            return Err(handshake.pop().expect("one").1);
-        }
-        let all: Vec<String> = dial_errors
-            .into_iter()
-            .chain(
-                handshake
-                    .into_iter()
-                    .map(|(ep, st)| format!("{ep}: {}", st.message())),
-            )
-            .collect();
-        Err(Status::new(
-            Code::Unavailable,
-            format!("failed to connect to all addresses: {}", all.join("; ")),
-        ))
+        self.check_all_failed(g);
     }
 
-    /// Installs a new connection: READY.
-    fn install(&self, conn: Connection, sc: Arc<Subchannel>) {
-        {
-            let mut g = lock(&self.inner);
-            if self.state() == ConnectivityState::Shutdown {
-                conn.abort("channel closed");
+    fn timer(&self, gen: u64) {
+        let mut g = lock(&self.inner);
+        if g.shutdown || g.timer_gen != gen || !g.connecting || g.selected.is_some() {
+            return;
+        }
+        self.try_next(&mut g);
+    }
+
+    /// Every endpoint failed in this pass: TRANSIENT_FAILURE (sticky), a
+    /// new resolution, and endpoints retry as their backoffs end.
+    fn check_all_failed(&self, g: &mut Inner) {
+        if g.next < g.list.len() || !g.failed.iter().all(|f| *f) || g.list.is_empty() {
+            return;
+        }
+        let errors: Vec<(String, Status)> = g
+            .list
+            .iter()
+            .filter_map(|sc| Some((sc.endpoint().to_string(), sc.last_error()?)))
+            .collect();
+        if !errors.is_empty() {
+            g.last_error = Some(all_failed(&errors));
+        }
+        g.sticky = true;
+        self.ctx.publish(
+            ConnectivityState::TransientFailure,
+            Arc::new(FailPicker(Self::fail_status(g))),
+        );
+        self.ctx.request_resolution();
+        // Endpoints already out of their backoff try again now.
+        for sc in &g.list {
+            if sc.state() == ConnectivityState::Idle {
+                sc.connect();
+            }
+        }
+    }
+
+    /// Uses `sc`: READY; the other endpoints' attempts are closed.
+    fn select(&self, g: &mut Inner, sc: Arc<Subchannel>) {
+        let Some(ready) = sc.ready() else {
+            return;
+        };
+        for other in &g.list {
+            if !Arc::ptr_eq(other, &sc) {
+                other.shutdown("another address was chosen");
+            }
+        }
+        g.selected = Some(sc);
+        g.connecting = false;
+        g.sticky = false;
+        g.last_error = None;
+        g.timer_gen += 1;
+        self.ctx
+            .publish(ConnectivityState::Ready, Arc::new(ReadyPicker(ready)));
+    }
+
+    fn index_of(g: &Inner, sc: &Arc<Subchannel>) -> Option<usize> {
+        g.list.iter().position(|s| Arc::ptr_eq(s, sc))
+    }
+}
+
+impl Watcher for PickFirst {
+    fn changed(&self, sc: &Arc<Subchannel>, change: Change) {
+        let mut g = lock(&self.inner);
+        if g.shutdown {
+            return;
+        }
+        if g.selected.as_ref().is_some_and(|s| Arc::ptr_eq(s, sc)) {
+            if change.state != ConnectivityState::Idle {
                 return;
             }
-            g.conn = Some((conn, sc));
-            g.last_error = None;
+            // The connection in use ended.
+            g.selected = None;
+            self.ctx.request_resolution();
+            let closed = change.closed.unwrap_or_default();
+            if closed.graceful {
+                // GOAWAY is not a failure: IDLE, and at once a new pass
+                // when calls want a connection (the streams the server
+                // accepted finish on the old one).
+                g.idle = true;
+                self.ctx.publish(
+                    ConnectivityState::Idle,
+                    Arc::new(IdlePicker(self.ctx.helper.clone())),
+                );
+                if self.calls.active() > 0 {
+                    self.start_pass(&mut g);
+                }
+            } else {
+                g.last_error = Some(Status::new(Code::Unavailable, closed.message));
+                g.sticky = true;
+                self.ctx.publish(
+                    ConnectivityState::TransientFailure,
+                    Arc::new(FailPicker(Self::fail_status(&g))),
+                );
+                self.start_pass(&mut g);
+            }
+            return;
         }
-        self.set_state(ConnectivityState::Ready);
-    }
-
-    /// Sleeps until `until`, or until a reset-backoff request; false on
-    /// SHUTDOWN.
-    async fn wait_out_backoff(&self, until: Instant) -> bool {
-        loop {
-            let kicked = self.kick.notified();
-            tokio::pin!(kicked);
-            kicked.as_mut().enable();
-            if self.state() == ConnectivityState::Shutdown {
-                return false;
-            }
-            if std::mem::take(&mut lock(&self.inner).reset_backoff) {
-                return true;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => return self.state() != ConnectivityState::Shutdown,
-                _ = kicked => {}
-            }
+        let Some(i) = Self::index_of(&g, sc) else {
+            return; // an old list's
+        };
+        if !g.connecting || g.selected.is_some() {
+            return;
         }
-    }
-
-    fn idle_expired(&self) -> bool {
-        self.ctx
-            .cfg
-            .idle_timeout
-            .is_some_and(|t| self.ctx.calls.idle_for(t))
-    }
-
-    /// Completes when there have been no calls for the idle timeout.
-    async fn idle_timer(&self) {
-        match self.ctx.cfg.idle_timeout {
-            Some(t) => self.ctx.calls.idle(t).await,
-            None => std::future::pending().await,
+        match change.state {
+            ConnectivityState::Ready => self.select(&mut g, sc.clone()),
+            ConnectivityState::TransientFailure => {
+                if let Some(f) = g.failed.get_mut(i) {
+                    *f = true;
+                }
+                if let Some(e) = change.error {
+                    if !g.sticky {
+                        g.last_error = Some(e);
+                    }
+                }
+                if g.next == i + 1 {
+                    // The endpoint being tried failed: the next one now.
+                    g.timer_gen += 1;
+                    self.try_next(&mut g);
+                } else {
+                    // After a failed pass this keeps the error current.
+                    self.check_all_failed(&mut g);
+                }
+            }
+            // Its backoff ended. After a failed pass, every endpoint keeps
+            // trying (A62).
+            ConnectivityState::Idle if g.sticky && g.next >= g.list.len() => sc.connect(),
+            _ => {}
         }
     }
 }
 
 impl Policy for PickFirst {
-    fn exit_idle(&self) {
-        {
-            let mut g = lock(&self.inner);
-            g.connect_requested = true;
-            if !g.manager_started && self.state() != ConnectivityState::Shutdown {
-                g.manager_started = true;
-                if let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) {
-                    h.spawn(run(me));
-                }
+    fn update(&self, mut endpoints: Vec<Endpoint>) {
+        if self.shuffle {
+            fastrand::shuffle(&mut endpoints);
+        }
+        let mut g = lock(&self.inner);
+        if g.shutdown {
+            return;
+        }
+        // The connection in use stays while its endpoint is still listed.
+        let keep = g
+            .selected
+            .as_ref()
+            .filter(|s| endpoints.iter().any(|e| e.same_address(s.endpoint())))
+            .cloned();
+        let old = std::mem::take(&mut g.list);
+        g.list = endpoints
+            .into_iter()
+            .map(|ep| match &keep {
+                Some(k) if k.endpoint().same_address(&ep) => k.clone(),
+                _ => Subchannel::new(ep, self.ctx.connect.clone(), self.watcher()),
+            })
+            .collect();
+        for sc in old {
+            if !keep.as_ref().is_some_and(|k| Arc::ptr_eq(k, &sc)) {
+                sc.shutdown("address removed by name resolution");
             }
         }
-        self.kick.notify_one();
+        if keep.is_some() {
+            return;
+        }
+        if let Some(s) = g.selected.take() {
+            s.shutdown("address removed by name resolution");
+        }
+        // Connect unless IDLE by choice (the connection went away with no
+        // calls waiting); a channel asked to connect has left IDLE.
+        if !g.idle || self.ctx.connectivity.state() != ConnectivityState::Idle {
+            self.start_pass(&mut g);
+        }
+    }
+
+    fn resolver_error(&self, status: Status) {
+        let mut g = lock(&self.inner);
+        if g.shutdown || !g.list.is_empty() {
+            return;
+        }
+        g.last_error = Some(status.clone());
+        g.sticky = true;
+        self.ctx.publish(
+            ConnectivityState::TransientFailure,
+            Arc::new(FailPicker(status)),
+        );
+    }
+
+    fn exit_idle(&self) {
+        let mut g = lock(&self.inner);
+        if g.shutdown || !g.idle {
+            return;
+        }
+        if g.list.is_empty() {
+            // Waiting for the resolver.
+            g.idle = false;
+            self.ctx
+                .publish(ConnectivityState::Connecting, Arc::new(QueuePicker));
+            return;
+        }
+        self.start_pass(&mut g);
     }
 
     fn reset_backoff(&self) {
-        lock(&self.inner).reset_backoff = true;
-        self.exit_idle();
+        let g = lock(&self.inner);
+        for sc in &g.list {
+            sc.reset_backoff();
+        }
     }
 
-    fn connection_failed(&self, reason: &str, graceful: bool) {
-        if let Some((c, _)) = lock(&self.inner).conn.as_ref() {
-            c.mark_dead(reason, graceful);
+    fn enter_idle(&self) {
+        let mut g = lock(&self.inner);
+        if g.shutdown {
+            return;
         }
+        for sc in g.list.drain(..) {
+            sc.shutdown("idle timeout");
+        }
+        g.selected = None;
+        g.connecting = false;
+        g.sticky = false;
+        g.idle = true;
+        g.timer_gen += 1;
+        self.ctx.publish(
+            ConnectivityState::Idle,
+            Arc::new(IdlePicker(self.ctx.helper.clone())),
+        );
     }
 
     fn shutdown(&self) {
-        self.set_state(ConnectivityState::Shutdown);
-        if let Some((c, sc)) = lock(&self.inner).conn.take() {
-            c.abort("channel closed");
-            sc.disconnected();
+        let mut g = lock(&self.inner);
+        g.shutdown = true;
+        for sc in g.list.drain(..) {
+            sc.shutdown("channel closed");
         }
-        self.kick.notify_one();
-    }
-}
-
-/// The manager task: one per channel, started on the first connect request.
-async fn run(pf: Arc<PickFirst>) {
-    let mut backoff = Backoff::new(pf.ctx.cfg.backoff);
-    loop {
-        match pf.state() {
-            ConnectivityState::Shutdown => return,
-            ConnectivityState::Idle => {
-                let kicked = pf.kick.notified();
-                tokio::pin!(kicked);
-                kicked.as_mut().enable();
-                let go = std::mem::take(&mut lock(&pf.inner).connect_requested);
-                if go {
-                    pf.set_state(ConnectivityState::Connecting);
-                } else {
-                    kicked.await;
-                }
-            }
-            ConnectivityState::Connecting | ConnectivityState::TransientFailure => {
-                pf.set_state(ConnectivityState::Connecting);
-                lock(&pf.inner).connect_requested = false;
-                let start = Instant::now();
-                let (wait, limit) = backoff.next_attempt();
-                let attempt = tokio::time::timeout(limit, pf.connect_first());
-                let result = tokio::select! {
-                    r = attempt => r,
-                    _ = pf.ctx.connectivity.wait_for_change(ConnectivityState::Connecting) => {
-                        // Only SHUTDOWN changes the state under us here.
-                        return;
-                    }
-                };
-                match result {
-                    Ok(Ok((conn, sc))) => {
-                        backoff.reset();
-                        pf.install(conn, sc);
-                        continue;
-                    }
-                    Ok(Err(st)) => lock(&pf.inner).last_error = Some(st),
-                    Err(_) => {
-                        lock(&pf.inner).last_error = Some(Status::new(
-                            Code::Unavailable,
-                            format!(
-                                "connection attempt timed out after {} ms",
-                                limit.as_millis()
-                            ),
-                        ))
-                    }
-                }
-                pf.set_state(ConnectivityState::TransientFailure);
-                if !pf.wait_out_backoff(start + wait).await {
-                    return;
-                }
-                if pf.idle_expired() {
-                    pf.set_state(ConnectivityState::Idle);
-                    backoff.reset();
-                }
-            }
-            ConnectivityState::Ready => {
-                let (dead, failed) = match lock(&pf.inner).conn.as_ref() {
-                    Some((c, _)) => (c.dead_signal(), c.clone_reason()),
-                    None => {
-                        pf.set_state(ConnectivityState::TransientFailure);
-                        continue;
-                    }
-                };
-                tokio::select! {
-                    _ = dead.notified_or_dead() => {}
-                    _ = pf.idle_timer() => {
-                        if let Some((c, sc)) = lock(&pf.inner).conn.take() {
-                            c.abort("idle timeout");
-                            sc.disconnected();
-                        }
-                        log("closing the connection after the idle timeout");
-                        pf.set_state(ConnectivityState::Idle);
-                        continue;
-                    }
-                    _ = pf.ctx.connectivity.wait_for_change(ConnectivityState::Ready) => return,
-                }
-                // Release our handle: streams still in flight on it (after a
-                // GOAWAY) finish on their own.
-                if let Some((_, sc)) = lock(&pf.inner).conn.take() {
-                    sc.disconnected();
-                }
-                let reason = failed.get();
-                if reason.too_many_pings {
-                    pf.ctx.connect.keepalive.too_many_pings();
-                }
-                if reason.graceful {
-                    // GOAWAY is not a failure: READY → IDLE, and at once →
-                    // CONNECTING when calls want a connection (the streams
-                    // the server accepted finish on the old one).
-                    pf.set_state(ConnectivityState::Idle);
-                    if pf.ctx.calls.active() > 0 {
-                        lock(&pf.inner).connect_requested = true;
-                    }
-                } else {
-                    lock(&pf.inner).last_error =
-                        Some(Status::new(Code::Unavailable, reason.message.clone()));
-                    pf.set_state(ConnectivityState::TransientFailure);
-                    // A connection that worked and then broke: a new backoff
-                    // sequence starts with an immediate attempt.
-                    backoff.reset();
-                }
-            }
+        if let Some(s) = g.selected.take() {
+            s.shutdown("channel closed");
         }
+        self.ctx
+            .publish(ConnectivityState::Shutdown, Arc::new(DropPicker));
     }
 }
 
 /// READY: every attempt goes to the one connection while it lives.
-struct ReadyPicker {
-    send: SendRequest<Bytes>,
-    conn: Arc<dyn Lend>,
-    killer: Killer,
-}
+struct ReadyPicker(ReadyConn);
 
 impl Picker for ReadyPicker {
     fn pick(&self) -> PickResult {
-        if self.killer.is_dead() {
-            // The manager is about to publish the next state.
-            return PickResult::Queue;
+        match self.0.pick() {
+            Some(p) => PickResult::Ready(p),
+            // The subchannel is about to report the end.
+            None => PickResult::Queue,
         }
-        PickResult::Ready(Pick {
-            send: self.send.clone(),
-            conn: self.conn.clone(),
-        })
-    }
-}
-
-/// CONNECTING: wait.
-struct QueuePicker;
-
-impl Picker for QueuePicker {
-    fn pick(&self) -> PickResult {
-        PickResult::Queue
-    }
-}
-
-/// IDLE: a pick starts connecting, then waits.
-struct IdlePicker(Weak<PickFirst>);
-
-impl Picker for IdlePicker {
-    fn pick(&self) -> PickResult {
-        if let Some(pf) = self.0.upgrade() {
-            pf.exit_idle();
-        }
-        PickResult::Queue
-    }
-}
-
-/// TRANSIENT_FAILURE (and the CONNECTING of a retry): fail fast.
-struct FailPicker(Status);
-
-impl Picker for FailPicker {
-    fn pick(&self) -> PickResult {
-        PickResult::Fail(self.0.clone())
-    }
-}
-
-/// SHUTDOWN: every call ends.
-struct DropPicker;
-
-impl Picker for DropPicker {
-    fn pick(&self) -> PickResult {
-        PickResult::Drop(Status::new(Code::Cancelled, "channel closed"))
     }
 }
