@@ -8,6 +8,8 @@
 //!   timer and keepalive read their counts).
 //! * `connectivity` — the channel's state, waiters and ordered subscribers.
 //! * `resolver` — target to endpoints.
+//! * `service_config` — the service config (`grpc.service_config` JSON):
+//!   load-balancing choice, per-method settings, retry throttling.
 //! * `policy` — load-balancing policies and pickers (`pick_first`).
 //! * `subchannel` — one endpoint: dial, TLS, HTTP/2, its own state.
 //! * `connection` — one HTTP/2 connection: handshakes, its task, its end.
@@ -34,6 +36,7 @@ pub mod options;
 pub(crate) mod policy;
 pub mod ready;
 pub(crate) mod resolver;
+pub(crate) mod service_config;
 pub mod state;
 pub(crate) mod subchannel;
 pub mod target;
