@@ -13,6 +13,8 @@
 //!   `round_robin`).
 //! * `subchannel` — one endpoint: dial, TLS, HTTP/2, its own state and
 //!   backoff.
+//! * `service_config` — the service config (`grpc.service_config` JSON):
+//!   load-balancing choice, per-method settings, retry throttling.
 //! * `connection` — one HTTP/2 connection: handshakes, its task, its end.
 //! * `driver` — the connection future shared by its task and blocked callers.
 //! * `keepalive` — PINGs per connection, the channel's period.
@@ -38,6 +40,7 @@ pub mod options;
 pub(crate) mod policy;
 pub mod ready;
 pub(crate) mod resolver;
+pub(crate) mod service_config;
 pub mod state;
 pub(crate) mod subchannel;
 pub mod target;
