@@ -407,7 +407,7 @@ typedef struct rgrpc_buffer rgrpc_buffer;
  * after `rgrpc_call_free` is a use after free (undefined), as is a second
  * free; a thread whose function returned because of the free must not use
  * the handle again. Borrowed results (`rgrpc_call_initial_metadata`,
- * `rgrpc_call_response_encoding`, `rgrpc_call_last_error`) are valid until
+ * `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_last_error`) are valid until
  * `rgrpc_call_free`. Callbacks and the library's tasks keep what they need
  * alive on their own.
  *
@@ -419,7 +419,7 @@ typedef struct rgrpc_buffer rgrpc_buffer;
  * `rgrpc_call_initial_metadata`, `rgrpc_call_is_active`,
  * `rgrpc_call_time_remaining_ms`, `rgrpc_call_cancel`, `rgrpc_call_wait`,
  * `rgrpc_call_on_done`, `rgrpc_call_on_message`,
- * `rgrpc_call_response_encoding`, `rgrpc_call_last_error`,
+ * `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_last_error`,
  * `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
  * `rgrpc_call_unary_async`.
  */
@@ -917,6 +917,17 @@ rgrpc_result rgrpc_call_on_message(rgrpc_call *call, rgrpc_message_cb cb, void *
 const char *rgrpc_call_response_encoding(const rgrpc_call *call);
 
 /**
+ * The address the call went to, as C-core's `grpc_call_get_peer` writes
+ * it: `"ipv4:127.0.0.1:50051"`, `"ipv6:[::1]:50051"`, `"unix:/path"`,
+ * `"unix-abstract:name"` (with a load-balancing policy such as
+ * round_robin, the server this call was sent to). NUL-terminated UTF-8,
+ * borrowed: valid until `rgrpc_call_free`; do not free. NULL until the
+ * call's stream has been opened (its first send, or the start of a unary
+ * helper call), and for NULL. Thread-safe.
+ */
+const char *rgrpc_call_peer(const rgrpc_call *call);
+
+/**
  * The message of the last function on `call` that failed in the calling
  * thread (UTF-8, NUL-terminated; `""` when none has, and for NULL), e.g.
  * `"another thread is receiving on this call"` after
@@ -1003,12 +1014,14 @@ rgrpc_result rgrpc_call_options_add_metadata_string(rgrpc_call_options *opts,
 
 /**
  * Sets wait-for-ready (`doc/wait-for-ready.md` in grpc/grpc). By default a call fails
- * fast: it ends with UNAVAILABLE at once while the channel is in
- * TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
+ * fast (unless the channel's service config gives its method
+ * `waitForReady`; a value set here wins over the service config): it ends
+ * with UNAVAILABLE at once while the channel is in TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
  * READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes
  * (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
  */
-rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts, bool wait_for_ready);
+rgrpc_result rgrpc_call_options_set_wait_for_ready(rgrpc_call_options *opts,
+                                                   bool wait_for_ready);
 
 /**
  * Runs the done callbacks of calls using these options (those of

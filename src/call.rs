@@ -115,7 +115,7 @@ pub type rgrpc_message_cb =
 /// after `rgrpc_call_free` is a use after free (undefined), as is a second
 /// free; a thread whose function returned because of the free must not use
 /// the handle again. Borrowed results (`rgrpc_call_initial_metadata`,
-/// `rgrpc_call_response_encoding`, `rgrpc_call_last_error`) are valid until
+/// `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_last_error`) are valid until
 /// `rgrpc_call_free`. Callbacks and the library's tasks keep what they need
 /// alive on their own.
 ///
@@ -127,7 +127,7 @@ pub type rgrpc_message_cb =
 /// `rgrpc_call_initial_metadata`, `rgrpc_call_is_active`,
 /// `rgrpc_call_time_remaining_ms`, `rgrpc_call_cancel`, `rgrpc_call_wait`,
 /// `rgrpc_call_on_done`, `rgrpc_call_on_message`,
-/// `rgrpc_call_response_encoding`, `rgrpc_call_last_error`,
+/// `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_last_error`,
 /// `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
 /// `rgrpc_call_unary_async`.
 pub struct rgrpc_call {
@@ -620,6 +620,25 @@ pub extern "C" fn rgrpc_call_response_encoding(call: *const rgrpc_call) -> *cons
         match unsafe { try_ref::<rgrpc_call>(call) }
             .and_then(|c| c.call.response_encoding_with_nul())
         {
+            Some(s) => crate::names::lend_nul_terminated(s),
+            None => std::ptr::null(),
+        }
+    })
+}
+
+/// The address the call went to, as C-core's `grpc_call_get_peer` writes
+/// it: `"ipv4:127.0.0.1:50051"`, `"ipv6:[::1]:50051"`, `"unix:/path"`,
+/// `"unix-abstract:name"` (with a load-balancing policy such as
+/// round_robin, the server this call was sent to). NUL-terminated UTF-8,
+/// borrowed: valid until `rgrpc_call_free`; do not free. NULL until the
+/// call's stream has been opened (its first send, or the start of a unary
+/// helper call), and for NULL. Thread-safe.
+#[no_mangle]
+pub extern "C" fn rgrpc_call_peer(call: *const rgrpc_call) -> *const c_char {
+    boundary(|| {
+        // SAFETY: call is NULL or a live call; the string lives in the
+        // call, which the application's reference keeps until its free.
+        match unsafe { try_ref::<rgrpc_call>(call) }.and_then(|c| c.call.peer_with_nul()) {
             Some(s) => crate::names::lend_nul_terminated(s),
             None => std::ptr::null(),
         }

@@ -35,7 +35,8 @@ pub(crate) struct CallOptionsBuilder {
     timeout: Option<Duration>,
     deadline_ms: Option<i64>,
     metadata: Metadata,
-    wait_for_ready: bool,
+    /// None until set: then the service config decides.
+    wait_for_ready: Option<bool>,
     compression: Option<Compression>,
     credentials: Option<CallCredentials>,
     inline_callbacks: bool,
@@ -76,7 +77,7 @@ pub extern "C" fn rgrpc_call_options_new() -> *mut rgrpc_call_options {
             timeout: None,
             deadline_ms: None,
             metadata: Metadata::new(),
-            wait_for_ready: false,
+            wait_for_ready: None,
             compression: None,
             credentials: None,
             inline_callbacks: false,
@@ -189,8 +190,9 @@ pub extern "C" fn rgrpc_call_options_add_metadata_string(
 }
 
 /// Sets wait-for-ready (`doc/wait-for-ready.md` in grpc/grpc). By default a call fails
-/// fast: it ends with UNAVAILABLE at once while the channel is in
-/// TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
+/// fast (unless the channel's service config gives its method
+/// `waitForReady`; a value set here wins over the service config): it ends
+/// with UNAVAILABLE at once while the channel is in TRANSIENT_FAILURE. With wait-for-ready it waits for the channel to be
 /// READY, until its deadline (DEADLINE_EXCEEDED) or the channel closes
 /// (CANCELLED). Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
 #[no_mangle]
@@ -200,7 +202,7 @@ pub extern "C" fn rgrpc_call_options_set_wait_for_ready(
 ) -> rgrpc_result {
     boundary(|| {
         let b = try_mut_or_null!(rgrpc_call_options, opts);
-        b.wait_for_ready = wait_for_ready;
+        b.wait_for_ready = Some(wait_for_ready);
         rgrpc_result::Ok
     })
 }

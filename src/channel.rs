@@ -369,6 +369,9 @@ pub extern "C" fn rgrpc_channel_new(
             Err(e @ ChannelError::InvalidTarget(_)) => {
                 set_error(error_out, rgrpc_result::InvalidTarget, &e.to_string())
             }
+            Err(e @ ChannelError::InvalidServiceConfig(_)) => {
+                set_error(error_out, rgrpc_result::InvalidArgument, &e.to_string())
+            }
             Err(e @ ChannelError::InvalidCredentials(_)) => {
                 set_error(error_out, rgrpc_result::InvalidArgument, &e.to_string())
             }

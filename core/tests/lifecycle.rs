@@ -153,7 +153,7 @@ fn silent_listener_times_out_connecting() {
         "{st}"
     );
     let wfr = CallOptions {
-        wait_for_ready: true,
+        wait_for_ready: Some(true),
         ..timeout(500)
     };
     let (_, st) = unary(&ch, EMPTY, wfr, &[]);
@@ -186,7 +186,7 @@ fn backoff_does_not_busy_loop_and_can_be_reset() {
     let ch2 = ch.clone();
     let t = std::thread::spawn(move || {
         let wfr = CallOptions {
-            wait_for_ready: true,
+            wait_for_ready: Some(true),
             ..timeout(10_000)
         };
         unary(&ch2, EMPTY, wfr, &[]).1
@@ -227,7 +227,7 @@ fn keepalive_detects_a_dead_server() {
         &ch,
         EMPTY,
         CallOptions {
-            wait_for_ready: true,
+            wait_for_ready: Some(true),
             ..timeout(5000)
         },
         &[],

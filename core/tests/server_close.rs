@@ -62,7 +62,7 @@ fn calls_succeed_again_after_a_restart() {
     }
     // ...and wait-for-ready calls never see the outage.
     let wfr = CallOptions {
-        wait_for_ready: true,
+        wait_for_ready: Some(true),
         ..timeout(5000)
     };
     let (_, st) = unary(&ch, EMPTY, wfr, &[]);

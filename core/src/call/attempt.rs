@@ -154,7 +154,7 @@ impl Attempt {
         let mut retried = false;
         loop {
             let auth = auth_metadata(spec).await?;
-            let pick = spec.channel.pick(spec.opts.wait_for_ready).await?;
+            let pick = spec.channel.pick(spec.wait_for_ready).await?;
             rt::offer(&pick.conn);
             let timeout = spec
                 .opts
@@ -361,7 +361,7 @@ impl Attempt {
                     match st.decoder.next_frame() {
                         Ok(Some(frame)) => {
                             let data = if frame.compressed {
-                                let limit = spec.channel.opts.max_receive_message_length;
+                                let limit = spec.max_recv;
                                 match protocol::decompress(
                                     st.encoding.as_deref(),
                                     &frame.data,

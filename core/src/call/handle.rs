@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 impl Channel {
     /// Starts a call. Nothing is sent until the first operation.
-    pub fn start_call(&self, method: &str, opts: CallOptions) -> Result<Call, StartError> {
+    pub fn start_call(&self, method: &str, mut opts: CallOptions) -> Result<Call, StartError> {
         protocol::validate_method(method).map_err(StartError::InvalidMethod)?;
         let inner = &self.inner;
         if inner.is_closed() {
@@ -32,7 +32,31 @@ impl Channel {
             .build()
             .map_err(|e| StartError::InvalidMethod(format!("{method:?}: {e}")))?;
         let compression = opts.compression.unwrap_or(inner.opts.default_compression);
+        // The service config's method settings (gRPC's service_config.md):
+        // the smaller deadline and limits win; the call's wait_for_ready,
+        // when it set one, wins.
+        let mc = inner.method_config(method);
+        if let Some(t) = mc.and_then(|m| m.timeout) {
+            let d = Instant::now() + t;
+            opts.deadline = Some(opts.deadline.map_or(d, |x| x.min(d)));
+        }
+        let lower = |a: Option<usize>, b: Option<usize>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let spec = CallSpec {
+            wait_for_ready: opts
+                .wait_for_ready
+                .or(mc.and_then(|m| m.wait_for_ready))
+                .unwrap_or(false),
+            max_send: lower(
+                inner.opts.max_send_message_length,
+                mc.and_then(|m| m.max_request_message_bytes),
+            ),
+            max_recv: lower(
+                inner.opts.max_receive_message_length,
+                mc.and_then(|m| m.max_response_message_bytes),
+            ),
             channel: inner.clone(),
             uri,
             opts,

@@ -17,8 +17,9 @@ pub struct CallOptions {
     pub deadline: Option<Instant>,
     /// Custom metadata sent with the request headers.
     pub metadata: Metadata,
-    /// Queue the call until the channel is ready instead of failing fast.
-    pub wait_for_ready: bool,
+    /// Queue the call until the channel is ready instead of failing fast
+    /// (None: as the service config says, else fail fast).
+    pub wait_for_ready: Option<bool>,
     /// Credentials for this call, added to the channel's.
     pub credentials: Option<CallCredentials>,
     /// Compression of this call's messages (None = the channel default).
@@ -86,4 +87,10 @@ pub(crate) struct CallSpec {
     pub(crate) opts: CallOptions,
     /// The algorithm messages are sent with.
     pub(crate) compression: Compression,
+    /// The call's choice, else the service config's, else fail fast.
+    pub(crate) wait_for_ready: bool,
+    /// Message limits: the channel's, lowered by the service config's
+    /// `maxRequestMessageBytes` / `maxResponseMessageBytes`.
+    pub(crate) max_send: Option<usize>,
+    pub(crate) max_recv: Option<usize>,
 }

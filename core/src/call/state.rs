@@ -100,7 +100,7 @@ impl ActiveCall for CallShared {
 
 impl CallShared {
     pub(super) fn new(me: std::sync::Weak<CallShared>, spec: CallSpec) -> CallShared {
-        let max_recv = spec.channel.opts.max_receive_message_length;
+        let max_recv = spec.max_recv;
         CallShared {
             me,
             spec,
@@ -180,7 +180,7 @@ impl CallShared {
             Message::Copy(b) => *b,
             Message::InPlace(p) => p.payload(),
         };
-        if let Some(max) = self.spec.channel.opts.max_send_message_length {
+        if let Some(max) = self.spec.max_send {
             if payload.len() > max {
                 self.terminate(protocol::send_too_large(payload.len(), max), false);
                 return Err(CallError::Ended);

@@ -10,6 +10,7 @@ use super::policy::pick_first::PickFirst;
 use super::policy::round_robin::RoundRobin;
 use super::policy::{Helper, Pick, PickResult, Picker, Policy, PolicyContext};
 use super::resolver::Resolver;
+use super::service_config::{MethodConfig, ServiceConfig};
 use super::state::ConnectivityState;
 use super::subchannel::ConnectArgs;
 use super::target::{self, Address};
@@ -24,6 +25,9 @@ use tokio::sync::watch;
 pub enum ChannelError {
     /// The target string is malformed or uses an unsupported form.
     InvalidTarget(String),
+    /// `grpc.service_config` is not a valid service config (the message
+    /// gives the JSON path of the problem).
+    InvalidServiceConfig(String),
     /// The credentials cannot be used with this target.
     InvalidCredentials(String),
 }
@@ -32,6 +36,7 @@ impl std::fmt::Display for ChannelError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChannelError::InvalidTarget(m) => write!(f, "invalid target: {m}"),
+            ChannelError::InvalidServiceConfig(m) => write!(f, "invalid service config: {m}"),
             ChannelError::InvalidCredentials(m) => write!(f, "invalid credentials: {m}"),
         }
     }
@@ -48,6 +53,8 @@ pub(crate) struct ChannelInner {
     pub(crate) authority: http::uri::Authority,
     pub(crate) user_agent: HeaderValue,
     pub(crate) creds: ChannelCredentials,
+    /// `grpc.service_config`, parsed.
+    service_config: Option<ServiceConfig>,
     /// The state the application sees (the policy's aggregate).
     connectivity: Arc<Connectivity>,
     /// Resolver and idle timer; it owns the load-balancing policy, which
@@ -144,8 +151,21 @@ impl Channel {
             max_header_list: h2_header_list_limit(opts.metadata_limits().hard),
             cfg: opts.connection.clone(),
         });
-        let policy_name = opts.lb_policy_name.as_deref().unwrap_or("pick_first");
-        let shuffle = false;
+        let service_config = match &opts.service_config {
+            Some(json) => Some(
+                ServiceConfig::parse(json, super::policy::POLICIES)
+                    .map_err(ChannelError::InvalidServiceConfig)?,
+            ),
+            None => None,
+        };
+        // The service config's policy, else grpc.lb_policy_name, else
+        // pick_first.
+        let lb = service_config.as_ref().and_then(|c| c.lb_policy());
+        let policy_name = lb
+            .map(|l| l.name.as_str())
+            .or(opts.lb_policy_name.as_deref())
+            .unwrap_or("pick_first");
+        let shuffle = lb.is_some_and(|l| l.shuffle_address_list);
         let control = Control::new(
             Resolver::new(t),
             calls.clone(),
@@ -170,6 +190,7 @@ impl Channel {
                 authority,
                 user_agent,
                 creds,
+                service_config,
                 connectivity,
                 control,
                 pickers,
@@ -292,6 +313,14 @@ fn is_local(a: &Address) -> bool {
 impl ChannelInner {
     pub(crate) fn is_closed(&self) -> bool {
         self.calls.is_closed()
+    }
+
+    /// The service config's settings for `method` (`/service/method`).
+    pub(crate) fn method_config(&self, method: &str) -> Option<&MethodConfig> {
+        self.service_config
+            .as_ref()
+            .and_then(|c| c.method(method))
+            .map(|m| &**m)
     }
 
     /// Registers an active call; fails when the channel is closed.

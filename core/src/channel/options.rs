@@ -132,6 +132,9 @@ pub struct ChannelOptions {
     /// The load-balancing policy (`grpc.lb_policy_name`: `pick_first`, the
     /// default, or `round_robin`); the service config's choice comes first.
     pub lb_policy_name: Option<String>,
+    /// The service config JSON (`grpc.service_config`), checked when set
+    /// and parsed when the channel is made.
+    pub service_config: Option<String>,
     /// Least time between two resolutions of the target
     /// (`grpc.dns_min_time_between_resolutions_ms`, default 30 s).
     pub min_time_between_resolutions: Duration,
@@ -152,6 +155,7 @@ impl Default for ChannelOptions {
             max_metadata_size: None,
             absolute_max_metadata_size: None,
             lb_policy_name: None,
+            service_config: None,
             min_time_between_resolutions: crate::channel::control::DEFAULT_MIN_RESOLUTION_INTERVAL,
             connection: ConnectionConfig::default(),
         }
@@ -209,7 +213,7 @@ pub const KEYS: &[OptionKey] = {
         key("grpc.default_compression_algorithm", Int, true),
         key("grpc.http2.min_time_between_pings_ms", Int, false),
         key("grpc.http2.min_ping_interval_without_data_ms", Int, false),
-        key("grpc.service_config", Str, false),
+        key("grpc.service_config", Str, true),
         key("grpc.service_config_disable_resolution", Int, false),
         key("grpc.enable_retries", Int, false),
         key("grpc.per_rpc_retry_buffer_size", Int, false),
@@ -415,6 +419,18 @@ impl ChannelOptions {
                     });
                 }
                 self.lb_policy_name = Some(s)
+            }
+            "grpc.service_config" => {
+                let s = string(value)?;
+                crate::channel::service_config::ServiceConfig::parse(
+                    &s,
+                    crate::channel::policy::POLICIES,
+                )
+                .map_err(|reason| OptionError::InvalidValue {
+                    key: key.into(),
+                    reason,
+                })?;
+                self.service_config = Some(s)
             }
             "grpc.dns_min_time_between_resolutions_ms" => {
                 self.min_time_between_resolutions = millis(key, int(value)?, 0)?
