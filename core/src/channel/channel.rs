@@ -7,6 +7,7 @@ use super::keepalive::Keepalive;
 use super::options::ChannelOptions;
 use super::policy::pick_first::PickFirst;
 use super::policy::{Pick, PickResult, Picker, Policy, PolicyContext};
+use super::proxy;
 use super::state::ConnectivityState;
 use super::subchannel::ConnectArgs;
 use super::target::{self, Address};
@@ -23,6 +24,9 @@ pub enum ChannelError {
     InvalidTarget(String),
     /// The credentials cannot be used with this target.
     InvalidCredentials(String),
+    /// The HTTP proxy setting (`grpc.http_proxy` or the environment's) is
+    /// malformed.
+    InvalidProxy(String),
 }
 
 impl std::fmt::Display for ChannelError {
@@ -30,6 +34,7 @@ impl std::fmt::Display for ChannelError {
         match self {
             ChannelError::InvalidTarget(m) => write!(f, "invalid target: {m}"),
             ChannelError::InvalidCredentials(m) => write!(f, "invalid credentials: {m}"),
+            ChannelError::InvalidProxy(m) => write!(f, "invalid HTTP proxy setting: {m}"),
         }
     }
 }
@@ -77,6 +82,8 @@ impl Channel {
                 "local credentials need a loopback address, \"localhost\" or a Unix socket; {target:?} is not"
             )));
         }
+        let (t, proxy) = proxy::route(t, &opts, &|k| std::env::var(k).ok())
+            .map_err(ChannelError::InvalidProxy)?;
         let authority_str = opts
             .default_authority
             .clone()
@@ -141,6 +148,7 @@ impl Channel {
                 keepalive: keepalive.clone(),
                 calls: Arc::downgrade(&calls),
                 max_header_list: h2_header_list_limit(opts.metadata_limits().hard),
+                proxy,
             }),
             connectivity: connectivity.clone(),
             calls: calls.clone(),

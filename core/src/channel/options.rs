@@ -3,6 +3,7 @@
 //! features not built yet are reported, never silently dropped.
 
 use crate::channel::backoff::BackoffConfig;
+use crate::channel::proxy;
 use crate::codec::compression::Compression;
 use std::time::Duration;
 
@@ -131,6 +132,13 @@ pub struct ChannelOptions {
     pub absolute_max_metadata_size: Option<usize>,
     /// Reconnect backoff, keepalive and idle settings.
     pub connection: ConnectionConfig,
+    /// The HTTP CONNECT proxy, `http://[user:password@]host[:port]`, used
+    /// instead of the environment's (`grpc.http_proxy`; an empty string =
+    /// no proxy). See `channel::proxy` for the rules, which are C-core's.
+    pub http_proxy: Option<String>,
+    /// False turns proxies off, the option's and the environment's
+    /// (`grpc.enable_http_proxy` = 0; default true).
+    pub enable_http_proxy: bool,
 }
 
 impl Default for ChannelOptions {
@@ -146,6 +154,8 @@ impl Default for ChannelOptions {
             max_metadata_size: None,
             absolute_max_metadata_size: None,
             connection: ConnectionConfig::default(),
+            http_proxy: None,
+            enable_http_proxy: true,
         }
     }
 }
@@ -213,7 +223,8 @@ pub const KEYS: &[OptionKey] = {
         key("grpc.http2.max_frame_size", Int, false),
         key("grpc.http2.lookahead_bytes", Int, false),
         key("grpc.http2.bdp_probe", Int, false),
-        key("grpc.enable_http_proxy", Int, false),
+        key("grpc.enable_http_proxy", Int, true),
+        key("grpc.http_proxy", Str, true),
         key("grpc.dns_min_time_between_resolutions_ms", Int, false),
     ]
 };
@@ -398,6 +409,17 @@ impl ChannelOptions {
             "grpc.absolute_max_metadata_size" => {
                 self.absolute_max_metadata_size = Some(size(key, int(value)?)?)
             }
+            "grpc.http_proxy" => {
+                let s = string(value)?;
+                if !s.is_empty() {
+                    proxy::parse_url(&s).map_err(|reason| OptionError::InvalidValue {
+                        key: key.into(),
+                        reason,
+                    })?;
+                }
+                self.http_proxy = Some(s)
+            }
+            "grpc.enable_http_proxy" => self.enable_http_proxy = int(value)? != 0,
             k => unreachable!("{k} is in KEYS as supported but not applied here"),
         }
         Ok(())

@@ -1,12 +1,14 @@
 //! A subchannel: one endpoint and the connection to it — dial (TCP or a
 //! Unix socket, MSG_NOSIGNAL writes), TLS, the HTTP/2 handshake, keepalive
-//! on the connection it makes — with its own connectivity state.
+//! on the connection it makes, through an HTTP CONNECT proxy when the
+//! channel has one — with its own connectivity state.
 //! Load-balancing policies own subchannels and choose among them.
 
 use super::calls::Calls;
 use super::connection::{secure, BoxedIo, Connection};
 use super::keepalive::Keepalive;
 use super::nosigpipe::NoSigPipe;
+use super::proxy::ProxyRoute;
 use super::resolver::Endpoint;
 use super::state::ConnectivityState;
 use crate::credentials::Transport;
@@ -23,6 +25,8 @@ pub(crate) struct ConnectArgs {
     pub(crate) calls: Weak<Calls>,
     /// SETTINGS_MAX_HEADER_LIST_SIZE (see `connection::h2_header_list_limit`).
     pub(crate) max_header_list: u32,
+    /// The HTTP CONNECT proxy TCP endpoints go through, if any.
+    pub(crate) proxy: Option<Arc<ProxyRoute>>,
 }
 
 /// Why a connection attempt failed.
@@ -87,11 +91,14 @@ impl Subchannel {
         let a = &self.args;
         let dial_failed =
             |e: std::io::Error| ConnectFailure::Dial(format!("{}: {e}", self.endpoint));
-        let io: BoxedIo = match &self.endpoint {
+        let mut io: BoxedIo = match &self.endpoint {
             Endpoint::Tcp { addr, .. } => {
-                let s = tokio::net::TcpStream::connect(addr)
-                    .await
-                    .map_err(dial_failed)?;
+                let s = match &a.proxy {
+                    Some(p) => p.dial(*addr).await.map_err(ConnectFailure::Dial)?,
+                    None => tokio::net::TcpStream::connect(addr)
+                        .await
+                        .map_err(dial_failed)?,
+                };
                 s.set_nodelay(true).map_err(dial_failed)?;
                 Box::new(NoSigPipe(s))
             }
@@ -101,6 +108,11 @@ impl Subchannel {
                     .map_err(dial_failed)?,
             )),
         };
+        if let (Some(p), Endpoint::Tcp { addr, .. }) = (&a.proxy, &self.endpoint) {
+            p.tunnel(&mut io, *addr)
+                .await
+                .map_err(ConnectFailure::Handshake)?;
+        }
         secure(io, &a.transport, a.tls_name.as_ref(), a.max_header_list)
             .await
             .map_err(ConnectFailure::Handshake)
@@ -120,6 +132,7 @@ mod tests {
             keepalive: Keepalive::new(&ConnectionConfig::default()),
             calls: Arc::downgrade(calls),
             max_header_list: 64 << 10,
+            proxy: None,
         })
     }
 
