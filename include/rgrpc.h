@@ -537,6 +537,8 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * | `grpc.max_metadata_size` | int | soft limit on one received header block, bytes as HTTP/2 counts them (default 8192; between it and the hard limit a block is refused with a probability growing to 1, as in C-core) |
  * | `grpc.absolute_max_metadata_size` | int | hard limit on one header block, received or sent (default 16384; a call over it ends `RESOURCE_EXHAUSTED` naming the limit; set alone, the soft limit is 80% of it) |
  * | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
+ * | `grpc.http_proxy` | string | HTTP CONNECT proxy `http://[user:password@]host[:port]` (port default 443, as in C-core), used instead of the environment's `grpc_proxy`, `https_proxy`, `http_proxy` (read in that order); `no_grpc_proxy`, else `no_proxy`, lists hosts, domain suffixes and CIDR blocks that bypass it; "" = no proxy |
+ * | `grpc.enable_http_proxy` | int | 0 = use no proxy, neither the option's nor the environment's (default 1) |
  *
  * Other gRPC keys (service config, retries, load balancing, ...) are reported
  * as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
@@ -1166,7 +1168,8 @@ void rgrpc_channel_options_free(rgrpc_channel_options *opts);
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (target or
  * channel_out NULL), `RGRPC_RESULT_INVALID_UTF8`,
  * `RGRPC_RESULT_INVALID_TARGET`, `RGRPC_RESULT_INVALID_ARGUMENT` (local
- * credentials with a non-local target). Thread-safe.
+ * credentials with a non-local target, or a malformed proxy URL in
+ * `grpc_proxy`, `https_proxy` or `http_proxy`). Thread-safe.
  */
 rgrpc_result rgrpc_channel_new(const char *target,
                                const rgrpc_channel_credentials *creds,

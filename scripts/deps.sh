@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need, only when missing:
 # Debian packages (cmake, protobuf-c, the official test protos, valgrind,
-# pkg-config, abigail-tools for the ABI check, Node.js), Python packages
-# (grpcio for the test server; auditwheel for the wheel) and the Node.js
-# client's npm package (koffi).
+# pkg-config, abigail-tools for the ABI check, Node.js, tinyproxy for the
+# proxy tests), Python packages (grpcio for the test server; auditwheel for
+# the wheel) and the Node.js client's npm package (koffi).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -20,6 +20,7 @@ command -v pkg-config >/dev/null || need_apt+=(pkgconf)
 command -v abidiff >/dev/null || need_apt+=(abigail-tools)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v tinyproxy >/dev/null || [ -x /usr/sbin/tinyproxy ] || need_apt+=(tinyproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -9,6 +9,7 @@ use super::options::ChannelOptions;
 use super::policy::pick_first::PickFirst;
 use super::policy::round_robin::RoundRobin;
 use super::policy::{Helper, Pick, PickResult, Picker, Policy, PolicyContext};
+use super::proxy;
 use super::resolver::Resolver;
 use super::service_config::{MethodConfig, ServiceConfig};
 use super::state::ConnectivityState;
@@ -30,6 +31,9 @@ pub enum ChannelError {
     InvalidServiceConfig(String),
     /// The credentials cannot be used with this target.
     InvalidCredentials(String),
+    /// The HTTP proxy setting (`grpc.http_proxy` or the environment's) is
+    /// malformed.
+    InvalidProxy(String),
 }
 
 impl std::fmt::Display for ChannelError {
@@ -38,6 +42,7 @@ impl std::fmt::Display for ChannelError {
             ChannelError::InvalidTarget(m) => write!(f, "invalid target: {m}"),
             ChannelError::InvalidServiceConfig(m) => write!(f, "invalid service config: {m}"),
             ChannelError::InvalidCredentials(m) => write!(f, "invalid credentials: {m}"),
+            ChannelError::InvalidProxy(m) => write!(f, "invalid HTTP proxy setting: {m}"),
         }
     }
 }
@@ -88,6 +93,8 @@ impl Channel {
                 "local credentials need a loopback address, \"localhost\" or a Unix socket; {target:?} is not"
             )));
         }
+        let (t, proxy) = proxy::route(t, &opts, &|k| std::env::var(k).ok())
+            .map_err(ChannelError::InvalidProxy)?;
         let authority_str = opts
             .default_authority
             .clone()
@@ -150,6 +157,7 @@ impl Channel {
             calls: Arc::downgrade(&calls),
             max_header_list: h2_header_list_limit(opts.metadata_limits().hard),
             cfg: opts.connection.clone(),
+            proxy,
         });
         let service_config = match &opts.service_config {
             Some(json) => Some(

@@ -16,6 +16,8 @@
 //! * `service_config` — the service config (`grpc.service_config` JSON):
 //!   load-balancing choice, per-method settings, retry throttling.
 //! * `connection` — one HTTP/2 connection: handshakes, its task, its end.
+//! * `proxy` — HTTP CONNECT proxies: which one (option or environment,
+//!   `no_proxy`), and the tunnel through it (C-core's rules).
 //! * `driver` — the connection future shared by its task and blocked callers.
 //! * `keepalive` — PINGs per connection, the channel's period.
 //! * [`backoff`] — reconnect backoff (`doc/connection-backoff.md` in grpc/grpc).
@@ -38,6 +40,7 @@ pub(crate) mod keepalive;
 pub(crate) mod nosigpipe;
 pub mod options;
 pub(crate) mod policy;
+pub(crate) mod proxy;
 pub mod ready;
 pub(crate) mod resolver;
 pub(crate) mod service_config;

@@ -3,6 +3,7 @@
 //! features not built yet are reported, never silently dropped.
 
 use crate::channel::backoff::BackoffConfig;
+use crate::channel::proxy;
 use crate::codec::compression::Compression;
 use std::time::Duration;
 
@@ -140,6 +141,13 @@ pub struct ChannelOptions {
     pub min_time_between_resolutions: Duration,
     /// Reconnect backoff, keepalive and idle settings.
     pub connection: ConnectionConfig,
+    /// The HTTP CONNECT proxy, `http://[user:password@]host[:port]`, used
+    /// instead of the environment's (`grpc.http_proxy`; an empty string =
+    /// no proxy). See `channel::proxy` for the rules, which are C-core's.
+    pub http_proxy: Option<String>,
+    /// False turns proxies off, the option's and the environment's
+    /// (`grpc.enable_http_proxy` = 0; default true).
+    pub enable_http_proxy: bool,
 }
 
 impl Default for ChannelOptions {
@@ -158,6 +166,8 @@ impl Default for ChannelOptions {
             service_config: None,
             min_time_between_resolutions: crate::channel::control::DEFAULT_MIN_RESOLUTION_INTERVAL,
             connection: ConnectionConfig::default(),
+            http_proxy: None,
+            enable_http_proxy: true,
         }
     }
 }
@@ -225,7 +235,8 @@ pub const KEYS: &[OptionKey] = {
         key("grpc.http2.max_frame_size", Int, false),
         key("grpc.http2.lookahead_bytes", Int, false),
         key("grpc.http2.bdp_probe", Int, false),
-        key("grpc.enable_http_proxy", Int, false),
+        key("grpc.enable_http_proxy", Int, true),
+        key("grpc.http_proxy", Str, true),
         key("grpc.dns_min_time_between_resolutions_ms", Int, true),
     ]
 };
@@ -438,6 +449,17 @@ impl ChannelOptions {
             "grpc.absolute_max_metadata_size" => {
                 self.absolute_max_metadata_size = Some(size(key, int(value)?)?)
             }
+            "grpc.http_proxy" => {
+                let s = string(value)?;
+                if !s.is_empty() {
+                    proxy::parse_url(&s).map_err(|reason| OptionError::InvalidValue {
+                        key: key.into(),
+                        reason,
+                    })?;
+                }
+                self.http_proxy = Some(s)
+            }
+            "grpc.enable_http_proxy" => self.enable_http_proxy = int(value)? != 0,
             k => unreachable!("{k} is in KEYS as supported but not applied here"),
         }
         Ok(())
@@ -564,9 +586,34 @@ mod tests {
             Err(OptionError::UnknownKey(_))
         ));
         assert!(matches!(
-            o.set("grpc.service_config", OptionValue::Str("{}".into())),
+            o.set("grpc.enable_retries", OptionValue::Int(1)),
             Err(OptionError::Unsupported(_))
         ));
+        // The service config is checked when set, naming the JSON path.
+        o.set("grpc.service_config", OptionValue::Str("{}".into()))
+            .unwrap();
+        match o.set(
+            "grpc.service_config",
+            OptionValue::Str(r#"{"methodConfig":[{"timeout":"soon"}]}"#.into()),
+        ) {
+            Err(OptionError::InvalidValue { reason, .. }) => {
+                assert!(reason.contains("$.methodConfig[0].timeout"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(o.service_config.as_deref(), Some("{}"));
+        o.set(
+            "grpc.lb_policy_name",
+            OptionValue::Str("round_robin".into()),
+        )
+        .unwrap();
+        assert_eq!(o.lb_policy_name.as_deref(), Some("round_robin"));
+        match o.set("grpc.lb_policy_name", OptionValue::Str("grpclb".into())) {
+            Err(OptionError::InvalidValue { reason, .. }) => {
+                assert!(reason.contains("pick_first, round_robin"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
         o.set("grpc.keepalive_time_ms", OptionValue::Int(1000))
             .unwrap();
         assert_eq!(o.connection.keepalive_time, Some(Duration::from_secs(1)));

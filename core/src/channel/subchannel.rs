@@ -1,6 +1,7 @@
 //! A subchannel: one endpoint and the connection to it — dial (TCP or a
 //! Unix socket, MSG_NOSIGNAL writes), TLS, the HTTP/2 handshake, keepalive
-//! on the connection it makes — with its own connectivity state and its
+//! on the connection it makes, through an HTTP CONNECT proxy when the
+//! channel has one — with its own connectivity state and its
 //! own reconnect backoff (`doc/connection-backoff.md` in grpc/grpc).
 //!
 //! One task per subchannel walks its states, as C-core's subchannel does:
@@ -24,6 +25,7 @@ use super::keepalive::Keepalive;
 use super::nosigpipe::NoSigPipe;
 use super::options::ConnectionConfig;
 use super::policy::Pick;
+use super::proxy::ProxyRoute;
 use super::resolver::Endpoint;
 use super::state::ConnectivityState;
 use crate::credentials::Transport;
@@ -48,6 +50,8 @@ pub(crate) struct ConnectArgs {
     pub(crate) max_header_list: u32,
     /// Backoff and connect timeout settings.
     pub(crate) cfg: ConnectionConfig,
+    /// The HTTP CONNECT proxy TCP endpoints go through, if any.
+    pub(crate) proxy: Option<Arc<ProxyRoute>>,
 }
 
 /// Why a connection attempt failed.
@@ -259,11 +263,14 @@ impl Subchannel {
         let a = &self.args;
         let dial_failed =
             |e: std::io::Error| ConnectFailure::Dial(format!("{}: {e}", self.endpoint));
-        let io: BoxedIo = match &self.endpoint {
+        let mut io: BoxedIo = match &self.endpoint {
             Endpoint::Tcp { addr, .. } => {
-                let s = tokio::net::TcpStream::connect(addr)
-                    .await
-                    .map_err(dial_failed)?;
+                let s = match &a.proxy {
+                    Some(p) => p.dial(*addr).await.map_err(ConnectFailure::Dial)?,
+                    None => tokio::net::TcpStream::connect(addr)
+                        .await
+                        .map_err(dial_failed)?,
+                };
                 s.set_nodelay(true).map_err(dial_failed)?;
                 Box::new(NoSigPipe(s))
             }
@@ -276,6 +283,11 @@ impl Subchannel {
                 Box::new(NoSigPipe(connect_abstract(name).map_err(dial_failed)?))
             }
         };
+        if let (Some(p), Endpoint::Tcp { addr, .. }) = (&a.proxy, &self.endpoint) {
+            p.tunnel(&mut io, *addr)
+                .await
+                .map_err(ConnectFailure::Handshake)?;
+        }
         secure(io, &a.transport, a.tls_name.as_ref(), a.max_header_list)
             .await
             .map_err(ConnectFailure::Handshake)
@@ -459,6 +471,7 @@ mod tests {
             calls: Arc::downgrade(calls),
             max_header_list: 64 << 10,
             cfg,
+            proxy: None,
         })
     }
 
