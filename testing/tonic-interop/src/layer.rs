@@ -50,6 +50,16 @@ impl InteropLayer {
     }
 }
 
+/// Counts the requests (calls) a server has received.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestCounter(pub(crate) std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl RequestCounter {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 impl<S> Layer<S> for InteropLayer {
     type Service = InteropHttpService<S>;
 

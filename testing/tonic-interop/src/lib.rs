@@ -90,6 +90,9 @@ pub struct ServerOptions {
     /// TCP port to bind on 127.0.0.1 (SO_REUSEADDR is set, so a port of a
     /// killed server can be bound again at once). Default 0: any free port.
     pub port: Option<u16>,
+    /// The loopback address to bind (default 127.0.0.1; any of 127/8, or
+    /// ::1, to run several servers as distinct hosts).
+    pub ip: Option<IpAddr>,
     /// Serve TLS instead of plaintext HTTP/2 (also on a Unix socket).
     /// [`TestServer::target`] stays `127.0.0.1:PORT`: clients connect by
     /// address and check a name of the certificate (e.g. with an override).
@@ -103,6 +106,7 @@ pub struct TestServer {
     unix_path: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    requests: layer::RequestCounter,
 }
 
 impl TestServer {
@@ -127,15 +131,18 @@ impl TestServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let unix_path = opts.unix_path.clone();
+        let requests = layer::RequestCounter::default();
+        let counter = requests.clone();
         let thread = std::thread::Builder::new()
             .name("tonic-interop-server".into())
-            .spawn(move || server_thread(opts, ready_tx, stop_rx))?;
+            .spawn(move || server_thread(opts, ready_tx, stop_rx, counter))?;
         match ready_rx.recv() {
             Ok(Ok(addr)) => Ok(TestServer {
                 addr,
                 unix_path,
                 stop: Some(stop_tx),
                 thread: Some(thread),
+                requests,
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -167,6 +174,11 @@ impl TestServer {
         self.unix_path.as_deref()
     }
 
+    /// The number of requests (calls) this server has received.
+    pub fn requests(&self) -> u64 {
+        self.requests.get()
+    }
+
     /// Abruptly stop: abort the server and drop every open connection at
     /// once (no GOAWAY; peers see the connection close mid-stream). Blocks
     /// until the listener and all connections are closed.
@@ -194,6 +206,7 @@ fn server_thread(
     opts: ServerOptions,
     ready: std::sync::mpsc::Sender<io::Result<SocketAddr>>,
     stop: oneshot::Receiver<()>,
+    requests: layer::RequestCounter,
 ) {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -210,7 +223,10 @@ fn server_thread(
 
     let unix_path = opts.unix_path.clone();
     let server = match Server::new(opts.clone()) {
-        Ok(server) => server,
+        Ok(mut server) => {
+            server.requests = requests;
+            server
+        }
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
@@ -220,7 +236,8 @@ fn server_thread(
         match &opts.unix_path {
             Some(path) => bind_unix(path).map(|l| (Listener::Unix(l), unspecified())),
             None => {
-                let addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), opts.port.unwrap_or(0));
+                let ip = opts.ip.unwrap_or(Ipv4Addr::LOCALHOST.into());
+                let addr = SocketAddr::new(ip, opts.port.unwrap_or(0));
                 let l = bind_tcp(addr)?;
                 let addr = l.local_addr()?;
                 Ok((Listener::Tcp(l), addr))
@@ -314,6 +331,7 @@ struct Server {
     svc: HttpService,
     opts: ServerOptions,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    requests: layer::RequestCounter,
 }
 
 impl Server {
@@ -323,6 +341,7 @@ impl Server {
             svc: http_service(&opts),
             opts,
             tls,
+            requests: layer::RequestCounter::default(),
         })
     }
 
@@ -335,9 +354,10 @@ impl Server {
         let svc = self.svc.clone();
         let max_concurrent_streams = self.opts.max_concurrent_streams;
         let tls = self.tls.clone();
+        let requests = self.requests.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_http(io, svc, max_concurrent_streams, None).await,
+                None => serve_http(io, svc, max_concurrent_streams, None, requests).await,
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(
                         TLS_HANDSHAKE_TIMEOUT,
@@ -352,7 +372,7 @@ impl Server {
                         Ok(Err(_)) | Err(_) => return,
                     };
                     let peer = tls::PeerIdentity::of(stream.get_ref().1);
-                    serve_http(stream, svc, max_concurrent_streams, peer).await
+                    serve_http(stream, svc, max_concurrent_streams, peer, requests).await
                 }
             }
         });
@@ -387,6 +407,7 @@ async fn serve_http<IO>(
     svc: HttpService,
     max_concurrent_streams: Option<u32>,
     peer: Option<tls::PeerIdentity>,
+    requests: layer::RequestCounter,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -395,6 +416,7 @@ async fn serve_http<IO>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(max_concurrent_streams);
     let hyper_svc = hyper::service::service_fn(move |mut req: http::Request<_>| {
+        requests.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(peer) = &peer {
             req.extensions_mut().insert(peer.clone());
         }
