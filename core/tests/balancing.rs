@@ -464,8 +464,10 @@ fn service_config_method_settings_take_effect() {
 
 #[test]
 fn an_invalid_service_config_fails_channel_creation_with_its_path() {
-    let mut o = ChannelOptions::default();
-    o.service_config = Some(r#"{"methodConfig": [{"name": [{}], "timeout": 5}]}"#.into());
+    let o = ChannelOptions {
+        service_config: Some(r#"{"methodConfig": [{"name": [{}], "timeout": 5}]}"#.into()),
+        ..Default::default()
+    };
     match Channel::new("127.0.0.1:1", o) {
         Err(ChannelError::InvalidServiceConfig(m)) => {
             assert!(m.contains("$.methodConfig[0].timeout"), "{m}")
