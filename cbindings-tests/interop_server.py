@@ -135,6 +135,9 @@ class Incoming:
         self.compressed = compressed
 
 
+# The server_id UnaryCall fills in (--server_id).
+SERVER_ID = "rgrpc-interop-server"
+
 def _looks_like_zlib(data: bytes) -> bool:
     return (
         len(data) >= 2
@@ -325,7 +328,7 @@ def unary_call(inc: Incoming, context):
         payload=messages_pb2.Payload(type=messages_pb2.COMPRESSABLE, body=bytes(req.response_size))
     )
     if req.fill_server_id:
-        resp.server_id = "rgrpc-interop-server"
+        resp.server_id = SERVER_ID
         resp.hostname = socket.gethostname()
     return resp
 
@@ -470,6 +473,8 @@ def _parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=10000, help="TCP port (0 = pick a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--server_id", default="rgrpc-interop-server",
+                   help="the server_id UnaryCall fills in (fill_server_id)")
     p.add_argument("--uds", metavar="PATH", help="listen on unix:PATH instead of TCP")
     p.add_argument("--max_concurrent_streams", type=int, default=None,
                    help="HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS advertised by the server")
@@ -513,7 +518,9 @@ def _server_credentials(args):
 
 
 def main(argv=None) -> int:
+    global SERVER_ID
     args = _parse_args(argv)
+    SERVER_ID = args.server_id
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="interop_server: %(levelname)s %(message)s")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run a command against a freshly started real gRPC interop server.
 
-    with_server.py --server grpcio|tonic [--valgrind] [--tls | --mtls] -- CMD [ARGS...]
+    with_server.py --server grpcio|tonic [--valgrind] [--tls | --mtls] [--servers N] -- CMD [ARGS...]
 
 Starts the server on a free loopback port (grpcio: cbindings-tests/interop_server.py;
 tonic: the tonic-interop-server binary, path from --tonic-server or
@@ -16,6 +16,11 @@ signed by ca.pem), and CMD also gets
   RGRPC_TEST_TLS=tls
 --mtls is --tls where the server also requires a client certificate signed
 by ca.pem (RGRPC_TEST_TLS=mtls).
+With --servers N (grpcio only), N servers run, on 127.0.0.1, 127.0.0.2, ...
+(distinct loopback hosts), with server ids s1, s2, ... (what UnaryCall's
+fill_server_id returns); RGRPC_TEST_TARGET is the first and CMD also gets
+  RGRPC_TEST_TARGETS=ipv4:127.0.0.1:<p1>,127.0.0.2:<p2>,...
+  RGRPC_TEST_SERVER_PIDS=<pid1>,<pid2>,...
 With --valgrind, CMD runs under valgrind memcheck (suppressions:
 valgrind.supp); any error or definite / indirect leak fails the test. Exits with CMD's exit code; the server is
 always stopped.
@@ -109,6 +114,7 @@ def main():
     ap.add_argument("--tonic-server", default=None)
     ap.add_argument("--valgrind", action="store_true")
     ap.add_argument("--server-arg", action="append", default=[])
+    ap.add_argument("--servers", type=int, default=1)
     tls = ap.add_mutually_exclusive_group()
     tls.add_argument("--tls", action="store_true", help="the server serves TLS with test certificates")
     tls.add_argument("--mtls", action="store_true", help="--tls, and client certificates are required")
@@ -122,10 +128,28 @@ def main():
         server_args = list(a.server_arg)
         if certs:
             server_args += tls_server_args(certs, a.mtls)
-        proc, port = start_server(a.server, a.tonic_server, server_args)
-        target = f"127.0.0.1:{port}"
+        procs = []
+        addrs = []
+        try:
+            for i in range(a.servers):
+                extra = list(server_args)
+                if a.servers > 1:
+                    if a.server != "grpcio":
+                        sys.exit("with_server.py: --servers needs --server grpcio")
+                    extra += ["--host", f"127.0.0.{i + 1}", "--server_id", f"s{i + 1}"]
+                p, port = start_server(a.server, a.tonic_server, extra)
+                procs.append(p)
+                addrs.append(f"127.0.0.{i + 1}:{port}")
+        except SystemExit:
+            for p in procs:
+                stop(p)
+            raise
+        proc = procs[0]
+        target = addrs[0]
         env = dict(os.environ, RGRPC_TEST_TARGET=target, RGRPC_TEST_SERVER_PID=str(proc.pid),
-                   RGRPC_TEST_SERVER_KIND=a.server)
+                   RGRPC_TEST_SERVER_KIND=a.server,
+                   RGRPC_TEST_TARGETS="ipv4:" + ",".join(addrs),
+                   RGRPC_TEST_SERVER_PIDS=",".join(str(p.pid) for p in procs))
         cmd = [c.replace("{target}", target) for c in cmd]
         if certs:
             env.update(RGRPC_TEST_CERTS_DIR=certs, RGRPC_TEST_TLS="mtls" if a.mtls else "tls")
@@ -138,7 +162,8 @@ def main():
             print("with_server.py: command timed out", file=sys.stderr)
             rc = 124
         finally:
-            stop(proc)
+            for p in procs:
+                stop(p)
     finally:
         if certs:
             remove_certs(certs)
