@@ -38,8 +38,11 @@ use std::ffi::{c_char, CString};
 /// | `grpc.client_idle_timeout_ms` | int | close the connection (IDLE) after this long without calls (default 1800000; INT_MAX = never); `grpc.max_connection_idle_ms` is accepted as the same |
 /// | `grpc.http_proxy` | string | HTTP CONNECT proxy `http://[user:password@]host[:port]` (port default 443, as in C-core), used instead of the environment's `grpc_proxy`, `https_proxy`, `http_proxy` (read in that order); `no_grpc_proxy`, else `no_proxy`, lists hosts, domain suffixes and CIDR blocks that bypass it; "" = no proxy |
 /// | `grpc.enable_http_proxy` | int | 0 = use no proxy, neither the option's nor the environment's (default 1) |
+/// | `grpc.lb_policy_name` | string | load-balancing policy: `pick_first` (default: one connection, to the first address that accepts; the next address is tried 250 ms into an attempt that has not answered) or `round_robin` (a connection to every address, calls in turn over the READY ones); the service config's `loadBalancingConfig` wins over it |
+/// | `grpc.service_config` | string | service config JSON (gRPC's `service_config.md`): `loadBalancingConfig` (the first of `pick_first` (with `shuffleAddressList`) / `round_robin` listed; a list of none is refused), `methodConfig` matched by service+method, then service, then `{}`: `timeout` (the smaller of it and the call's deadline), `waitForReady` (unless the call sets it), `maxRequestMessageBytes` / `maxResponseMessageBytes` (the smaller of it and the channel's limit); `retryPolicy`, `hedgingPolicy`, `retryThrottling` are checked but not applied yet. Checked when set: a bad config is `RGRPC_RESULT_INVALID_OPTION_VALUE` with the JSON path of the problem (`$.methodConfig[0].timeout: ...`) |
+/// | `grpc.dns_min_time_between_resolutions_ms` | int | least time between two resolutions of the target (default 30000); the channel resolves again when a connection fails or is closed by the server |
 ///
-/// Other gRPC keys (service config, retries, load balancing, ...) are reported
+/// Other gRPC keys (retries, ...) are reported
 /// as `RGRPC_RESULT_UNSUPPORTED` until their feature lands; unknown keys as
 /// `RGRPC_RESULT_UNKNOWN_OPTION`; a value of the wrong type or range as
 /// `RGRPC_RESULT_INVALID_OPTION_VALUE`. The message of the last failure is
@@ -272,16 +275,30 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
 /// 3. `rgrpc_channel_close(ch)` (optional: ends active calls with
 ///    CANCELLED, refuses new ones), then `rgrpc_channel_free(ch)`.
 ///
+/// Backends: the target is resolved (host names by DNS, on a library
+/// thread, every address of the answer; again when a connection fails or
+/// the server closes one, at most every
+/// `grpc.dns_min_time_between_resolutions_ms`) to a list of addresses, and
+/// a load-balancing policy chooses among them: `pick_first` (the default)
+/// uses one connection, to the first address that accepts (gRFC A61/A62:
+/// the next address is tried when one fails or 250 ms into an attempt that
+/// has not answered; after all failed, each retries on its own backoff);
+/// `round_robin` keeps a connection to every address and sends calls to the
+/// READY ones in turn. `rgrpc_call_peer` says where a call went.
+///
 /// Connectivity (`doc/connectivity-semantics-and-api.md` in grpc/grpc): IDLE until the
-/// first call or `rgrpc_channel_get_state(ch, true)`; CONNECTING; READY;
-/// TRANSIENT_FAILURE after a failed attempt or a broken connection, with
-/// reconnects after a jittered exponential backoff (1 s, ×1.6, ±20 %, at
-/// most 120 s; each attempt given at least 20 s; C-core's
+/// first call or `rgrpc_channel_get_state(ch, true)`; CONNECTING; READY
+/// (round_robin: when any address is READY); TRANSIENT_FAILURE after every
+/// address failed, after a broken connection (pick_first), or when the name
+/// does not resolve (the message names the target); fail-fast calls then
+/// end UNAVAILABLE, wait-for-ready calls wait. Each address reconnects
+/// after its own jittered exponential backoff (1 s, ×1.6, ±20 %, at most
+/// 120 s; each attempt given at least 20 s; C-core's
 /// `grpc.*_reconnect_backoff_ms` options); back to IDLE after
 /// `grpc.client_idle_timeout_ms` (30 min) without calls; SHUTDOWN after
 /// close. Keepalive pings (`grpc.keepalive_time_ms`, off by default) close
-/// a connection whose server stops answering. Calls beyond the server's
-/// MAX_CONCURRENT_STREAMS wait for a free stream on the one connection.
+/// a connection whose server stops answering. Calls beyond a server's
+/// MAX_CONCURRENT_STREAMS wait for a free stream on its connection.
 ///
 /// Methods: `rgrpc_channel_new`, `rgrpc_channel_close`, `rgrpc_channel_free`,
 /// `rgrpc_channel_get_state`, `rgrpc_channel_subscribe`,
@@ -316,9 +333,12 @@ impl ChannelHandle {
 /// Creates a channel to `target`. No connection is made until the first
 /// call.
 ///
-/// `target`: `host:port`, `dns:///host:port`, `ipv4:addr:port[,addr:port...]`,
-/// `ipv6:[addr]:port[,...]`, `unix:/path` or `unix:///abs/path`. Without a
-/// port, 443. With several addresses, the first that accepts is used.
+/// `target`: `host:port`, `dns:///host:port`, `dns://dnsserver:port/host:port`
+/// (ask that DNS server, an IP address; port 53 by default),
+/// `ipv4:addr:port[,addr:port...]`, `ipv6:[addr]:port[,...]`, `unix:/path`,
+/// `unix:///abs/path` or `unix-abstract:name`. Without a port, 443. The
+/// load-balancing policy chooses among several addresses (see
+/// `rgrpc_channel`).
 /// `creds`: NULL (insecure) or channel credentials (borrowed; the channel
 /// keeps its own reference, so they may be freed right after). `opts`: NULL for defaults (copied; may be freed after).
 ///
@@ -330,8 +350,9 @@ impl ChannelHandle {
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (target or
 /// channel_out NULL), `RGRPC_RESULT_INVALID_UTF8`,
 /// `RGRPC_RESULT_INVALID_TARGET`, `RGRPC_RESULT_INVALID_ARGUMENT` (local
-/// credentials with a non-local target, or a malformed proxy URL in
-/// `grpc_proxy`, `https_proxy` or `http_proxy`). Thread-safe.
+/// credentials with a non-local target, a malformed proxy URL in
+/// `grpc_proxy`, `https_proxy` or `http_proxy`, or an invalid
+/// `grpc.service_config`). Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_new(
     target: *const c_char,
