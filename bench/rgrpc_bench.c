@@ -605,16 +605,31 @@ int main(int argc, char **argv) {
     return BENCH_EXIT_UNIMPLEMENTED;
   }
   REQ_BODY = (uint8_t *)calloc((size_t)A.req_size + 1, 1);
-  char target[512];
-  snprintf(target, sizeof target, "%s:%d", A.host, A.port);
+  /* RGRPC_BENCH_TARGET replaces --host/--port with any target (e.g. an
+   * ipv4: list of several servers); RGRPC_BENCH_LB sets
+   * grpc.lb_policy_name. The channel's creation time goes to stderr. */
+  static char target_buf[512];
+  const char *target = getenv("RGRPC_BENCH_TARGET");
+  if (!target) {
+    snprintf(target_buf, sizeof target_buf, "%s:%d", A.host, A.port);
+    target = target_buf;
+  }
   rgrpc_channel_options *opts = rgrpc_channel_options_new();
   rgrpc_channel_options_set_int(opts, "grpc.max_receive_message_length", -1);
+  const char *lb = getenv("RGRPC_BENCH_LB");
+  if (lb && rgrpc_channel_options_set_string(opts, "grpc.lb_policy_name", lb)) {
+    fprintf(stderr, "rgrpc_bench: %s\n", rgrpc_channel_options_last_error(opts));
+    return BENCH_EXIT_FAILED;
+  }
   rgrpc_error *err = NULL;
+  uint64_t t0 = bench_now_ns();
   if (rgrpc_channel_new(target, NULL, opts, &CH, &err)) {
     fprintf(stderr, "rgrpc_bench: %s\n", rgrpc_error_message(err));
     rgrpc_error_free(err);
     return BENCH_EXIT_FAILED;
   }
+  fprintf(stderr, "rgrpc_bench: channel_new %.1f us (target of %zu bytes)\n",
+          (double)(bench_now_ns() - t0) / 1e3, strlen(target));
   rgrpc_channel_options_free(opts);
 
   bench_result res;

@@ -430,7 +430,7 @@ static void test_targets_invalid(void) {
   static const char *const bad[] = {
       "",           " ",         "host:",           "host:99999",   "host:abc",
       "host:-1",    ":80",       "a:b:c",           "[::1",         "[::1]x",
-      "[]:80",      "http://x:1", "dns://8.8.8.8/x:1", "ipv4:",     "ipv4:::1:5",
+      "[]:80",      "http://x:1", "dns://dnsserver/x:1", "ipv4:",   "ipv4:::1:5",
       "ipv4:1.2.3.4:5,", "ipv4:not-an-ip:5", "ipv6:127.0.0.1:5", "unix:", "unix://relative",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -491,8 +491,12 @@ static void test_channel_options(void) {
 
   OPT_INT("grpc.keepalive_time_ms", 10000, RGRPC_RESULT_OK);
   OPT_STR("grpc.keepalive_time_ms", "10", RGRPC_RESULT_INVALID_OPTION_VALUE);
-  OPT_INT("grpc.lb_policy_name", 1, RGRPC_RESULT_UNSUPPORTED);
-  OPT_STR("grpc.service_config", "{}", RGRPC_RESULT_UNSUPPORTED);
+  OPT_INT("grpc.lb_policy_name", 1, RGRPC_RESULT_INVALID_OPTION_VALUE);
+  OPT_STR("grpc.lb_policy_name", "round_robin", RGRPC_RESULT_OK);
+  OPT_STR("grpc.lb_policy_name", "grpclb", RGRPC_RESULT_INVALID_OPTION_VALUE);
+  OPT_STR("grpc.service_config", "{}", RGRPC_RESULT_OK);
+  OPT_STR("grpc.service_config", "{\"methodConfig\": 5}", RGRPC_RESULT_INVALID_OPTION_VALUE);
+  OPT_INT("grpc.dns_min_time_between_resolutions_ms", 1000, RGRPC_RESULT_OK);
   OPT_INT("grpc.enable_retries", 1, RGRPC_RESULT_UNSUPPORTED);
 #undef OPT_INT
 #undef OPT_STR

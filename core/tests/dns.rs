@@ -197,10 +197,29 @@ fn the_channel_follows_a_changing_answer() {
     }
     assert_eq!(c.requests(), 0);
 
+    // A server stream on a, still running when a leaves the answer: it
+    // finishes normally (a removed address's connection is retired, not cut).
+    let on_a = format!("ipv4:127.0.0.1:{port}");
+    let mut streaming = None;
+    for _ in 0..20 {
+        let call = ch.start_call(SERVER_STREAM, wfr(20_000)).unwrap();
+        block(call.send(&stream_req(&[10; 40], 100_000), last())).unwrap();
+        assert!(block(call.recv()).unwrap().is_some());
+        if call.peer() == Some(on_a.as_str()) {
+            streaming = Some(call);
+            break;
+        }
+        drop(call);
+    }
+    let streaming = streaming.expect("no stream landed on a");
+
     // The answer becomes b and c; b restarts (its connection fails, which
     // asks for a new resolution, rate-limited to 2 s after the first).
     dns.set(&[("127.0.0.2", NAME), ("127.0.0.3", NAME)]);
     b.kill();
+    // Calls sent on b's connection before the client saw it close would
+    // fail (not this test's subject): give the client a moment to see it.
+    std::thread::sleep(Duration::from_millis(200));
     let b = server_on("127.0.0.2", port);
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.requests() == 0 {
@@ -230,6 +249,9 @@ fn the_channel_follows_a_changing_answer() {
         assert_code(&st, Code::Ok);
     }
     assert_eq!(a.requests(), a_before, "a removed server still got calls");
+    let (msgs, st) = drain(&streaming);
+    assert_code(&st, Code::Ok);
+    assert_eq!(msgs.len(), 39, "the stream on the removed server was cut");
 }
 
 #[test]

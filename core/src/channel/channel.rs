@@ -277,9 +277,12 @@ impl Channel {
         self.inner.keepalive.period()
     }
 
-    /// Ends a reconnect backoff early: the next attempt starts now.
+    /// Ends every reconnect backoff early: the next attempts start now (an
+    /// IDLE channel starts connecting).
     pub fn reset_connect_backoff(&self) {
         self.inner.control.policy().reset_backoff();
+        // An IDLE channel starts connecting.
+        self.inner.control.exit_idle();
     }
 
     /// True after `close`.

@@ -225,7 +225,24 @@ impl Subchannel {
         self.kick.notify_one();
     }
 
-    /// True after `shutdown`.
+    /// Stops handing out the connection and stops, without cutting the
+    /// streams in flight on it: they finish, then the connection closes
+    /// (an address the resolver no longer lists). No more changes are
+    /// reported.
+    pub(crate) fn retire(&self, reason: &str) {
+        let killer = {
+            let mut g = lock(&self.inner);
+            g.shutdown = true;
+            g.ready = None;
+            g.conn_killer.take()
+        };
+        if let Some(k) = killer {
+            k.mark_dead(reason, true);
+        }
+        self.kick.notify_one();
+    }
+
+    /// True after `shutdown` or `retire`.
     pub(crate) fn is_shut_down(&self) -> bool {
         lock(&self.inner).shutdown
     }

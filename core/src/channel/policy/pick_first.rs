@@ -189,10 +189,18 @@ impl PickFirst {
         );
         self.ctx.request_resolution();
         // Endpoints already out of their backoff try again now.
+        let mut retrying = false;
         for sc in &g.list {
             if sc.state() == ConnectivityState::Idle {
                 sc.connect();
+                retrying = true;
             }
+        }
+        if retrying {
+            self.ctx.publish(
+                ConnectivityState::Connecting,
+                Arc::new(FailPicker(Self::fail_status(g))),
+            );
         }
     }
 
@@ -265,11 +273,21 @@ impl Watcher for PickFirst {
         }
         match change.state {
             ConnectivityState::Ready => self.select(&mut g, sc.clone()),
-            ConnectivityState::TransientFailure => {
+            // A failed attempt, or a connection that ended before it could
+            // be used (READY, then closed before it was selected).
+            ConnectivityState::TransientFailure | ConnectivityState::Idle
+                if change.state == ConnectivityState::TransientFailure
+                    || change.closed.is_some() =>
+            {
                 if let Some(f) = g.failed.get_mut(i) {
                     *f = true;
                 }
-                if let Some(e) = change.error {
+                let error = change.error.or_else(|| {
+                    change
+                        .closed
+                        .map(|c| Status::new(Code::Unavailable, c.message))
+                });
+                if let Some(e) = error {
                     if !g.sticky {
                         g.last_error = Some(e);
                     }
@@ -285,7 +303,15 @@ impl Watcher for PickFirst {
             }
             // Its backoff ended. After a failed pass, every endpoint keeps
             // trying (A62).
-            ConnectivityState::Idle if g.sticky && g.next >= g.list.len() => sc.connect(),
+            // The channel shows the new attempt as CONNECTING, while
+            // fail-fast calls keep failing (the picker stays sticky).
+            ConnectivityState::Idle if g.sticky && g.next >= g.list.len() => {
+                sc.connect();
+                self.ctx.publish(
+                    ConnectivityState::Connecting,
+                    Arc::new(FailPicker(Self::fail_status(&g))),
+                );
+            }
             _ => {}
         }
     }
@@ -316,14 +342,14 @@ impl Policy for PickFirst {
             .collect();
         for sc in old {
             if !keep.as_ref().is_some_and(|k| Arc::ptr_eq(k, &sc)) {
-                sc.shutdown("address removed by name resolution");
+                sc.retire("address removed by name resolution");
             }
         }
         if keep.is_some() {
             return;
         }
         if let Some(s) = g.selected.take() {
-            s.shutdown("address removed by name resolution");
+            s.retire("address removed by name resolution");
         }
         // Connect unless IDLE by choice (the connection went away with no
         // calls waiting); a channel asked to connect has left IDLE.

@@ -152,7 +152,7 @@ impl Policy for RoundRobin {
             }
         }
         for e in old {
-            e.sc.shutdown("address removed by name resolution");
+            e.sc.retire("address removed by name resolution");
         }
         g.list = list;
         if self.ctx.connectivity.state() != ConnectivityState::Idle {
