@@ -95,7 +95,7 @@ pub(crate) struct Attempt {
     /// Set once the stream is open: the connection it runs on.
     opened: tokio::sync::OnceCell<Arc<dyn Lend>>,
     /// Where the stream went (`ipv4:127.0.0.1:50051`), followed by a NUL.
-    peer: std::sync::OnceLock<Box<str>>,
+    peer: std::sync::OnceLock<Arc<str>>,
     /// The stream's halves between opening and first use.
     pending: Mutex<(Option<SendStream<Bytes>>, Option<ResponseFuture>)>,
     send: AsyncMutex<SendState>,
@@ -175,7 +175,7 @@ impl Attempt {
             .await;
             match result {
                 Ok((resp, stream)) => {
-                    let _ = self.peer.set(format!("{}\0", pick.peer).into_boxed_str());
+                    let _ = self.peer.set(pick.peer);
                     spec.channel.note_sent();
                     *lock(&self.pending) = (Some(stream), Some(resp));
                     return Ok(pick.conn);

@@ -133,7 +133,8 @@ struct Inner {
 /// One endpoint and its connection state.
 pub(crate) struct Subchannel {
     endpoint: Endpoint,
-    /// The endpoint as C-core writes peers: `ipv4:127.0.0.1:50051`,
+    /// The endpoint as C-core writes peers, followed by a NUL (so a call
+    /// keeps it without a copy): `ipv4:127.0.0.1:50051`,
     /// `ipv6:[::1]:50051`, `unix:/path`.
     peer: Arc<str>,
     args: Arc<ConnectArgs>,
@@ -149,7 +150,7 @@ impl Subchannel {
         watcher: Weak<dyn Watcher>,
     ) -> Arc<Subchannel> {
         Arc::new(Subchannel {
-            peer: endpoint.peer().into(),
+            peer: format!("{}\0", endpoint.peer()).into(),
             endpoint,
             args,
             watcher,
@@ -543,7 +544,7 @@ mod tests {
         assert_eq!(next(&rx), ConnectivityState::Connecting);
         assert_eq!(next(&rx), ConnectivityState::Ready);
         let pick = sc.ready().and_then(|r| r.pick()).expect("a pick");
-        assert_eq!(&*pick.peer, format!("ipv4:{}", server.addr()));
+        assert_eq!(&*pick.peer, format!("ipv4:{}\0", server.addr()));
         server.kill();
         assert_eq!(next(&rx), ConnectivityState::Idle);
         assert!(sc.ready().is_none());

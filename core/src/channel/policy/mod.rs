@@ -36,7 +36,8 @@ pub(crate) struct Pick {
     pub(crate) conn: Arc<dyn Lend>,
     /// Marks it unusable when opening a stream on it fails.
     pub(crate) killer: Killer,
-    /// Where it goes, as C-core writes peers (`ipv4:127.0.0.1:50051`).
+    /// Where it goes, as C-core writes peers (`ipv4:127.0.0.1:50051`),
+    /// followed by a NUL.
     pub(crate) peer: Arc<str>,
 }
 
