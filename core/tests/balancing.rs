@@ -296,16 +296,24 @@ fn round_robin_state_is_the_aggregate() {
 }
 
 #[test]
-fn pick_first_fails_over_refused_and_black_holed_addresses() {
+fn pick_first_fails_over_refused_black_holed_and_hanging_up_addresses() {
     let live = server_on("127.0.0.3", None);
     let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refused_addr = refused.local_addr().unwrap();
     drop(refused);
     let hole = BadListener::start(true);
-    // Refused, then black-holed, then the live one: the call goes to the
-    // live one after about 250 ms (the black hole's delay), not after the
-    // 20 s connect timeout.
-    let target = format!("ipv4:{},{},{}", refused_addr, hole.addr, live.addr());
+    let closer = BadListener::start(false);
+    // Refused, then black-holed, then one that accepts and hangs up (the
+    // HTTP/2 handshake fails), then the live one: the call goes to the live
+    // one after about 250 ms (the black hole's delay), not after the 20 s
+    // connect timeout.
+    let target = format!(
+        "ipv4:{},{},{},{}",
+        refused_addr,
+        hole.addr,
+        closer.addr,
+        live.addr()
+    );
     let ch = channel_with(&target, ChannelOptions::default());
     let t0 = Instant::now();
     let (code, peer) = unary_peer(
@@ -319,11 +327,12 @@ fn pick_first_fails_over_refused_and_black_holed_addresses() {
     assert_eq!(code, Code::Ok);
     assert_eq!(peer, Some(format!("ipv4:{}", live.addr())));
     assert_eq!(hole.accepted(), 1, "the black hole was tried once");
+    assert_eq!(closer.accepted(), 1, "the hang-up was tried once");
     assert!(
         took >= Duration::from_millis(240) && took < Duration::from_millis(3000),
         "took {took:?}"
     );
-    println!("pick_first past a refused and a black-holed address: {took:?}");
+    println!("pick_first past a refused, a black-holed and a hanging-up address: {took:?}");
     // Later calls stay on the chosen one.
     for _ in 0..10 {
         assert_eq!(unary_peer(&ch, CallOptions::default()).1, peer);

@@ -6,7 +6,8 @@
 //! `grpc.dns_min_time_between_resolutions_ms`) the channel uses the new
 //! servers and stops using the removed ones. A name it does not know puts
 //! the channel in TRANSIENT_FAILURE naming the target; wait-for-ready calls
-//! wait for a later answer.
+//! wait for a later answer. A DNS server that never answers holds no call
+//! past its deadline.
 mod support;
 use rgrpc_core::channel::{ConnectivityState as S, OptionValue};
 use rgrpc_core::{CallOptions, Channel, ChannelOptions, Code};
@@ -287,4 +288,40 @@ fn an_unknown_name_fails_naming_the_target_until_it_resolves() {
     assert_code(&st, Code::Ok);
     assert!(took >= Duration::from_millis(500), "{took:?}");
     assert_eq!(srv.requests(), 1);
+}
+
+#[test]
+fn a_silent_dns_server_never_holds_a_call_past_its_deadline() {
+    // A DNS "server" that takes queries over UDP and TCP and never answers.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        tcp.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            if let Ok((s, _)) = tcp.accept() {
+                conns.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(udp);
+    });
+    let ch = channel(&format!("dns://127.0.0.1:{port}/slow.rgrpc.test:1"));
+    for wait_for_ready in [false, true] {
+        let t0 = Instant::now();
+        let o = CallOptions {
+            wait_for_ready: Some(wait_for_ready),
+            ..timeout(300)
+        };
+        let (_, st) = unary(&ch, EMPTY, o, b"");
+        let took = t0.elapsed();
+        assert_code(&st, Code::DeadlineExceeded);
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(1000),
+            "{took:?}"
+        );
+    }
+    held.join().unwrap();
 }
