@@ -171,6 +171,28 @@ static void test_killed_server_share_goes_to_the_others(void) {
   }
   CHECK_MSG(counts[0] >= 130 && counts[2] >= 130, "s1 %d, s3 %d", counts[0], counts[2]);
   rgrpc_call_options_free(o);
+
+  /* The snapshot shows the policy and s2's broken connection. */
+  rgrpc_buffer *js = NULL;
+  CHECK_RC(rgrpc_channel_snapshot(ch, NULL), RGRPC_RESULT_NULL_PARAMETER);
+  CHECK_RC(rgrpc_channel_snapshot(NULL, &js), RGRPC_RESULT_NULL_PARAMETER);
+  CHECK(js == NULL);
+  CHECK_OK(rgrpc_channel_snapshot(ch, &js));
+  size_t n = rgrpc_buffer_len(js);
+  char *s = malloc(n + 1);
+  CHECK(s != NULL);
+  memcpy(s, rgrpc_buffer_data(js), n);
+  s[n] = '\0';
+  rgrpc_buffer_free(js);
+  CHECK_MSG(strstr(s, "\"policy\":\"round_robin\"") != NULL, "%s", s);
+  CHECK_MSG(strstr(s, "\"state\":\"READY\"") != NULL, "%s", s);
+  const char *s2 = strstr(s, "\"address\":\"ipv4:127.0.0.2:");
+  CHECK_MSG(s2 != NULL, "%s", s);
+  const char *end = strchr(s2, '}');
+  const char *breaks = strstr(s2, "\"breaks\":1");
+  CHECK_MSG(end != NULL && breaks != NULL && breaks < end, "s2 shows no break: %s", s);
+  tu_note("snapshot: %.300s...", s);
+  free(s);
   rgrpc_channel_free(ch);
 }
 

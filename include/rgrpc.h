@@ -510,7 +510,7 @@ typedef struct rgrpc_call_options rgrpc_call_options;
  * `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
  * `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
  * `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
- * `rgrpc_channel_last_error`.
+ * `rgrpc_channel_snapshot`, `rgrpc_channel_last_error`.
  */
 typedef struct rgrpc_channel rgrpc_channel;
 
@@ -1213,6 +1213,24 @@ rgrpc_result rgrpc_channel_close(rgrpc_channel *channel);
  * `rgrpc_channel_last_error` strings become invalid.
  */
 void rgrpc_channel_free(rgrpc_channel *channel);
+
+/**
+ * A snapshot of the channel in JSON, like channelz but in-process: writes
+ * a new buffer (owned by the caller: `rgrpc_buffer_free`) holding UTF-8
+ * JSON text (not NUL-terminated; its length is `rgrpc_buffer_len`) to
+ * `*json_out`. Keys: `target`, `authority`, `state`, `policy`,
+ * `resolution` {`count`, `addresses` (the last answer, as peers:
+ * `"ipv4:127.0.0.1:50051"`), `error`}, `subchannels` [{`address`, `state`,
+ * `last_failure`, `connect_attempts`, `connect_failures`, `goaways`,
+ * `breaks`}], `calls` {`started`, `succeeded`, `failed`, `active`},
+ * `streams_open`, `keepalive` {`time_ms`, `pings`, `timeouts`,
+ * `too_many_pings`}. Keys are stable; later versions may add keys.
+ * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (channel or
+ * json_out NULL; `*json_out` untouched). Thread-safe; reads counters
+ * without stopping the channel, so figures taken together may be a few
+ * events apart.
+ */
+rgrpc_result rgrpc_channel_snapshot(const rgrpc_channel *channel, rgrpc_buffer **json_out);
 
 /**
  * Writes the channel's `:authority` (NUL-terminated) into `buf` of

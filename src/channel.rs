@@ -305,7 +305,7 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
 /// `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
 /// `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
 /// `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
-/// `rgrpc_channel_last_error`.
+/// `rgrpc_channel_snapshot`, `rgrpc_channel_last_error`.
 pub struct rgrpc_channel {
     _private: [u8; 0],
 }
@@ -425,6 +425,38 @@ pub extern "C" fn rgrpc_channel_free(channel: *mut rgrpc_channel) {
     boundary(|| {
         // SAFETY: channel is NULL or a live handle owned by the caller.
         unsafe { free_boxed::<rgrpc_channel>(channel) }
+    })
+}
+
+/// A snapshot of the channel in JSON, like channelz but in-process: writes
+/// a new buffer (owned by the caller: `rgrpc_buffer_free`) holding UTF-8
+/// JSON text (not NUL-terminated; its length is `rgrpc_buffer_len`) to
+/// `*json_out`. Keys: `target`, `authority`, `state`, `policy`,
+/// `resolution` {`count`, `addresses` (the last answer, as peers:
+/// `"ipv4:127.0.0.1:50051"`), `error`}, `subchannels` [{`address`, `state`,
+/// `last_failure`, `connect_attempts`, `connect_failures`, `goaways`,
+/// `breaks`}], `calls` {`started`, `succeeded`, `failed`, `active`},
+/// `streams_open`, `keepalive` {`time_ms`, `pings`, `timeouts`,
+/// `too_many_pings`}. Keys are stable; later versions may add keys.
+/// Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (channel or
+/// json_out NULL; `*json_out` untouched). Thread-safe; reads counters
+/// without stopping the channel, so figures taken together may be a few
+/// events apart.
+#[no_mangle]
+pub extern "C" fn rgrpc_channel_snapshot(
+    channel: *const rgrpc_channel,
+    json_out: *mut *mut crate::buffer::rgrpc_buffer,
+) -> rgrpc_result {
+    boundary(|| {
+        let ch = try_ref_or_null!(rgrpc_channel, channel);
+        if json_out.is_null() {
+            return ch
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"json_out is NULL");
+        }
+        let json = ch.channel.snapshot_json();
+        write_out!(json_out, crate::buffer::received(json.into()));
+        rgrpc_result::Ok
     })
 }
 

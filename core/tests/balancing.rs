@@ -538,3 +538,91 @@ fn a_thousand_address_list_is_cheap_to_create_and_pick() {
     assert_eq!(peer, Some(format!("ipv4:{}", live.addr())));
     println!("channel over 1000 addresses made in {made:?}");
 }
+
+#[test]
+fn the_snapshot_reflects_a_killed_backend() {
+    let servers: Vec<TestServer> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|ip| server_on(ip, None))
+        .collect();
+    let refs: Vec<&TestServer> = servers.iter().collect();
+    let target = ipv4_list(&refs);
+    let ch = channel_with(
+        &target,
+        opts(
+            &[("grpc.initial_reconnect_backoff_ms", 5000)],
+            &[("grpc.lb_policy_name", "round_robin")],
+        ),
+    );
+    let snap = || -> serde_json::Value { serde_json::from_str(&ch.snapshot_json()).unwrap() };
+    let s = snap();
+    assert_eq!(s["state"], "IDLE");
+    assert_eq!(s["policy"], "round_robin");
+    assert_eq!(s["target"], target.as_str());
+    assert_eq!(s["calls"]["started"], 0);
+    // Calls until all three are used, plus one that fails (bad method).
+    let wfr = || CallOptions {
+        wait_for_ready: Some(true),
+        ..timeout(10_000)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0u64;
+    while servers.iter().any(|s| s.requests() == 0) {
+        assert!(Instant::now() < deadline);
+        assert_eq!(unary_peer(&ch, wfr()).0, Code::Ok);
+        n += 1;
+    }
+    let (_, st) = unary(&ch, "/grpc.testing.TestService/NoSuchMethod", wfr(), b"");
+    assert_code(&st, Code::Unimplemented);
+    let s = snap();
+    assert_eq!(s["state"], "READY");
+    assert_eq!(s["calls"]["started"], n + 1);
+    assert_eq!(s["calls"]["succeeded"], n);
+    assert_eq!(s["calls"]["failed"], 1);
+    assert_eq!(s["calls"]["active"], 0);
+    assert_eq!(s["streams_open"], 0);
+    assert_eq!(s["resolution"]["count"], 1);
+    let peers: Vec<String> = servers
+        .iter()
+        .map(|s| format!("ipv4:{}", s.addr()))
+        .collect();
+    assert_eq!(s["resolution"]["addresses"], serde_json::json!(peers));
+    let subs = s["subchannels"].as_array().unwrap();
+    assert_eq!(subs.len(), 3);
+    for (sc, peer) in subs.iter().zip(&peers) {
+        assert_eq!(sc["address"], peer.as_str());
+        assert_eq!(sc["state"], "READY");
+        assert_eq!(sc["connect_attempts"], 1);
+        assert_eq!(sc["breaks"], 0);
+    }
+    // A stream open while the snapshot is taken.
+    let call = ch.start_call(SERVER_STREAM, wfr()).unwrap();
+    block(call.send(&stream_req(&[1; 3], 200_000), last())).unwrap();
+    assert!(block(call.recv()).unwrap().is_some());
+    assert_eq!(snap()["streams_open"], 1);
+    let (_, st) = drain(&call);
+    assert_code(&st, Code::Ok);
+    assert_eq!(snap()["streams_open"], 0);
+
+    // Kill the second: its subchannel shows the break and its failure.
+    let mut servers = servers;
+    servers.remove(1).kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = snap();
+        let sc = &s["subchannels"][1];
+        if sc["breaks"] == 1 && sc["state"] != "READY" && sc["connect_failures"].as_u64() >= Some(1)
+        {
+            assert!(
+                sc["last_failure"].as_str().is_some_and(|m| !m.is_empty()),
+                "{sc}"
+            );
+            assert_eq!(s["subchannels"][0]["state"], "READY");
+            assert_eq!(s["state"], "READY");
+            println!("snapshot after the kill: {s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

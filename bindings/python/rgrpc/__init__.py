@@ -94,6 +94,30 @@ def insecure_channel(target, options=None, compression=None):
     return _Channel(target, options, compression)
 
 
+def channel_snapshot(channel):
+    """A snapshot of ``channel`` as a dict, like channelz but in-process
+    (rgrpc's own; grpcio has no equivalent): ``target``, ``state``,
+    ``policy``, ``resolution`` (``addresses``, ``error``), ``subchannels``
+    (``address``, ``state``, ``last_failure``, ``connect_attempts``,
+    ``connect_failures``, ``goaways``, ``breaks``), ``calls`` (``started``,
+    ``succeeded``, ``failed``, ``active``), ``streams_open``, ``keepalive``.
+    Works on a channel from ``intercept_channel`` too."""
+    import json
+    from ctypes import byref, c_void_p
+
+    from ._results import take_buffer
+
+    while not isinstance(channel, _Channel) and hasattr(channel, "_channel"):
+        channel = channel._channel
+    if not isinstance(channel, _Channel):
+        raise TypeError("channel_snapshot needs an rgrpc channel, not %r" % (channel,))
+    out = c_void_p()
+    rc = _lib.lib.rgrpc_channel_snapshot(channel._native(), byref(out))
+    if rc != _lib.Result.OK:
+        raise ValueError(_lib.result_str(rc))
+    return json.loads(take_buffer(out.value).decode("utf-8"))
+
+
 def set_worker_threads(n):
     """Sets librgrpc's background thread count; only before the first call
     (same as the RGRPC_WORKER_THREADS environment variable)."""
@@ -156,5 +180,5 @@ __all__ = (
     "access_token_call_credentials", "channel_ready_future", "composite_call_credentials",
     "composite_channel_credentials", "insecure_channel", "intercept_channel",
     "local_channel_credentials", "metadata_call_credentials", "secure_channel",
-    "ssl_channel_credentials", "install_as_grpc", "set_worker_threads",
+    "ssl_channel_credentials", "install_as_grpc", "set_worker_threads", "channel_snapshot",
 )

@@ -114,6 +114,7 @@ _PROTOTYPES = {
     "rgrpc_channel_close": (c_uint32, [_vp]),
     "rgrpc_channel_free": (None, [_vp]),
     "rgrpc_channel_authority": (c_uint32, [_vp, c_char_p, c_size_t, POINTER(c_size_t)]),
+    "rgrpc_channel_snapshot": (c_uint32, [_vp, _pvp]),
     "rgrpc_channel_last_error": (c_char_p, [_vp]),
     # call options
     "rgrpc_call_options_new": (_vp, []),

@@ -8,6 +8,7 @@ client too, so the two are compared on one run."""
 
 import collections
 import json
+import time
 import warnings
 
 import grpc
@@ -85,6 +86,34 @@ def test_a_killed_server_s_share_goes_to_the_others(three, pb):
         counts = collections.Counter(answer(stub, pb) for _ in range(300))
         assert set(counts) == {"s1", "s3"}, counts
         assert min(counts.values()) >= 130, counts
+
+
+def test_the_snapshot_shows_a_killed_server(three, pb):
+    servers, target = three
+    opts = [("grpc.lb_policy_name", "round_robin"), ("grpc.initial_reconnect_backoff_ms", 5000)]
+    ch = rgrpc.intercept_channel(rgrpc.insecure_channel(target, options=opts))
+    stub = pb.test_pb2_grpc.TestServiceStub(ch)
+    warm_up(stub, pb)
+    snap = rgrpc.channel_snapshot(ch)
+    assert snap["policy"] == "round_robin" and snap["state"] == "READY"
+    assert snap["calls"]["failed"] == 0 and snap["calls"]["active"] == 0
+    assert snap["calls"]["succeeded"] == snap["calls"]["started"] >= 3
+    addresses = ["ipv4:%s" % a for a in target[len("ipv4:"):].split(",")]
+    assert snap["resolution"]["addresses"] == addresses
+    assert [s["state"] for s in snap["subchannels"]] == ["READY"] * 3
+    servers[1].proc.kill()
+    servers[1].proc.wait()
+    deadline = time.monotonic() + 5
+    while True:
+        sc = rgrpc.channel_snapshot(ch)["subchannels"][1]
+        if sc["breaks"] == 1 and sc["state"] != "READY" and sc["last_failure"]:
+            break
+        assert time.monotonic() < deadline, sc
+        time.sleep(0.02)
+    assert sc["address"] == addresses[1]
+    with pytest.raises(TypeError):
+        rgrpc.channel_snapshot(object())
+    ch.close()
 
 
 def test_service_config_method_settings(server, pb):

@@ -96,6 +96,9 @@ pub(crate) struct Attempt {
     opened: tokio::sync::OnceCell<Arc<dyn Lend>>,
     /// Where the stream went (`ipv4:127.0.0.1:50051`), followed by a NUL.
     peer: std::sync::OnceLock<Arc<str>>,
+    /// The channel's count of open streams: 0 not counted, 1 counted,
+    /// 2 the call ended.
+    counted: std::sync::atomic::AtomicU8,
     /// The stream's halves between opening and first use.
     pending: Mutex<(Option<SendStream<Bytes>>, Option<ResponseFuture>)>,
     send: AsyncMutex<SendState>,
@@ -103,6 +106,12 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
+    /// The call ended: true when its open stream was counted (the caller
+    /// takes it off the channel's count).
+    pub(crate) fn uncount(&self) -> bool {
+        self.counted.swap(2, std::sync::atomic::Ordering::AcqRel) == 1
+    }
+
     /// Where the stream went, followed by a NUL; None before it opened.
     pub(crate) fn peer_with_nul(&self) -> Option<&str> {
         self.peer.get().map(|p| &**p)
@@ -112,6 +121,7 @@ impl Attempt {
         Attempt {
             opened: tokio::sync::OnceCell::new(),
             peer: std::sync::OnceLock::new(),
+            counted: std::sync::atomic::AtomicU8::new(0),
             pending: Mutex::new((None, None)),
             send: AsyncMutex::new(SendState {
                 stream: None,
@@ -176,6 +186,19 @@ impl Attempt {
             match result {
                 Ok((resp, stream)) => {
                     let _ = self.peer.set(pick.peer);
+                    // Counted once, unless the call has already ended.
+                    if self
+                        .counted
+                        .compare_exchange(
+                            0,
+                            1,
+                            std::sync::atomic::Ordering::AcqRel,
+                            std::sync::atomic::Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        spec.channel.stream_opened();
+                    }
                     spec.channel.note_sent();
                     *lock(&self.pending) = (Some(stream), Some(resp));
                     return Ok(pick.conn);

@@ -416,7 +416,8 @@ impl CallShared {
             t.abort();
         }
         if let Some(id) = self.id.get() {
-            self.spec.channel.unregister(*id);
+            let had_stream = self.attempt.uncount();
+            self.spec.channel.unregister(*id, st.is_ok(), had_stream);
         }
         let _ = self.initial_md.get_or_init(Metadata::new);
         self.initial_notify.notify_waiters();

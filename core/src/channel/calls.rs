@@ -31,6 +31,12 @@ pub(crate) struct Calls {
     activity: AtomicU64,
     /// Woken whenever a call starts or ends.
     changed: Notify,
+    /// Counts for the channel's snapshot.
+    pub(crate) started: AtomicU64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    /// Calls whose stream is open (opened, call not ended yet).
+    pub(crate) streams: AtomicU64,
 }
 
 impl Calls {
@@ -44,6 +50,10 @@ impl Calls {
             next_id: AtomicU64::new(1),
             activity: AtomicU64::new(0),
             changed: Notify::new(),
+            started: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            streams: AtomicU64::new(0),
         }
     }
 
@@ -58,13 +68,20 @@ impl Calls {
             reg.calls.insert(id, call);
             id
         };
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.note_activity();
         self.changed.notify_waiters();
         Ok(id)
     }
 
-    /// A call ended.
-    pub(crate) fn unregister(&self, id: u64) {
+    /// A call ended: `ok` with status OK; `had_stream` when its stream
+    /// had been opened.
+    pub(crate) fn unregister(&self, id: u64, ok: bool, had_stream: bool) {
+        let n = if ok { &self.succeeded } else { &self.failed };
+        n.fetch_add(1, Ordering::Relaxed);
+        if had_stream {
+            self.streams.fetch_sub(1, Ordering::Relaxed);
+        }
         {
             let mut reg = lock(&self.reg);
             if reg.calls.remove(&id).is_none() {

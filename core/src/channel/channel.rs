@@ -58,6 +58,8 @@ pub(crate) struct ChannelInner {
     pub(crate) authority: http::uri::Authority,
     pub(crate) user_agent: HeaderValue,
     pub(crate) creds: ChannelCredentials,
+    /// The target as the application gave it.
+    target: String,
     /// `grpc.service_config`, parsed.
     service_config: Option<ServiceConfig>,
     /// The state the application sees (the policy's aggregate).
@@ -199,6 +201,7 @@ impl Channel {
                 user_agent,
                 creds,
                 service_config,
+                target: target.to_string(),
                 connectivity,
                 control,
                 pickers,
@@ -285,6 +288,63 @@ impl Channel {
         self.inner.control.exit_idle();
     }
 
+    /// A snapshot of the channel in JSON (like channelz, in-process): the
+    /// target, the state, the policy, the last resolution, each
+    /// subchannel (address, state, last failure, connection attempts and
+    /// failures, GOAWAYs, breaks), calls started / succeeded / failed /
+    /// active, streams open, keepalive pings and timeouts. Keys are stable;
+    /// new ones may be added.
+    pub fn snapshot_json(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = &self.inner;
+        let res = inner.control.resolution();
+        let policy = inner.control.policy();
+        let subchannels: Vec<serde_json::Value> = policy
+            .subchannels()
+            .iter()
+            .map(|sc| {
+                let c = sc.counts();
+                serde_json::json!({
+                    "address": sc.peer(),
+                    "state": sc.state().name(),
+                    "last_failure": sc.last_error().map(|e| e.message().to_string()),
+                    "connect_attempts": c.connect_attempts,
+                    "connect_failures": c.connect_failures,
+                    "goaways": c.goaways,
+                    "breaks": c.breaks,
+                })
+            })
+            .collect();
+        let calls = &inner.calls;
+        let ka = &inner.keepalive;
+        serde_json::json!({
+            "target": inner.target,
+            "authority": inner.authority.as_str(),
+            "state": inner.connectivity.state().name(),
+            "policy": policy.name(),
+            "resolution": {
+                "count": res.count,
+                "addresses": res.addresses,
+                "error": res.error,
+            },
+            "subchannels": subchannels,
+            "calls": {
+                "started": calls.started.load(Relaxed),
+                "succeeded": calls.succeeded.load(Relaxed),
+                "failed": calls.failed.load(Relaxed),
+                "active": calls.active(),
+            },
+            "streams_open": calls.streams.load(Relaxed),
+            "keepalive": {
+                "time_ms": ka.period().map(|p| p.as_millis() as u64),
+                "pings": ka.pings.load(Relaxed),
+                "timeouts": ka.timeouts.load(Relaxed),
+                "too_many_pings": ka.too_many_pings_seen.load(Relaxed),
+            },
+        })
+        .to_string()
+    }
+
     /// True after `close`.
     pub fn is_closed(&self) -> bool {
         self.inner.calls.is_closed()
@@ -339,8 +399,15 @@ impl ChannelInner {
         self.calls.register(call)
     }
 
-    pub(crate) fn unregister(&self, id: u64) {
-        self.calls.unregister(id);
+    pub(crate) fn unregister(&self, id: u64, ok: bool, had_stream: bool) {
+        self.calls.unregister(id, ok, had_stream);
+    }
+
+    /// An attempt opened its stream.
+    pub(crate) fn stream_opened(&self) {
+        self.calls
+            .streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A connection for one attempt from the policy's picker, waiting for

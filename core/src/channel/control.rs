@@ -33,6 +33,17 @@ struct Inner {
     shutdown: bool,
 }
 
+/// The last resolution, for the channel's snapshot.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ResolutionInfo {
+    /// Resolutions run so far.
+    pub(crate) count: u64,
+    /// The addresses of the last answer that had any, as peers.
+    pub(crate) addresses: Vec<String>,
+    /// Why the last resolution found nothing (None when it did).
+    pub(crate) error: Option<String>,
+}
+
 /// Drives the resolver and the idle timer of one channel.
 pub(crate) struct Control {
     me: Weak<Control>,
@@ -43,6 +54,7 @@ pub(crate) struct Control {
     min_interval: Duration,
     inner: Mutex<Inner>,
     kick: Notify,
+    resolution: Mutex<ResolutionInfo>,
 }
 
 impl Control {
@@ -70,10 +82,16 @@ impl Control {
                 shutdown: false,
             }),
             kick: Notify::new(),
+            resolution: Mutex::new(ResolutionInfo::default()),
         });
         let helper: Weak<dyn Helper> = c.me.clone();
         let _ = c.policy.set(make_policy(helper));
         c
+    }
+
+    /// The last resolution.
+    pub(crate) fn resolution(&self) -> ResolutionInfo {
+        lock(&self.resolution).clone()
     }
 
     pub(crate) fn policy(&self) -> &Arc<dyn Policy> {
@@ -197,6 +215,16 @@ async fn run(c: Arc<Control>) {
             resolved = true;
             if !lock(&c.inner).active {
                 continue; // went IDLE meanwhile: resolve again on leaving it
+            }
+            {
+                let mut info = lock(&c.resolution);
+                info.count += 1;
+                if res.endpoints.is_empty() {
+                    info.error = Some(res.failure(&target).message().to_string());
+                } else {
+                    info.error = None;
+                    info.addresses = res.endpoints.iter().map(|e| e.peer()).collect();
+                }
             }
             if res.endpoints.is_empty() {
                 let st = res.failure(&target);

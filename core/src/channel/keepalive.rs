@@ -23,6 +23,10 @@ pub(crate) struct Keepalive {
     max_pings_without_data: u32,
     /// None = no pings.
     period: Mutex<Option<Duration>>,
+    /// For the channel's snapshot: pings answered, pings unanswered.
+    pub(crate) pings: std::sync::atomic::AtomicU64,
+    pub(crate) timeouts: std::sync::atomic::AtomicU64,
+    pub(crate) too_many_pings_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Keepalive {
@@ -32,6 +36,9 @@ impl Keepalive {
             permit_without_calls: cfg.keepalive_permit_without_calls,
             max_pings_without_data: cfg.max_pings_without_data,
             period: Mutex::new(cfg.keepalive_time),
+            pings: Default::default(),
+            timeouts: Default::default(),
+            too_many_pings_seen: Default::default(),
         })
     }
 
@@ -42,6 +49,8 @@ impl Keepalive {
 
     /// A server said the client pings too often: double the period.
     pub(crate) fn too_many_pings(&self) {
+        self.too_many_pings_seen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut p = lock(&self.period);
         if let Some(t) = *p {
             *p = Some(t * 2);
@@ -103,11 +112,16 @@ async fn run(
             continue;
         }
         let timeout = k.timeout;
-        drop((k, c));
+        drop(c);
         match tokio::time::timeout(timeout, pp.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_)) => pings_since_activity += 1,
+            Ok(Ok(_)) => {
+                k.pings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                pings_since_activity += 1
+            }
             Ok(Err(_)) => return, // the connection is gone anyway
             Err(_) => {
+                k.timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 log("keepalive ping unanswered: closing the connection");
                 killer.kill(&format!(
                     "keepalive ping not answered within {} ms",

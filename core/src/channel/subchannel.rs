@@ -128,6 +128,19 @@ struct Inner {
     /// The live connection (to abort on shutdown).
     conn_killer: Option<Killer>,
     last_error: Option<Status>,
+    /// For the channel's snapshot.
+    counts: Counts,
+}
+
+/// What happened to one subchannel, for the channel's snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) connect_attempts: u64,
+    pub(crate) connect_failures: u64,
+    /// Connections the server ended with GOAWAY (or a clean close).
+    pub(crate) goaways: u64,
+    /// Connections that broke (reset, keepalive timeout, I/O error).
+    pub(crate) breaks: u64,
 }
 
 /// One endpoint and its connection state.
@@ -163,6 +176,7 @@ impl Subchannel {
                 ready: None,
                 conn_killer: None,
                 last_error: None,
+                counts: Counts::default(),
             }),
             kick: Notify::new(),
         })
@@ -180,6 +194,16 @@ impl Subchannel {
     /// The connection, while READY.
     pub(crate) fn ready(&self) -> Option<ReadyConn> {
         lock(&self.inner).ready.clone()
+    }
+
+    /// What happened to it so far.
+    pub(crate) fn counts(&self) -> Counts {
+        lock(&self.inner).counts
+    }
+
+    /// The address as C-core writes peers (`ipv4:127.0.0.1:50051`).
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer[..self.peer.len() - 1]
     }
 
     /// Why the last attempt failed.
@@ -258,6 +282,16 @@ impl Subchannel {
             g.state = change.state;
             if change.error.is_some() {
                 g.last_error = change.error.clone();
+            }
+            match (&change.state, &change.closed) {
+                (ConnectivityState::Connecting, _) => g.counts.connect_attempts += 1,
+                (ConnectivityState::TransientFailure, _) => g.counts.connect_failures += 1,
+                (ConnectivityState::Idle, Some(c)) if c.graceful => g.counts.goaways += 1,
+                (ConnectivityState::Idle, Some(c)) => {
+                    g.counts.breaks += 1;
+                    g.last_error = Some(Status::new(Code::Unavailable, c.message.clone()));
+                }
+                _ => {}
             }
         }
         if let Some(w) = self.watcher.upgrade() {

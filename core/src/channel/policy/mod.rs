@@ -78,6 +78,10 @@ pub(crate) trait Policy: Send + Sync {
     fn enter_idle(&self);
     /// The channel is closed: close every connection; final.
     fn shutdown(&self);
+    /// Its name (`pick_first`, `round_robin`).
+    fn name(&self) -> &'static str;
+    /// The subchannels it uses now, in its order.
+    fn subchannels(&self) -> Vec<Arc<super::subchannel::Subchannel>>;
 }
 
 /// What a policy asks of its channel.

@@ -424,6 +424,14 @@ impl Policy for PickFirst {
         self.ctx
             .publish(ConnectivityState::Shutdown, Arc::new(DropPicker));
     }
+
+    fn name(&self) -> &'static str {
+        "pick_first"
+    }
+
+    fn subchannels(&self) -> Vec<Arc<Subchannel>> {
+        lock(&self.inner).list.clone()
+    }
 }
 
 /// READY: every attempt goes to the one connection while it lives.

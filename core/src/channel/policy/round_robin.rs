@@ -224,6 +224,18 @@ impl Policy for RoundRobin {
         self.ctx
             .publish(ConnectivityState::Shutdown, Arc::new(DropPicker));
     }
+
+    fn name(&self) -> &'static str {
+        "round_robin"
+    }
+
+    fn subchannels(&self) -> Vec<Arc<Subchannel>> {
+        lock(&self.inner)
+            .list
+            .iter()
+            .map(|e| e.sc.clone())
+            .collect()
+    }
 }
 
 /// READY: the READY connections in turn, from a random start.
