@@ -235,6 +235,28 @@ typedef uint32_t rgrpc_connectivity_state;
 #endif // __cplusplus
 
 /**
+ * A log line's level, numbered as C-core's `gpr_log_severity`; `NONE`
+ * (for `rgrpc_log_set_verbosity` only) writes no line without its tracer.
+ */
+enum rgrpc_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  RGRPC_LOG_LEVEL_DEBUG = 0,
+  RGRPC_LOG_LEVEL_INFO = 1,
+  RGRPC_LOG_LEVEL_ERROR = 2,
+  RGRPC_LOG_LEVEL_NONE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rgrpc_log_level rgrpc_log_level;
+#else
+typedef uint32_t rgrpc_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A gRPC status code, numbered exactly as the gRPC specification
  * (`doc/statuscodes.md` in the grpc/grpc repository): 0 OK ...
  * 16 UNAUTHENTICATED.
@@ -702,6 +724,17 @@ typedef void (*rgrpc_metadata_plugin_cb)(void *user_data,
  * credentials is released, to free what `user_data` points to.
  */
 typedef void (*rgrpc_destroy_cb)(void *user_data);
+
+/**
+ * Receives each log line: its level, its tracer's name (`""` for a line
+ * of no tracer) and the message, both NUL-terminated UTF-8 borrowed for
+ * the call only. Called from any thread, possibly several at once; it
+ * must not block for long (the thread may be driving the network).
+ */
+typedef void (*rgrpc_log_cb)(void *user_data,
+                             rgrpc_log_level level,
+                             const char *tracer,
+                             const char *message);
 
 /**
  * Called once when a call started by `rgrpc_call_unary_async` ends.
@@ -1557,6 +1590,45 @@ const char *rgrpc_error_message(const rgrpc_error *error);
  * Frees an error. NULL is a no-op; freeing twice is undefined.
  */
 void rgrpc_error_free(rgrpc_error *error);
+
+/**
+ * Sends every log line to `callback` instead of stderr (NULL: back to
+ * stderr). Which lines: those of the tracers on (`GRPC_TRACE` or
+ * `rgrpc_log_set_trace`) and those at or above the verbosity
+ * (`GRPC_VERBOSITY` or `rgrpc_log_set_verbosity`; the default `NONE`
+ * writes nothing else). `destroy` (may be NULL) is called once with
+ * `user_data` when the callback is replaced or cleared and no line is
+ * being written with it any more (possibly on another thread). The
+ * callback may call this function (the change applies to later lines).
+ * Global to the process; thread-safe. Returns `RGRPC_RESULT_OK`.
+ */
+rgrpc_result rgrpc_log_set_callback(rgrpc_log_cb callback,
+                                    void *user_data,
+                                    rgrpc_destroy_cb destroy);
+
+/**
+ * Turns tracers on or off as `GRPC_TRACE` does, over the ones on now:
+ * comma-separated names, `all`, `-name` to turn one off, `none`. Tracers:
+ * `api`, `connectivity_state`, `subchannel`, `resolver` (also
+ * `dns_resolver`, `cares_resolver`), `pick_first`, `round_robin`, `http`
+ * (frames received), `http_keepalive`, `call` (also `channel`),
+ * `compression`, `retry`. An unknown name: `RGRPC_RESULT_INVALID_ARGUMENT`
+ * with the known names in `*error_out` (when not NULL; free with
+ * `rgrpc_error_free`), and nothing changes. Also
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`. Global to
+ * the process; thread-safe.
+ */
+rgrpc_result rgrpc_log_set_trace(const char *spec, rgrpc_error **error_out);
+
+/**
+ * Sets the least level of the lines written whatever their tracer
+ * (`GRPC_VERBOSITY`): `RGRPC_LOG_LEVEL_DEBUG`, `_INFO` (channel state
+ * changes, connections, resolutions, keepalive events), `_ERROR`, or
+ * `_NONE` (the default: nothing but enabled tracers). Returns
+ * `RGRPC_RESULT_OK`, or `RGRPC_RESULT_INVALID_ARGUMENT` for a number that
+ * is no level. Global to the process; thread-safe.
+ */
+rgrpc_result rgrpc_log_set_verbosity(uint32_t level);
 
 /**
  * Number of entries; 0 for NULL.

@@ -230,6 +230,7 @@ pub extern "C" fn rgrpc_call_start(
                 .last_error
                 .fail(rgrpc_result::NullParameter, c"call_out is NULL");
         }
+        crate::channel::api_trace(|| format!("rgrpc_call_start({method})"));
         match ch.channel.start_call(method, options_of(opts)) {
             Ok(call) => {
                 write_out!(call_out, call_handle(call));
@@ -684,6 +685,7 @@ pub extern "C" fn rgrpc_call_free(call: *mut rgrpc_call) {
         // SAFETY: call is NULL or a live call whose reference the caller
         // gives up here.
         if let Some(c) = unsafe { take_arc::<rgrpc_call>(call) } {
+            crate::channel::api_trace(|| "rgrpc_call_free".to_string());
             c.freed.store(true, Ordering::Release);
             c.call.cancel();
         }

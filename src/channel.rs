@@ -381,7 +381,12 @@ pub extern "C" fn rgrpc_channel_new(
         let options = unsafe { try_ref::<rgrpc_channel_options>(opts) }
             .map(|b| b.opts.clone())
             .unwrap_or_default();
-        match Channel::with_credentials(target, creds, options) {
+        let made = Channel::with_credentials(target, creds, options);
+        api_trace(|| match &made {
+            Ok(_) => format!("rgrpc_channel_new({target:?})"),
+            Err(e) => format!("rgrpc_channel_new({target:?}): {e}"),
+        });
+        match made {
             Ok(ch) => {
                 let h = ChannelHandle {
                     channel: ch,
@@ -411,6 +416,7 @@ pub extern "C" fn rgrpc_channel_new(
 pub extern "C" fn rgrpc_channel_close(channel: *mut rgrpc_channel) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
+        api_trace(|| format!("rgrpc_channel_close({})", ch.channel.authority()));
         ch.channel.close();
         rgrpc_result::Ok
     })
@@ -423,9 +429,21 @@ pub extern "C" fn rgrpc_channel_close(channel: *mut rgrpc_channel) -> rgrpc_resu
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_free(channel: *mut rgrpc_channel) {
     boundary(|| {
+        if !channel.is_null() {
+            api_trace(|| "rgrpc_channel_free".to_string());
+        }
         // SAFETY: channel is NULL or a live handle owned by the caller.
         unsafe { free_boxed::<rgrpc_channel>(channel) }
     })
+}
+
+/// A line of the `api` tracer.
+pub(crate) fn api_trace(msg: impl FnOnce() -> String) {
+    rgrpc_core::log::emit(
+        rgrpc_core::log::Tracer::Api,
+        rgrpc_core::log::Level::Debug,
+        msg,
+    );
 }
 
 /// A snapshot of the channel in JSON, like channelz but in-process: writes

@@ -14,7 +14,7 @@ pub mod channel;
 pub mod codec;
 pub mod completion;
 pub mod credentials;
-pub(crate) mod log;
+pub mod log;
 pub mod metadata;
 pub mod rt;
 pub mod status;

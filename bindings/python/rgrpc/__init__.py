@@ -57,6 +57,7 @@ from ._credentials import (
     ssl_channel_credentials,
 )
 from ._interceptor import intercept_channel
+from ._log import set_trace, set_verbosity
 
 from ._version import VERSION as __version__  # from Cargo.toml
 
@@ -181,4 +182,5 @@ __all__ = (
     "composite_channel_credentials", "insecure_channel", "intercept_channel",
     "local_channel_credentials", "metadata_call_credentials", "secure_channel",
     "ssl_channel_credentials", "install_as_grpc", "set_worker_threads", "channel_snapshot",
+    "set_trace", "set_verbosity",
 )

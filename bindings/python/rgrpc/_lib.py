@@ -71,6 +71,7 @@ DONE_CB = CFUNCTYPE(None, c_void_p, c_void_p)
 MESSAGE_CB = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
 UNARY_DONE_CB = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, c_size_t)
 CONNECTIVITY_CB = CFUNCTYPE(None, c_void_p, c_uint32)
+LOG_CB = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p, c_char_p)
 
 _vp = c_void_p
 _pvp = POINTER(c_void_p)
@@ -115,6 +116,9 @@ _PROTOTYPES = {
     "rgrpc_channel_free": (None, [_vp]),
     "rgrpc_channel_authority": (c_uint32, [_vp, c_char_p, c_size_t, POINTER(c_size_t)]),
     "rgrpc_channel_snapshot": (c_uint32, [_vp, _pvp]),
+    "rgrpc_log_set_callback": (c_uint32, [LOG_CB, _vp, _vp]),
+    "rgrpc_log_set_trace": (c_uint32, [c_char_p, _pvp]),
+    "rgrpc_log_set_verbosity": (c_uint32, [c_uint32]),
     "rgrpc_channel_last_error": (c_char_p, [_vp]),
     # call options
     "rgrpc_call_options_new": (_vp, []),

@@ -390,7 +390,18 @@ impl Attempt {
                                     &frame.data,
                                     limit,
                                 ) {
-                                    Ok(d) => d,
+                                    Ok(d) => {
+                                        crate::trace!(
+                                            crate::log::Tracer::Compression,
+                                            crate::log::Level::Debug,
+                                            "{}: decompressed a {}-byte {} message to {} bytes",
+                                            spec.uri.path(),
+                                            frame.data.len(),
+                                            st.encoding.as_deref().unwrap_or("?"),
+                                            d.len()
+                                        );
+                                        d
+                                    }
                                     Err(status) => {
                                         st.phase = RecvPhase::Done;
                                         owner.end(status, false);

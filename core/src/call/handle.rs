@@ -68,6 +68,18 @@ impl Channel {
             .register(Arc::downgrade(&as_active))
             .map_err(|_| StartError::ChannelClosed)?;
         let _ = shared.id.set(id);
+        crate::trace!(
+            crate::log::Tracer::Call,
+            crate::log::Level::Debug,
+            "call {method} started{}",
+            match shared.spec.opts.deadline {
+                Some(d) => format!(
+                    " (deadline in {} ms)",
+                    d.saturating_duration_since(Instant::now()).as_millis()
+                ),
+                None => String::new(),
+            }
+        );
         if let Some(deadline) = shared.spec.opts.deadline {
             if deadline <= Instant::now() {
                 shared.terminate_local(protocol::deadline_status());

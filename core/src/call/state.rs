@@ -189,6 +189,20 @@ impl CallShared {
         let compression = self.spec.compression;
         if compression != Compression::Identity && !flags.no_compress {
             let z = compression.compress(payload);
+            crate::trace!(
+                crate::log::Tracer::Compression,
+                crate::log::Level::Debug,
+                "{}: compressed a {}-byte message to {} bytes with {}{}",
+                self.spec.uri.path(),
+                payload.len(),
+                z.len(),
+                compression.name(),
+                if z.len() < payload.len() {
+                    ""
+                } else {
+                    " (sent uncompressed: no smaller)"
+                }
+            );
             if z.len() < payload.len() {
                 return Ok(Encoded::Framed(framing::encode(&z, true)));
             }
@@ -415,6 +429,17 @@ impl CallShared {
         if let Some(t) = lock(&self.deadline_task).take() {
             t.abort();
         }
+        crate::trace!(
+            crate::log::Tracer::Call,
+            crate::log::Level::Debug,
+            "call {} ended: {}{}",
+            self.spec.uri.path(),
+            st,
+            match self.attempt.peer_with_nul() {
+                Some(p) => format!(" (peer {})", &p[..p.len() - 1]),
+                None => " (never sent)".to_string(),
+            }
+        );
         if let Some(id) = self.id.get() {
             let had_stream = self.attempt.uncount();
             self.spec.channel.unregister(*id, st.is_ok(), had_stream);

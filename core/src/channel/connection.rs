@@ -184,6 +184,31 @@ struct GoawayWatch<T> {
 /// Bytes read from the socket per system call when h2 asks for less.
 const READ_AHEAD: usize = 64 << 10;
 
+/// The `http` tracer's line for a frame header read from the server.
+#[cold]
+fn trace_frame(h: &[u8; 9], len: usize) {
+    const KINDS: [&str; 10] = [
+        "DATA",
+        "HEADERS",
+        "PRIORITY",
+        "RST_STREAM",
+        "SETTINGS",
+        "PUSH_PROMISE",
+        "PING",
+        "GOAWAY",
+        "WINDOW_UPDATE",
+        "CONTINUATION",
+    ];
+    let kind = KINDS.get(h[3] as usize).copied().unwrap_or("UNKNOWN");
+    let stream = u32::from_be_bytes([h[5] & 0x7f, h[6], h[7], h[8]]);
+    crate::trace!(
+        crate::log::Tracer::Http,
+        crate::log::Level::Debug,
+        "received {kind} frame: stream {stream}, flags 0x{:02x}, {len} bytes",
+        h[4]
+    );
+}
+
 impl<T> GoawayWatch<T> {
     fn scan(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
@@ -202,6 +227,9 @@ impl<T> GoawayWatch<T> {
                 self.skip = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
                 if h[3] == 0x7 {
                     self.seen.store(true, Ordering::Release);
+                }
+                if crate::log::on(crate::log::Tracer::Http) {
+                    trace_frame(h, self.skip);
                 }
                 self.have = 0;
             }

@@ -6,8 +6,9 @@
 
 use super::state::ConnectivityState;
 use crate::completion::Serial;
-use crate::log::log;
+use crate::log::{Level, Tracer};
 use crate::sync::lock;
+use crate::trace;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,7 +83,12 @@ impl Connectivity {
                 self.notify(subs.iter().map(|s| s.id).collect(), to);
             }
         }
-        log(&format!("channel {} is {to}", self.label));
+        trace!(
+            Tracer::ConnectivityState,
+            Level::Info,
+            "channel {} is {to}",
+            self.label
+        );
         true
     }
 

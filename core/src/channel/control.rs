@@ -11,9 +11,10 @@ use super::backoff::{Backoff, BackoffConfig};
 use super::calls::Calls;
 use super::policy::{Helper, Policy};
 use super::resolver::Resolver;
-use crate::log::log;
+use crate::log::{Level, Tracer};
 use crate::rt;
 use crate::sync::lock;
+use crate::trace;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -228,19 +229,21 @@ async fn run(c: Arc<Control>) {
             }
             if res.endpoints.is_empty() {
                 let st = res.failure(&target);
-                log(st.message());
+                trace!(Tracer::Resolver, Level::Info, "{}", st.message());
                 c.policy().resolver_error(st);
                 retry_at = Some(Instant::now() + retries.next_attempt().0);
             } else {
                 retries.reset();
-                log(&format!(
+                trace!(
+                    Tracer::Resolver,
+                    Level::Info,
                     "resolved {target}: {}",
                     res.endpoints
                         .iter()
                         .map(|e| e.to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
-                ));
+                );
                 c.policy().update(res.endpoints);
             }
             continue;
@@ -257,7 +260,11 @@ async fn run(c: Arc<Control>) {
             _ = tokio::time::sleep_until(sleep_until) => {}
             _ = idle => {
                 lock(&c.inner).active = false;
-                log(&format!("channel {target}: no calls for the idle timeout: IDLE"));
+                trace!(
+                    Tracer::ConnectivityState,
+                    Level::Info,
+                    "channel {target}: no calls for the idle timeout: IDLE"
+                );
                 c.policy().enter_idle();
             }
         }

@@ -7,9 +7,10 @@
 use super::calls::Calls;
 use super::connection::Killer;
 use super::options::ConnectionConfig;
-use crate::log::log;
+use crate::log::{Level, Tracer};
 use crate::rt;
 use crate::sync::lock;
+use crate::trace;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -54,10 +55,12 @@ impl Keepalive {
         let mut p = lock(&self.period);
         if let Some(t) = *p {
             *p = Some(t * 2);
-            log(&format!(
+            trace!(
+                Tracer::HttpKeepalive,
+                Level::Info,
                 "server sent GOAWAY ENHANCE_YOUR_CALM (too_many_pings): keepalive time doubled to {} ms",
                 (t * 2).as_millis()
-            ));
+            );
         }
     }
 
@@ -115,6 +118,11 @@ async fn run(
         drop(c);
         match tokio::time::timeout(timeout, pp.ping(h2::Ping::opaque())).await {
             Ok(Ok(_)) => {
+                trace!(
+                    Tracer::HttpKeepalive,
+                    Level::Debug,
+                    "keepalive ping answered"
+                );
                 k.pings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 pings_since_activity += 1
             }
@@ -122,7 +130,12 @@ async fn run(
             Err(_) => {
                 k.timeouts
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log("keepalive ping unanswered: closing the connection");
+                trace!(
+                    Tracer::HttpKeepalive,
+                    Level::Info,
+                    "keepalive ping unanswered within {} ms: closing the connection",
+                    timeout.as_millis()
+                );
                 killer.kill(&format!(
                     "keepalive ping not answered within {} ms",
                     timeout.as_millis()

@@ -29,10 +29,11 @@ use super::proxy::ProxyRoute;
 use super::resolver::Endpoint;
 use super::state::ConnectivityState;
 use crate::credentials::Transport;
-use crate::log::log;
+use crate::log::{Level, Tracer};
 use crate::rt::{self, Lend};
 use crate::status::{Code, Status};
 use crate::sync::lock;
+use crate::trace;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use rustls::pki_types::ServerName;
@@ -392,6 +393,12 @@ async fn run(sc: Arc<Subchannel>) {
             }
             kicked.await;
         }
+        trace!(
+            Tracer::Subchannel,
+            Level::Debug,
+            "subchannel {} is CONNECTING",
+            sc.endpoint
+        );
         sc.report(Change {
             state: ConnectivityState::Connecting,
             error: None,
@@ -430,7 +437,12 @@ async fn run(sc: Arc<Subchannel>) {
                     g.conn_killer = Some(conn.killer());
                     g.want_connect = false;
                 }
-                log(&format!("subchannel {} is READY", sc.endpoint));
+                trace!(
+                    Tracer::Subchannel,
+                    Level::Info,
+                    "subchannel {} is READY",
+                    sc.endpoint
+                );
                 sc.report(Change {
                     state: ConnectivityState::Ready,
                     error: None,
@@ -449,10 +461,13 @@ async fn run(sc: Arc<Subchannel>) {
                 if reason.too_many_pings {
                     sc.args.keepalive.too_many_pings();
                 }
-                log(&format!(
+                trace!(
+                    Tracer::Subchannel,
+                    Level::Info,
                     "subchannel {}: connection ended: {}",
-                    sc.endpoint, reason.message
-                ));
+                    sc.endpoint,
+                    reason.message
+                );
                 // Streams still in flight on it (after a GOAWAY) finish on
                 // their own: `conn` only drops our handle.
                 drop(conn);
@@ -463,7 +478,13 @@ async fn run(sc: Arc<Subchannel>) {
                 });
             }
             Err(st) => {
-                log(&format!("subchannel {}: {}", sc.endpoint, st.message()));
+                trace!(
+                    Tracer::Subchannel,
+                    Level::Info,
+                    "subchannel {}: connection attempt failed: {}",
+                    sc.endpoint,
+                    st.message()
+                );
                 sc.report(Change {
                     state: ConnectivityState::TransientFailure,
                     error: Some(st),

@@ -25,9 +25,11 @@ use crate::channel::calls::Calls;
 use crate::channel::resolver::Endpoint;
 use crate::channel::state::ConnectivityState;
 use crate::channel::subchannel::{Change, ReadyConn, Subchannel, Watcher};
+use crate::log::{Level, Tracer};
 use crate::rt;
 use crate::status::{Code, Status};
 use crate::sync::lock;
+use crate::trace;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -104,6 +106,12 @@ impl PickFirst {
 
     /// Starts a pass over the list (the lock is held).
     fn start_pass(&self, g: &mut Inner) {
+        trace!(
+            Tracer::PickFirst,
+            Level::Debug,
+            "pick_first: a pass over {} address(es)",
+            g.list.len()
+        );
         g.idle = false;
         g.connecting = true;
         g.next = 0;
@@ -183,6 +191,12 @@ impl PickFirst {
             g.last_error = Some(all_failed(&errors));
         }
         g.sticky = true;
+        trace!(
+            Tracer::PickFirst,
+            Level::Info,
+            "pick_first: every address failed: {}",
+            Self::fail_status(g).message()
+        );
         self.ctx.publish(
             ConnectivityState::TransientFailure,
             Arc::new(FailPicker(Self::fail_status(g))),
@@ -214,6 +228,12 @@ impl PickFirst {
                 other.shutdown("another address was chosen");
             }
         }
+        trace!(
+            Tracer::PickFirst,
+            Level::Info,
+            "pick_first: using {}",
+            sc.endpoint()
+        );
         g.selected = Some(sc);
         g.connecting = false;
         g.sticky = false;

@@ -13,8 +13,10 @@ use super::{
 use crate::channel::resolver::Endpoint;
 use crate::channel::state::ConnectivityState;
 use crate::channel::subchannel::{Change, ReadyConn, Subchannel, Watcher};
+use crate::log::{Level, Tracer};
 use crate::status::{Code, Status};
 use crate::sync::lock;
+use crate::trace;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -64,6 +66,13 @@ impl RoundRobin {
             return;
         }
         let ready: Vec<ReadyConn> = g.list.iter().filter_map(|e| e.sc.ready()).collect();
+        trace!(
+            Tracer::RoundRobin,
+            Level::Debug,
+            "round_robin: {} of {} READY",
+            ready.len(),
+            g.list.len()
+        );
         if !ready.is_empty() {
             let start = fastrand::usize(..ready.len());
             self.ctx.publish(
@@ -152,8 +161,20 @@ impl Policy for RoundRobin {
             }
         }
         for e in old {
+            trace!(
+                Tracer::RoundRobin,
+                Level::Info,
+                "round_robin: {} removed",
+                e.sc.endpoint()
+            );
             e.sc.retire("address removed by name resolution");
         }
+        trace!(
+            Tracer::RoundRobin,
+            Level::Info,
+            "round_robin: {} address(es)",
+            list.len()
+        );
         g.list = list;
         if self.ctx.connectivity.state() != ConnectivityState::Idle {
             g.idle = false;
