@@ -441,7 +441,8 @@ typedef struct rgrpc_buffer rgrpc_buffer;
  * `rgrpc_call_initial_metadata`, `rgrpc_call_is_active`,
  * `rgrpc_call_time_remaining_ms`, `rgrpc_call_cancel`, `rgrpc_call_wait`,
  * `rgrpc_call_on_done`, `rgrpc_call_on_message`,
- * `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_last_error`,
+ * `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_get_stats`,
+ * `rgrpc_call_last_error`,
  * `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
  * `rgrpc_call_unary_async`.
  */
@@ -691,6 +692,52 @@ typedef void (*rgrpc_call_done_cb)(void *user_data, const rgrpc_status *status);
  * short: network I/O waits for it.
  */
 typedef void (*rgrpc_message_cb)(void *user_data, const uint8_t *data, size_t len);
+
+/**
+ * A call's statistics (`rgrpc_call_get_stats`). Times are microseconds
+ * from the start of the call, -1 when not reached yet.
+ */
+typedef struct {
+  /**
+   * HTTP/2 streams opened for the call (1 once sent; more with retries).
+   */
+  uint32_t attempts;
+  /**
+   * 1 once the call has ended (the figures are final), else 0.
+   */
+  uint32_t ended;
+  /**
+   * Messages handed to the call to send, and their bytes.
+   */
+  uint64_t messages_sent;
+  uint64_t bytes_sent;
+  /**
+   * The same in gRPC frames on the wire (5-byte prefix included,
+   * compressed when the message was).
+   */
+  uint64_t wire_bytes_sent;
+  /**
+   * Messages received, and their bytes after decompression.
+   */
+  uint64_t messages_received;
+  uint64_t bytes_received;
+  /**
+   * The received gRPC frames' bytes, as they came.
+   */
+  uint64_t wire_bytes_received;
+  /**
+   * Until a connection was picked for the call.
+   */
+  int64_t pick_wait_us;
+  /**
+   * Until the response headers arrived.
+   */
+  int64_t first_response_us;
+  /**
+   * Until the call ended (until now while it runs).
+   */
+  int64_t total_us;
+} rgrpc_call_stats;
 
 /**
  * Called with each connectivity state: first the current one, then every
@@ -978,6 +1025,22 @@ const char *rgrpc_call_response_encoding(const rgrpc_call *call);
  * helper call), and for NULL. Thread-safe.
  */
 const char *rgrpc_call_peer(const rgrpc_call *call);
+
+/**
+ * Writes `call`'s statistics so far to `*stats_out` (final once the call
+ * has ended): attempts, messages and bytes each way (as the application
+ * sees them and on the wire), the time waiting for a connection, the time
+ * to the response headers, the total time. `stats_size` is
+ * `sizeof(rgrpc_call_stats)` as the caller was compiled: later versions
+ * only append fields and fill no more than `stats_size` bytes. The peer is
+ * `rgrpc_call_peer`. Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER` (call or stats_out NULL). Thread-safe; a
+ * cheap read of relaxed counters (figures read together may be one
+ * message apart while the call runs).
+ */
+rgrpc_result rgrpc_call_get_stats(const rgrpc_call *call,
+                                  rgrpc_call_stats *stats_out,
+                                  size_t stats_size);
 
 /**
  * The message of the last function on `call` that failed in the calling

@@ -127,7 +127,8 @@ pub type rgrpc_message_cb =
 /// `rgrpc_call_initial_metadata`, `rgrpc_call_is_active`,
 /// `rgrpc_call_time_remaining_ms`, `rgrpc_call_cancel`, `rgrpc_call_wait`,
 /// `rgrpc_call_on_done`, `rgrpc_call_on_message`,
-/// `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_last_error`,
+/// `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_get_stats`,
+/// `rgrpc_call_last_error`,
 /// `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
 /// `rgrpc_call_unary_async`.
 pub struct rgrpc_call {
@@ -643,6 +644,88 @@ pub extern "C" fn rgrpc_call_peer(call: *const rgrpc_call) -> *const c_char {
             Some(s) => crate::names::lend_nul_terminated(s),
             None => std::ptr::null(),
         }
+    })
+}
+
+/// A call's statistics (`rgrpc_call_get_stats`). Times are microseconds
+/// from the start of the call, -1 when not reached yet.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct rgrpc_call_stats {
+    /// HTTP/2 streams opened for the call (1 once sent; more with retries).
+    pub attempts: u32,
+    /// 1 once the call has ended (the figures are final), else 0.
+    pub ended: u32,
+    /// Messages handed to the call to send, and their bytes.
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    /// The same in gRPC frames on the wire (5-byte prefix included,
+    /// compressed when the message was).
+    pub wire_bytes_sent: u64,
+    /// Messages received, and their bytes after decompression.
+    pub messages_received: u64,
+    pub bytes_received: u64,
+    /// The received gRPC frames' bytes, as they came.
+    pub wire_bytes_received: u64,
+    /// Until a connection was picked for the call.
+    pub pick_wait_us: i64,
+    /// Until the response headers arrived.
+    pub first_response_us: i64,
+    /// Until the call ended (until now while it runs).
+    pub total_us: i64,
+}
+
+/// Writes `call`'s statistics so far to `*stats_out` (final once the call
+/// has ended): attempts, messages and bytes each way (as the application
+/// sees them and on the wire), the time waiting for a connection, the time
+/// to the response headers, the total time. `stats_size` is
+/// `sizeof(rgrpc_call_stats)` as the caller was compiled: later versions
+/// only append fields and fill no more than `stats_size` bytes. The peer is
+/// `rgrpc_call_peer`. Returns `RGRPC_RESULT_OK`,
+/// `RGRPC_RESULT_NULL_PARAMETER` (call or stats_out NULL). Thread-safe; a
+/// cheap read of relaxed counters (figures read together may be one
+/// message apart while the call runs).
+#[no_mangle]
+pub extern "C" fn rgrpc_call_get_stats(
+    call: *const rgrpc_call,
+    stats_out: *mut rgrpc_call_stats,
+    stats_size: usize,
+) -> rgrpc_result {
+    boundary(|| {
+        let c = try_ref_or_null!(rgrpc_call, call);
+        if stats_out.is_null() {
+            return c
+                .last_error
+                .fail(rgrpc_result::NullParameter, c"stats_out is NULL");
+        }
+        let s = c.call.stats();
+        let us = |d: Option<std::time::Duration>| {
+            d.map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        };
+        let full = rgrpc_call_stats {
+            attempts: s.attempts,
+            ended: s.ended as u32,
+            messages_sent: s.messages_sent,
+            bytes_sent: s.bytes_sent,
+            wire_bytes_sent: s.wire_bytes_sent,
+            messages_received: s.messages_received,
+            bytes_received: s.bytes_received,
+            wire_bytes_received: s.wire_bytes_received,
+            pick_wait_us: us(s.pick_wait),
+            first_response_us: us(s.time_to_first_response),
+            total_us: us(Some(s.total)),
+        };
+        let n = stats_size.min(std::mem::size_of::<rgrpc_call_stats>());
+        // SAFETY: stats_out points to at least stats_size writable bytes
+        // (the caller's struct); n is at most that and the size of `full`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&full as *const rgrpc_call_stats).cast::<u8>(),
+                stats_out.cast::<u8>(),
+                n,
+            )
+        };
+        rgrpc_result::Ok
     })
 }
 

@@ -32,6 +32,8 @@ pub(crate) trait AttemptOwner {
     /// The response headers arrived: the initial metadata and the
     /// response's `grpc-encoding` as sent.
     fn headers_arrived(&self, metadata: Metadata, raw_encoding: &str);
+    /// The call's statistics, which the attempt adds to.
+    fn stats(&self) -> &super::stats::CallStats;
 }
 
 enum RecvPhase {
@@ -165,6 +167,7 @@ impl Attempt {
         loop {
             let auth = auth_metadata(spec).await?;
             let pick = spec.channel.pick(spec.wait_for_ready).await?;
+            owner.stats().picked();
             rt::offer(&pick.conn);
             let timeout = spec
                 .opts
@@ -186,6 +189,7 @@ impl Attempt {
             match result {
                 Ok((resp, stream)) => {
                     let _ = self.peer.set(pick.peer);
+                    owner.stats().attempt_opened();
                     // Counted once, unless the call has already ended.
                     if self
                         .counted
@@ -383,6 +387,7 @@ impl Attempt {
                 RecvPhase::Body(body) => {
                     match st.decoder.next_frame() {
                         Ok(Some(frame)) => {
+                            let wire = frame.data.len() + framing::HEADER_LEN;
                             let data = if frame.compressed {
                                 let limit = spec.max_recv;
                                 match protocol::decompress(
@@ -412,6 +417,7 @@ impl Attempt {
                                 frame.data
                             };
                             st.received += 1;
+                            owner.stats().received(data.len(), wire);
                             if spec.opts.unary_response && st.received > 1 {
                                 st.phase = RecvPhase::Done;
                                 owner.end(protocol::too_many_responses(), false);

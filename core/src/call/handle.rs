@@ -211,6 +211,14 @@ impl Call {
         self.peer_with_nul().map(|s| &s[..s.len() - 1])
     }
 
+    /// The call's statistics so far (final once it has ended): attempts,
+    /// messages and bytes each way (as sent and received by the
+    /// application, and in gRPC frames on the wire), time waiting for a
+    /// connection, time to the response headers, total time.
+    pub fn stats(&self) -> super::CallStatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
     /// [`Call::peer`] followed by one NUL byte.
     pub fn peer_with_nul(&self) -> Option<&str> {
         self.shared.attempt.peer_with_nul()

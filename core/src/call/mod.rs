@@ -37,10 +37,12 @@ mod handle;
 pub mod options;
 pub mod protocol;
 pub(crate) mod state;
+pub(crate) mod stats;
 mod unary;
 
 pub use error::{CallError, StartError};
 pub use handle::{Call, DoneCallback};
 pub use options::{CallOptions, Message, SendFlags, CORK_LIMIT};
 pub use protocol::validate_method;
+pub use stats::CallStatsSnapshot;
 pub use unary::UnaryOutcome;

@@ -54,6 +54,8 @@ pub(crate) struct CallShared {
     pub(super) deadline_task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Messages read by internal readers, kept for `recv`.
     pub(super) stash: Mutex<VecDeque<Bytes>>,
+    /// Counts and times for `Call::stats`.
+    pub(super) stats: super::stats::CallStats,
 }
 
 /// Clears a busy flag when dropped.
@@ -83,7 +85,12 @@ impl AttemptOwner for CallShared {
         self.terminate(status, from_server);
     }
 
+    fn stats(&self) -> &super::stats::CallStats {
+        &self.stats
+    }
+
     fn headers_arrived(&self, metadata: Metadata, raw_encoding: &str) {
+        self.stats.first_response();
         let _ = self
             .response_encoding
             .set(crate::status::with_nul(raw_encoding));
@@ -118,6 +125,7 @@ impl CallShared {
             callbacks: Mutex::new(Vec::new()),
             deadline_task: Mutex::new(None),
             stash: Mutex::new(VecDeque::new()),
+            stats: super::stats::CallStats::new(),
         }
     }
 
@@ -204,9 +212,13 @@ impl CallShared {
                 }
             );
             if z.len() < payload.len() {
+                self.stats
+                    .sent(payload.len(), z.len() + framing::HEADER_LEN);
                 return Ok(Encoded::Framed(framing::encode(&z, true)));
             }
         }
+        self.stats
+            .sent(payload.len(), payload.len() + framing::HEADER_LEN);
         Ok(match msg {
             Message::Copy(b) => Encoded::Plain(b),
             Message::InPlace(p) => Encoded::Framed(p.into_frame()),
@@ -414,6 +426,7 @@ impl CallShared {
                 }
             }
         }
+        self.stats.ended();
         let st = Arc::new(status);
         let first = self.status_tx.send_if_modified(|s| {
             if s.is_none() {
