@@ -168,10 +168,23 @@ impl CallShared {
             return r;
         }
         let mut rx = self.status_tx.subscribe();
+        // The deadline task ends the call on time, unless the thread that
+        // would run its timer is kept busy (a peer flooding the connection
+        // this caller drives): each time the operation is polled, the
+        // deadline is also checked here.
+        let deadline = self.spec.opts.deadline;
+        let overdue = std::future::poll_fn(|_| match deadline {
+            Some(d) if Instant::now() >= d => std::task::Poll::Ready(()),
+            _ => std::task::Poll::Pending,
+        });
         tokio::select! {
             biased;
             r = op.as_mut() => r,
             _ = rx.wait_for(|s| s.is_some()) => Err(CallError::Ended),
+            _ = overdue => {
+                self.terminate_local(protocol::deadline_status());
+                Err(CallError::Ended)
+            }
         }
     }
 

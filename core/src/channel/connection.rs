@@ -179,7 +179,12 @@ struct GoawayWatch<T> {
     ahead: Vec<u8>,
     ahead_pos: usize,
     ahead_len: usize,
+    /// Reads served from `ahead` since the last budget unit.
+    served: u32,
 }
+
+/// Reads served from the read-ahead buffer per unit of tokio's task budget.
+const BUDGET_EVERY: u32 = 2;
 
 /// Bytes read from the socket per system call when h2 asks for less.
 const READ_AHEAD: usize = 64 << 10;
@@ -249,6 +254,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for GoawayWatch<T> {
         // a system call per 16 KiB frame. Small requests are served from a
         // read-ahead buffer filled up to READ_AHEAD bytes per call.
         if this.ahead_pos < this.ahead_len {
+            // Reads served from memory take no budget from tokio: every
+            // BUDGET_EVERY of them takes one unit, so that a peer flooding
+            // frames cannot keep the thread in one poll (its timers, the
+            // calls' deadlines among them, would wait).
+            this.served += 1;
+            if this.served >= BUDGET_EVERY {
+                let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+                coop.made_progress();
+                this.served = 0;
+            }
             let n = (this.ahead_len - this.ahead_pos).min(buf.remaining());
             buf.put_slice(&this.ahead[this.ahead_pos..this.ahead_pos + n]);
             this.ahead_pos += n;
@@ -464,6 +479,7 @@ async fn handshake(
         ahead: Vec::new(),
         ahead_pos: 0,
         ahead_len: 0,
+        served: 0,
     };
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
