@@ -312,3 +312,113 @@ pub fn proxy_env(data: &[u8]) {
         "the CONNECT answer parser waited on ready input"
     );
 }
+
+/// A whole client against an in-process HTTP/2 peer that answers with
+/// fuzzer-chosen bytes. Input: a flag byte (bit 0: the peer keeps the
+/// connection open after its last segment instead of closing it), then
+/// segments, each a 2-byte big-endian length and that many bytes. The peer
+/// reads the client's preface, writes the first segment, waits for the
+/// client's request HEADERS (at most 20 ms), then writes the rest. (The
+/// client's connection becomes READY when its first PING is answered: the
+/// seeds' first segment holds SETTINGS, a SETTINGS ACK and that PING's ACK
+/// with h2's fixed payload.) The
+/// client makes one unary call with a 50 ms deadline. Checks only that the
+/// call ends (within 5 s) without a panic.
+pub fn client(data: &[u8]) {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut input = Input(data);
+    let keep_open = input.byte() & 1 != 0;
+    let mut segments = Vec::new();
+    let mut rest = input.rest();
+    while !rest.is_empty() {
+        let mut i = Input(rest);
+        let len = usize::from(i.u16());
+        let body = i.rest();
+        let (seg, after) = body.split_at(len.min(body.len()));
+        segments.push(seg.to_vec());
+        rest = after;
+    }
+
+    let handle = crate::rt::handle().expect("runtime");
+    let listener = {
+        let _g = handle.enter();
+        let std = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std.set_nonblocking(true).expect("nonblocking");
+        tokio::net::TcpListener::from_std(std).expect("listener")
+    };
+    let port = listener.local_addr().expect("addr").port();
+    let peer = handle.spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        drop(listener);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The client's preface (24 bytes), then its frames; `headers` says
+        // when a HEADERS frame (type 1) has been seen.
+        let mut headers = false;
+        let mut parsed = 24;
+        let mut read_some = async |s: &mut tokio::net::TcpStream,
+                                   got: &mut Vec<u8>,
+                                   headers: &mut bool,
+                                   parsed: &mut usize|
+               -> bool {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => false,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    while got.len() >= *parsed + 9 {
+                        let h = &got[*parsed..*parsed + 9];
+                        let len =
+                            usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                        *headers |= h[3] == 1;
+                        *parsed += 9 + len;
+                    }
+                    true
+                }
+            }
+        };
+        while got.len() < 24 {
+            if !read_some(&mut s, &mut got, &mut headers, &mut parsed).await {
+                return;
+            }
+        }
+        for (i, seg) in segments.iter().enumerate() {
+            if i == 1 {
+                let wait = async {
+                    while !headers {
+                        if !read_some(&mut s, &mut got, &mut headers, &mut parsed).await {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_millis(20), wait).await;
+            }
+            if s.write_all(seg).await.is_err() {
+                return;
+            }
+        }
+        if keep_open {
+            // Until the client hangs up (its deadline, or the channel's close).
+            while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        } else {
+            let _ = s.shutdown().await;
+        }
+    });
+
+    let channel = crate::Channel::new(&format!("ipv4:127.0.0.1:{port}"), ChannelOptions::default())
+        .expect("channel");
+    let opts = crate::CallOptions::default().with_timeout(Duration::from_millis(50));
+    let call = channel.unary("/fuzz.Service/Method", opts, b"\x08\x01");
+    let ended =
+        crate::rt::block_on(async { tokio::time::timeout(Duration::from_secs(5), call).await })
+            .expect("block_on");
+    assert!(
+        ended.is_ok(),
+        "the call did not end within 5 s of a 50 ms deadline"
+    );
+    channel.close();
+    peer.abort();
+}
