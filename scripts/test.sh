@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, Rust unit and integration tests
-# (against a real tonic server and a raw HTTP/2 server), the header checks,
+# (against a real tonic server and a raw HTTP/2 server), the fuzz targets
+# for a bounded time, the header checks,
 # and through CMake/ctest the C tests, examples and the interop client
 # against real grpcio and tonic servers, under valgrind and again under
 # ASan + UBSan, the exported symbols and the ABI check; then the library as
@@ -27,6 +28,9 @@ cargo test --workspace --locked
 
 step "Rust integration tests again on the multi-threaded runtime (RGRPC_WORKER_THREADS=2)"
 RGRPC_WORKER_THREADS=2 cargo test --locked -p rgrpc-core --tests
+
+step "fuzz targets, 6 s each from the committed seeds (cargo-fuzz/libFuzzer; any crash fails)"
+scripts/fuzz.sh 6
 
 step "tonic interop server binary"
 cargo build -q --locked -p rgrpc-tonic-interop --bin tonic-interop-server

@@ -14,6 +14,9 @@ pub mod channel;
 pub mod codec;
 pub mod completion;
 pub mod credentials;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod metadata;
 pub mod rt;

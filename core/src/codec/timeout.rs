@@ -30,18 +30,19 @@ pub fn decode(s: &str) -> Option<Duration> {
     if s.len() < 2 || s.len() > 9 {
         return None;
     }
-    let (digits, unit) = s.split_at(s.len() - 1);
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // By bytes: the last character may be more than one byte long.
+    let (unit, digits) = s.as_bytes().split_last()?;
+    if !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let v: u64 = digits.parse().ok()?;
+    let v: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     Some(match unit {
-        "H" => Duration::from_secs(v * 3600),
-        "M" => Duration::from_secs(v * 60),
-        "S" => Duration::from_secs(v),
-        "m" => Duration::from_millis(v),
-        "u" => Duration::from_micros(v),
-        "n" => Duration::from_nanos(v),
+        b'H' => Duration::from_secs(v * 3600),
+        b'M' => Duration::from_secs(v * 60),
+        b'S' => Duration::from_secs(v),
+        b'm' => Duration::from_millis(v),
+        b'u' => Duration::from_micros(v),
+        b'n' => Duration::from_nanos(v),
         _ => return None,
     })
 }
@@ -73,5 +74,14 @@ mod tests {
         assert_eq!(decode("S"), None);
         assert_eq!(decode("123456789S"), None);
         assert_eq!(decode("1x"), None);
+    }
+
+    /// Found by the `status` fuzz target: a value ending in a character of
+    /// more than one byte panicked (split inside the character).
+    #[test]
+    fn multibyte_unit_is_refused() {
+        assert_eq!(decode("\u{1}\u{f8}"), None);
+        assert_eq!(decode("12\u{20ac}"), None);
+        assert_eq!(decode("\u{20ac}S"), None);
     }
 }
