@@ -173,8 +173,34 @@ def check_fails(flags, *words, base=None, env=None):
     return check
 
 
+def check_soak(case, iterations):
+    """A soak case (run only when named) passes with a few iterations and
+    says how they went on stderr."""
+    def check(args, port):
+        run = run_client(args, [f"--test_case={case}", f"--soak_iterations={iterations}",
+                                "--soak_per_iteration_max_acceptable_latency_ms=5000",
+                                "--soak_overall_timeout_seconds=300"], port)
+        summary = f"{case}: {iterations} of {iterations} iterations"
+        if run.rc == 0 and run.lines(f"PASS {case}") and summary in run.err:
+            return True, run, None
+        return False, run, f"exit code {run.rc}, want 0 with PASS {case} and {summary!r} on stderr"
+    return check
+
+
+def check_soak_bound(args, port):
+    """An impossible latency bound fails every iteration: FAIL, exit 1."""
+    run = run_client(args, ["--test_case=rpc_soak", "--soak_iterations=3",
+                            "--soak_per_iteration_max_acceptable_latency_ms=0"], port)
+    fails = run.lines("FAIL rpc_soak")
+    ok = run.rc == 1 and fails and "3 of 3 iterations failed" in fails[0]
+    return ok, run, None if ok else f"exit code {run.rc}, want 1 with 3 failed iterations"
+
+
 EXTRA_CHECKS = [
     ("--test_case=all", check_all),
+    ("rpc_soak, 20 iterations", check_soak("rpc_soak", 20)),
+    ("channel_soak, 10 iterations", check_soak("channel_soak", 10)),
+    ("rpc_soak latency bound", check_soak_bound),
     ("--use_tls=false accepted", check_flag_accepted("--use_tls=false")),
     ("--use_test_ca ignored without TLS", check_flag_accepted(
         "--use_test_ca", "ignored without --use_tls")),

@@ -25,7 +25,13 @@
  * boolean flag alone means true. Flags this version does not implement are
  * ignored with a note on stderr. Prints "PASS <case>" or "FAIL <case>: <reason>"
  * for each case; exits 0 when all passed, 1 when one failed, 2 on a usage
- * error or an unsupported case or feature (credentials, ...). */
+ * error or an unsupported case or feature (credentials, ...).
+ *
+ * rpc_soak and channel_soak (run only when named) take the C++ client's
+ * --soak_iterations (10 here), --soak_max_failures (0),
+ * --soak_per_iteration_max_acceptable_latency_ms (1000),
+ * --soak_overall_timeout_seconds (10), --soak_min_time_ms_between_rpcs (0). */
+#define _POSIX_C_SOURCE 200809L
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include <assert.h>
@@ -35,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SERVICE "/grpc.testing.TestService/"
 #define LARGE_REQUEST 271828
@@ -796,12 +803,113 @@ static const TestCase CASES[] = {
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
+/* ---- soak cases (doc/interop-test-descriptions.md: rpc_soak and
+ * channel_soak): large_unary `soak_iterations` times, on one channel or on
+ * a new channel each time; an iteration fails when its call fails or takes
+ * longer than the latency bound; the case passes when no more than
+ * `soak_max_failures` iterations fail and all end within the overall
+ * timeout. Not part of `all` (they take a while). */
+
+typedef struct {
+  long iterations;
+  long max_failures;
+  long max_latency_ms;
+  long overall_timeout_s;
+  long min_time_between_ms;
+  /* What a new channel is made from (channel_soak). */
+  const char *target;
+  const rgrpc_channel_credentials *creds;
+  const rgrpc_channel_options *opts;
+} Soak;
+
+static Soak SOAK = {10, 0, 1000, 10, 0, NULL, NULL, NULL};
+
+static int cmp_ms(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static bool soak(rgrpc_channel *ch, bool new_channel_each_time, const char *name) {
+  int64_t *lat = calloc((size_t)SOAK.iterations + 1, sizeof *lat);
+  if (!lat)
+    return fail("out of memory");
+  int64_t start = rgrpc_now_ms();
+  long failures = 0, done = 0;
+  char first_failure[512] = "";
+  for (long i = 0; i < SOAK.iterations; i++) {
+    if (rgrpc_now_ms() - start > SOAK.overall_timeout_s * 1000)
+      break;
+    int64_t t0 = rgrpc_now_ms();
+    rgrpc_channel *c = ch;
+    bool ok;
+    reason[0] = '\0';
+    if (new_channel_each_time) {
+      rgrpc_error *err = NULL;
+      c = NULL;
+      if (rgrpc_channel_new(SOAK.target, SOAK.creds, SOAK.opts, &c, &err) != RGRPC_RESULT_OK) {
+        ok = fail("cannot create a channel: %s", rgrpc_error_message(err));
+        rgrpc_error_free(err);
+      } else {
+        ok = large_unary(c);
+        rgrpc_channel_free(c);
+      }
+    } else {
+      ok = large_unary(c);
+    }
+    int64_t ms = rgrpc_now_ms() - t0;
+    lat[done++] = ms;
+    if (ok && ms > SOAK.max_latency_ms)
+      ok = fail("took %lld ms (bound %ld ms)", (long long)ms, SOAK.max_latency_ms);
+    if (!ok) {
+      failures++;
+      if (!first_failure[0])
+        snprintf(first_failure, sizeof first_failure, "iteration %ld: %s", i, reason);
+    }
+    if (SOAK.min_time_between_ms > 0) {
+      int64_t wait = SOAK.min_time_between_ms - (rgrpc_now_ms() - t0);
+      while (wait > 0 && rgrpc_now_ms() - t0 < SOAK.min_time_between_ms) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        wait = SOAK.min_time_between_ms - (rgrpc_now_ms() - t0);
+      }
+    }
+  }
+  qsort(lat, (size_t)done, sizeof *lat, cmp_ms);
+  fprintf(stderr, "%s: %ld of %ld iterations in %lld ms, %ld failed; latency ms p50 %lld, p99 %lld, max %lld\n",
+          name, done, SOAK.iterations, (long long)(rgrpc_now_ms() - start), failures,
+          (long long)(done ? lat[done / 2] : 0), (long long)(done ? lat[(done * 99) / 100] : 0),
+          (long long)(done ? lat[done - 1] : 0));
+  free(lat);
+  if (done < SOAK.iterations)
+    return fail("only %ld of %ld iterations within %ld s (%ld failed)", done, SOAK.iterations,
+                SOAK.overall_timeout_s, failures);
+  if (failures > SOAK.max_failures)
+    return fail("%ld of %ld iterations failed (at most %ld may); first: %s", failures, done,
+                SOAK.max_failures, first_failure);
+  return true;
+}
+
+static bool rpc_soak(rgrpc_channel *ch) {
+  return soak(ch, false, "rpc_soak");
+}
+
+static bool channel_soak(rgrpc_channel *ch) {
+  return soak(ch, true, "channel_soak");
+}
+
+/* Cases run only when named. */
+static const TestCase NAMED_CASES[] = {
+    {"rpc_soak", rpc_soak},
+    {"channel_soak", channel_soak},
+};
+#define N_NAMED_CASES (sizeof NAMED_CASES / sizeof NAMED_CASES[0])
+
 /* Cases of the spec and the C++ client that need what rgrpc lacks
  * (Google credentials, a caching proxy, ...) or are not written yet. */
 static const char *const UNSUPPORTED_CASES[] = {
     "cacheable_unary", "compute_engine_creds", "jwt_token_creds",
     "oauth2_auth_token", "per_rpc_creds", "google_default_credentials", "compute_engine_channel_credentials",
-    "half_duplex", "slow_consumer", "pick_first_unary", "rpc_soak", "channel_soak", "long_lived_channel",
+    "half_duplex", "slow_consumer", "pick_first_unary", "long_lived_channel",
     "concurrent_large_unary", "orca_per_rpc", "orca_oob",
 };
 
@@ -871,6 +979,20 @@ static int parse_flags(int argc, char **argv, Flags *f) {
                         : NULL;
     if (slot && !value)
       return usage("flag %s needs a value", arg);
+    long *num = flag_is(name, len, "soak_iterations") ? &SOAK.iterations
+                : flag_is(name, len, "soak_max_failures") ? &SOAK.max_failures
+                : flag_is(name, len, "soak_per_iteration_max_acceptable_latency_ms") ? &SOAK.max_latency_ms
+                : flag_is(name, len, "soak_overall_timeout_seconds") ? &SOAK.overall_timeout_s
+                : flag_is(name, len, "soak_min_time_ms_between_rpcs") ? &SOAK.min_time_between_ms
+                : NULL;
+    if (num) {
+      char *end = NULL;
+      long v = value ? strtol(value, &end, 10) : -1;
+      if (!value || *end != '\0' || v < 0)
+        return usage("flag %s needs a number >= 0", arg);
+      *num = v;
+      continue;
+    }
     if (slot)
       *slot = value;
     else
@@ -885,9 +1007,16 @@ static bool valid_port(const char *port) {
   return port[0] >= '0' && port[0] <= '9' && *end == '\0' && n > 0 && n <= 65535;
 }
 
-/* Selects the cases to run into CASES[*first .. *first + *count).
- * Returns 0, or the exit code when the name is not a runnable case. */
-static int select_cases(const char *name, size_t *first, size_t *count) {
+/* Selects the cases to run into CASES[*first .. *first + *count), or one
+ * of NAMED_CASES into *named. Returns 0, or the exit code when the name is
+ * not a runnable case. */
+static int select_cases(const char *name, size_t *first, size_t *count, const TestCase **named) {
+  for (size_t i = 0; i < N_NAMED_CASES; i++) {
+    if (strcmp(name, NAMED_CASES[i].name) == 0) {
+      *named = &NAMED_CASES[i];
+      return 0;
+    }
+  }
   if (strcmp(name, "all") == 0) {
     *first = 0;
     *count = N_CASES;
@@ -1009,12 +1138,13 @@ int main(int argc, char **argv) {
   /* The C++ client's defaults. */
   Flags flags = {"localhost", NULL, "large_unary", false, false, NULL, NULL};
   size_t first = 0, count = 0;
+  const TestCase *named = NULL;
   int rc = parse_flags(argc, argv, &flags);
   if (rc != 0)
     return rc;
   if (!flags.port || !valid_port(flags.port))
     return usage("--server_port must be a port number (got %s)", flags.port ? flags.port : "none");
-  rc = select_cases(flags.test_case, &first, &count);
+  rc = select_cases(flags.test_case, &first, &count, &named);
   if (rc != 0)
     return rc;
 
@@ -1033,16 +1163,28 @@ int main(int argc, char **argv) {
   rgrpc_channel *ch = NULL;
   rgrpc_error *err = NULL;
   rgrpc_result made = rgrpc_channel_new(target, creds, opts, &ch, &err);
-  /* The channel keeps what it needs of both. */
-  rgrpc_channel_credentials_free(creds);
-  rgrpc_channel_options_free(opts);
   if (made != RGRPC_RESULT_OK) {
     fprintf(stderr, "cannot create a channel to %s: %s\n", target, rgrpc_error_message(err));
     rgrpc_error_free(err);
+    rgrpc_channel_credentials_free(creds);
+    rgrpc_channel_options_free(opts);
     return 1;
   }
+  /* channel_soak makes more channels from the same three. */
+  SOAK.target = target;
+  SOAK.creds = creds;
+  SOAK.opts = opts;
 
   size_t failed = 0;
+  if (named) {
+    reason[0] = '\0';
+    if (named->run(ch)) {
+      printf("PASS %s\n", named->name);
+    } else {
+      printf("FAIL %s: %s\n", named->name, reason[0] ? reason : "(no reason given)");
+      failed++;
+    }
+  }
   for (size_t i = first; i < first + count; i++) {
     reason[0] = '\0';
     if (CASES[i].run(ch)) {
@@ -1054,5 +1196,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   rgrpc_channel_free(ch);
+  rgrpc_channel_credentials_free(creds);
+  rgrpc_channel_options_free(opts);
   return failed == 0 ? 0 : 1;
 }
