@@ -863,7 +863,7 @@ static bool soak(rgrpc_channel *ch, bool new_channel_each_time, const char *name
     if (!ok) {
       failures++;
       if (!first_failure[0])
-        snprintf(first_failure, sizeof first_failure, "iteration %ld: %s", i, reason);
+        snprintf(first_failure, sizeof first_failure, "iteration %ld: %.400s", i, reason);
     }
     if (SOAK.min_time_between_ms > 0) {
       int64_t wait = SOAK.min_time_between_ms - (rgrpc_now_ms() - t0);
