@@ -239,16 +239,7 @@ impl Subchannel {
 
     /// Closes the connection and stops; no more changes are reported.
     pub(crate) fn shutdown(&self, reason: &str) {
-        let killer = {
-            let mut g = lock(&self.inner);
-            g.shutdown = true;
-            g.ready = None;
-            g.conn_killer.take()
-        };
-        if let Some(k) = killer {
-            k.kill(reason);
-        }
-        self.kick.notify_one();
+        self.stop(reason, true);
     }
 
     /// Stops handing out the connection and stops, without cutting the
@@ -256,14 +247,22 @@ impl Subchannel {
     /// (an address the resolver no longer lists). No more changes are
     /// reported.
     pub(crate) fn retire(&self, reason: &str) {
+        self.stop(reason, false);
+    }
+
+    /// Stops the subchannel; `cut`: end its connection at once, else let
+    /// the streams in flight finish.
+    fn stop(&self, reason: &str, cut: bool) {
         let killer = {
             let mut g = lock(&self.inner);
             g.shutdown = true;
             g.ready = None;
             g.conn_killer.take()
         };
-        if let Some(k) = killer {
-            k.mark_dead(reason, true);
+        match killer {
+            Some(k) if cut => k.kill(reason),
+            Some(k) => k.mark_dead(reason, true),
+            None => {}
         }
         self.kick.notify_one();
     }
