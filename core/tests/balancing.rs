@@ -19,17 +19,6 @@ use support::certs::*;
 use support::faults::BadListener;
 use support::*;
 
-fn opts(ints: &[(&str, i64)], strs: &[(&str, &str)]) -> ChannelOptions {
-    let mut o = ChannelOptions::default();
-    for (k, v) in ints {
-        o.set(k, OptionValue::Int(*v)).unwrap();
-    }
-    for (k, v) in strs {
-        o.set(k, OptionValue::Str(v.to_string())).unwrap();
-    }
-    o
-}
-
 fn server_on(ip: &str, port: Option<u16>) -> TestServer {
     TestServer::start_with(ServerOptions {
         ip: Some(ip.parse::<IpAddr>().unwrap()),

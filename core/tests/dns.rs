@@ -9,8 +9,8 @@
 //! wait for a later answer. A DNS server that never answers holds no call
 //! past its deadline.
 mod support;
-use rgrpc_core::channel::{ConnectivityState as S, OptionValue};
-use rgrpc_core::{CallOptions, Channel, ChannelOptions, Code};
+use rgrpc_core::channel::ConnectivityState as S;
+use rgrpc_core::{CallOptions, Channel, Code};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -143,17 +143,6 @@ fn server_on(ip: &str, port: u16) -> TestServer {
         port: Some(port),
         ..Default::default()
     })
-}
-
-fn opts(ints: &[(&str, i64)], strs: &[(&str, &str)]) -> ChannelOptions {
-    let mut o = ChannelOptions::default();
-    for (k, v) in ints {
-        o.set(k, OptionValue::Int(*v)).unwrap();
-    }
-    for (k, v) in strs {
-        o.set(k, OptionValue::Str(v.to_string())).unwrap();
-    }
-    o
 }
 
 fn wfr(ms: u64) -> CallOptions {

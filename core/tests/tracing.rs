@@ -4,10 +4,9 @@
 //! on, and lines come from more than one thread. One test: the tracer set
 //! is global to the process.
 mod support;
-use rgrpc_core::channel::OptionValue;
 use rgrpc_core::codec::compression::Compression;
 use rgrpc_core::log::{self, Level, Tracer};
-use rgrpc_core::{CallOptions, ChannelOptions, Code};
+use rgrpc_core::{CallOptions, Code};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,17 +20,6 @@ fn take(lines: &Lines) -> Vec<(Level, String, String, std::thread::ThreadId)> {
 
 fn tracers_of(v: &[(Level, String, String, std::thread::ThreadId)]) -> HashSet<String> {
     v.iter().map(|l| l.1.clone()).collect()
-}
-
-fn opts(ints: &[(&str, i64)], strs: &[(&str, &str)]) -> ChannelOptions {
-    let mut o = ChannelOptions::default();
-    for (k, v) in ints {
-        o.set(k, OptionValue::Int(*v)).unwrap();
-    }
-    for (k, v) in strs {
-        o.set(k, OptionValue::Str(v.to_string())).unwrap();
-    }
-    o
 }
 
 /// Everything that makes lines: a channel by name (resolver), with a

@@ -134,3 +134,17 @@ pub fn md_opts(pairs: &[(&str, &[u8])]) -> CallOptions {
     }
     o
 }
+
+/// Channel options from grpcio-style integer and string keys (panics on a
+/// refused one: a test's own mistake).
+pub fn opts(ints: &[(&str, i64)], strs: &[(&str, &str)]) -> ChannelOptions {
+    let mut o = ChannelOptions::default();
+    for (k, v) in ints {
+        o.set(k, rgrpc_core::channel::OptionValue::Int(*v)).unwrap();
+    }
+    for (k, v) in strs {
+        o.set(k, rgrpc_core::channel::OptionValue::Str(v.to_string()))
+            .unwrap();
+    }
+    o
+}
