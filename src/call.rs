@@ -673,6 +673,15 @@ pub struct rgrpc_call_stats {
     pub first_response_us: i64,
     /// Until the call ended (until now while it runs).
     pub total_us: i64,
+    /// Retries made by the service config's `retryPolicy` (each an attempt
+    /// counted against its `maxAttempts`), and hedged attempts beyond the
+    /// first under a `hedgingPolicy`.
+    pub retries: u32,
+    /// Transparent retries: streams opened again because the request had
+    /// not reached the server's application (a connection that failed
+    /// before it left, a stream the server refused or a GOAWAY cut off);
+    /// not counted against `maxAttempts`. `attempts` counts both kinds.
+    pub transparent_retries: u32,
 }
 
 /// Writes `call`'s statistics so far to `*stats_out` (final once the call
@@ -714,6 +723,8 @@ pub extern "C" fn rgrpc_call_get_stats(
             pick_wait_us: us(s.pick_wait),
             first_response_us: us(s.time_to_first_response),
             total_us: us(Some(s.total)),
+            retries: s.retries,
+            transparent_retries: s.transparent_retries,
         };
         let n = stats_size.min(std::mem::size_of::<rgrpc_call_stats>());
         // SAFETY: stats_out points to at least stats_size writable bytes

@@ -1,15 +1,25 @@
-//! One attempt of a call: one HTTP/2 stream on a connection the channel's
-//! picker chose. Opening it (credentials, request headers, the transparent
-//! retry when the connection went away before the request left), sending
-//! frames under flow control, and the response state machine (headers,
-//! messages, trailers).
+//! The call's HTTP/2 stream, and the streams that replace it on a retry:
+//! opening one on a connection the channel's picker chose (credentials,
+//! request headers, transparent retries while the request never left),
+//! sending frames under flow control, and the response state machine
+//! (headers, messages, trailers).
 //!
-//! An attempt reports to the call that owns it through [`AttemptOwner`]:
-//! the attempt knows nothing of the call's waiters, callbacks or status.
+//! Retries (gRFC A6, decided in `retry.rs`): until the call commits (the
+//! response headers arrive, or the frames sent no longer fit the replay
+//! buffer) every frame handed to h2 is also kept; when the stream fails
+//! before the response headers and a retry is decided, the reader of the
+//! response opens the next stream, replays the kept frames (and the end of
+//! the request, if it was sent) and goes on reading from it. A sender whose
+//! stream failed meanwhile waits for the replacement: its frame is already
+//! kept. One stream at a time (hedging adds attempts beside it).
+//!
+//! The stream reports to the call that owns it through [`AttemptOwner`]:
+//! it knows nothing of the call's waiters, callbacks or status.
 
 use super::error::CallError;
 use super::options::{CallSpec, SendFlags, CORK_LIMIT};
 use super::protocol::{self, OpenFailure, ResponseHead};
+use super::retry::{self, Decision, Failure, Progress};
 use crate::codec::framing::{self, Decoder};
 use crate::metadata::Metadata;
 use crate::rt::{self, Lend};
@@ -19,7 +29,10 @@ use bytes::{Bytes, BytesMut};
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What an attempt tells the call that owns it.
@@ -34,6 +47,11 @@ pub(crate) trait AttemptOwner {
     fn headers_arrived(&self, metadata: Metadata, raw_encoding: &str);
     /// The call's statistics, which the attempt adds to.
     fn stats(&self) -> &super::stats::CallStats;
+    /// True once the call has its final status.
+    fn has_ended(&self) -> bool;
+    /// Makes sure somebody reads the response (a sender whose stream
+    /// failed needs the reader to decide on a retry).
+    fn read_on(&self);
 }
 
 enum RecvPhase {
@@ -66,6 +84,9 @@ struct SendState {
     sent_any: bool,
     /// Encoded messages sent with the buffer hint, not yet handed to h2.
     corked: BytesMut,
+    /// Until the call commits: every frame handed to h2, to replay on the
+    /// next stream.
+    replay: Vec<Bytes>,
 }
 
 /// A message ready to send: framed already, or uncompressed bytes the
@@ -92,12 +113,41 @@ impl Encoded<'_> {
     }
 }
 
-/// One HTTP/2 stream of a call.
+/// A stream just opened.
+struct Opened {
+    conn: Arc<dyn Lend>,
+    peer: Arc<str>,
+    send: SendStream<Bytes>,
+    resp: ResponseFuture,
+}
+
+/// The call's HTTP/2 stream (replaced on a retry).
 pub(crate) struct Attempt {
-    /// Set once the stream is open: the connection it runs on.
+    /// Set once the first stream is open: the connection it runs on.
     opened: tokio::sync::OnceCell<Arc<dyn Lend>>,
-    /// Where the stream went (`ipv4:127.0.0.1:50051`), followed by a NUL.
-    peer: std::sync::OnceLock<Arc<str>>,
+    /// Where the first stream went (`ipv4:127.0.0.1:50051`), followed by a
+    /// NUL.
+    peer: OnceLock<Arc<str>>,
+    /// After a retry: the connection of the current stream, and every later
+    /// stream's peer (kept until the call is freed: `peer_with_nul` lends
+    /// them out).
+    replaced: AtomicBool,
+    current_conn: Mutex<Option<Arc<dyn Lend>>>,
+    later_peers: OnceLock<Box<boxcar::Vec<Arc<str>>>>,
+    /// The call committed (response headers, or a replay buffer
+    /// overflow): no more retries, no more frames kept. Set from the start
+    /// when retries are off.
+    committed: AtomicBool,
+    /// Bytes kept in the replay (also counted in the channel's total).
+    kept: AtomicUsize,
+    /// The retry history (locked only when a stream fails or opens).
+    progress: Mutex<Progress>,
+    /// A replacement is being made: senders keep their frame for it and
+    /// wait. `generation` counts replacements; `replaced_notify` wakes the
+    /// senders waiting for one.
+    swapping: AtomicBool,
+    generation: AtomicU32,
+    replaced_notify: Notify,
     /// The channel's count of open streams: 0 not counted, 1 counted,
     /// 2 the call ended.
     counted: std::sync::atomic::AtomicU8,
@@ -114,15 +164,34 @@ impl Attempt {
         self.counted.swap(2, std::sync::atomic::Ordering::AcqRel) == 1
     }
 
-    /// Where the stream went, followed by a NUL; None before it opened.
+    /// Where the current stream went, followed by a NUL; None before the
+    /// first opened.
     pub(crate) fn peer_with_nul(&self) -> Option<&str> {
+        if self.replaced.load(Ordering::Acquire) {
+            if let Some(v) = self.later_peers.get() {
+                if let Some(p) = v.count().checked_sub(1).and_then(|i| v.get(i)) {
+                    return Some(&**p);
+                }
+            }
+        }
         self.peer.get().map(|p| &**p)
     }
 
-    pub(crate) fn new(max_recv: Option<usize>) -> Attempt {
+    /// `retries`: the call may be retried (retries are on); false commits
+    /// it from the start.
+    pub(crate) fn new(max_recv: Option<usize>, retries: bool) -> Attempt {
         Attempt {
             opened: tokio::sync::OnceCell::new(),
-            peer: std::sync::OnceLock::new(),
+            peer: OnceLock::new(),
+            replaced: AtomicBool::new(false),
+            current_conn: Mutex::new(None),
+            later_peers: OnceLock::new(),
+            committed: AtomicBool::new(!retries),
+            kept: AtomicUsize::new(0),
+            progress: Mutex::new(Progress::default()),
+            swapping: AtomicBool::new(false),
+            generation: AtomicU32::new(0),
+            replaced_notify: Notify::new(),
             counted: std::sync::atomic::AtomicU8::new(0),
             pending: Mutex::new((None, None)),
             send: AsyncMutex::new(SendState {
@@ -130,6 +199,7 @@ impl Attempt {
                 closed: false,
                 sent_any: false,
                 corked: BytesMut::new(),
+                replay: Vec::new(),
             }),
             recv: AsyncMutex::new(RecvState {
                 phase: RecvPhase::NotStarted,
@@ -140,11 +210,18 @@ impl Attempt {
         }
     }
 
-    /// Opens the stream once (connecting if needed). A failure ends the
+    /// Opens the first stream once (connecting if needed, retrying as the
+    /// retry policy says when no stream can be opened). A failure ends the
     /// call.
     pub(crate) async fn ensure_open(&self, owner: &impl AttemptOwner) -> Result<(), CallError> {
         if let Some(conn) = self.opened.get() {
-            rt::offer(conn);
+            if self.replaced.load(Ordering::Acquire) {
+                if let Some(c) = lock(&self.current_conn).as_ref() {
+                    rt::offer(c);
+                }
+            } else {
+                rt::offer(conn);
+            }
             return Ok(());
         }
         let r = self
@@ -152,7 +229,7 @@ impl Attempt {
             .get_or_try_init(|| async {
                 // Boxed: every send and recv future embeds this one, and
                 // the opening state machine is large and needed once.
-                Box::pin(self.open(owner)).await.map_err(|st| {
+                Box::pin(self.open_first(owner)).await.map_err(|st| {
                     owner.end(st, false);
                     CallError::Ended
                 })
@@ -161,9 +238,39 @@ impl Attempt {
         r.map(|_| ())
     }
 
-    async fn open(&self, owner: &impl AttemptOwner) -> Result<Arc<dyn Lend>, Status> {
+    async fn open_first(&self, owner: &impl AttemptOwner) -> Result<Arc<dyn Lend>, Status> {
+        lock(&self.progress).counted = 1;
+        loop {
+            match self.open_stream(owner, 0).await {
+                Ok(o) => {
+                    let _ = self.peer.set(o.peer);
+                    *lock(&self.pending) = (Some(o.send), Some(o.resp));
+                    return Ok(o.conn);
+                }
+                // No stream could be opened (a failed pick, a connection
+                // that kept failing): the retry policy may try again.
+                Err(st) => match self.decide(owner, Failure::Status(st)) {
+                    Decision::Stop(st) => return Err(st),
+                    Decision::Retry { delay, counted } => {
+                        self.note_retry(owner, delay, counted);
+                        tokio::time::sleep(delay).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Opens one stream: call credentials, a pick, the request headers
+    /// (`previous`: the value of `grpc-previous-rpc-attempts`, 0 = none).
+    /// A connection that fails before the request left is marked dead and
+    /// another one picked (transparently, a bounded number of times).
+    async fn open_stream(
+        &self,
+        owner: &impl AttemptOwner,
+        previous: u32,
+    ) -> Result<Opened, Status> {
         let spec = owner.spec();
-        let mut retried = false;
+        let mut unsent = 0;
         loop {
             let auth = auth_metadata(spec).await?;
             let pick = spec.channel.pick(spec.wait_for_ready).await?;
@@ -173,13 +280,19 @@ impl Attempt {
                 .opts
                 .deadline
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            let req = protocol::build_request(
+            let mut req = protocol::build_request(
                 &spec.uri,
                 timeout,
                 spec.compression,
                 &spec.channel.user_agent,
                 &[&spec.opts.metadata, &auth],
             )?;
+            if previous > 0 {
+                req.headers_mut().insert(
+                    http::HeaderName::from_static(retry::PREVIOUS_ATTEMPTS),
+                    http::HeaderValue::from(previous),
+                );
+            }
             protocol::sent_metadata_status(req.headers(), spec.channel.opts.metadata_limits())?;
             let result = async {
                 let mut sender = pick.send.ready().await?;
@@ -187,37 +300,181 @@ impl Attempt {
             }
             .await;
             match result {
-                Ok((resp, stream)) => {
-                    let _ = self.peer.set(pick.peer);
+                Ok((resp, send)) => {
                     owner.stats().attempt_opened();
                     // Counted once, unless the call has already ended.
                     if self
                         .counted
-                        .compare_exchange(
-                            0,
-                            1,
-                            std::sync::atomic::Ordering::AcqRel,
-                            std::sync::atomic::Ordering::Acquire,
-                        )
+                        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
                         spec.channel.stream_opened();
                     }
                     spec.channel.note_sent();
-                    *lock(&self.pending) = (Some(stream), Some(resp));
-                    return Ok(pick.conn);
+                    return Ok(Opened {
+                        conn: pick.conn,
+                        peer: pick.peer,
+                        send,
+                        resp,
+                    });
                 }
                 Err(e) => match protocol::open_failure(&e) {
-                    // Nothing reached the server: one retry on a fresh
-                    // connection is safe (the retries issue makes this A6's
-                    // transparent retry).
-                    OpenFailure::NotSent { goaway } if !retried => {
-                        retried = true;
+                    // Nothing reached the server: safe on another
+                    // connection (A6's transparent retry).
+                    OpenFailure::NotSent { goaway }
+                        if spec.channel.opts.enable_retries
+                            && unsent < retry::MAX_UNSENT_RETRIES =>
+                    {
+                        unsent += 1;
                         pick.killer.mark_dead(&e.to_string(), goaway);
+                        owner.stats().transparent_retry();
+                        spec.channel
+                            .transparent_retries
+                            .fetch_add(1, Ordering::Relaxed);
+                        crate::trace!(
+                            crate::log::Tracer::Retry,
+                            crate::log::Level::Debug,
+                            "{}: the connection failed before the request left ({e}); trying another (transparent retry {unsent})",
+                            spec.uri.path()
+                        );
                     }
                     _ => return Err(status::from_h2_error(&e)),
                 },
             }
+        }
+    }
+
+    /// What follows a failure before the call committed.
+    fn decide(&self, owner: &impl AttemptOwner, failure: Failure) -> Decision {
+        if self.committed.load(Ordering::Acquire) || owner.has_ended() {
+            return Decision::Stop(match failure {
+                Failure::Refused(s) | Failure::Status(s) => s,
+            });
+        }
+        let d = retry::decide(owner.spec(), &mut lock(&self.progress), failure);
+        if let Decision::Stop(s) = &d {
+            let n = lock(&self.progress).counted;
+            if n > 1 {
+                crate::trace!(
+                    crate::log::Tracer::Retry,
+                    crate::log::Level::Debug,
+                    "{}: no retry after attempt {n}: {s}",
+                    owner.spec().uri.path()
+                );
+            }
+        }
+        d
+    }
+
+    /// Counts and traces a retry about to be made.
+    fn note_retry(&self, owner: &impl AttemptOwner, delay: Duration, counted: bool) {
+        let spec = owner.spec();
+        let n = {
+            let mut p = lock(&self.progress);
+            if counted {
+                p.counted += 1;
+            }
+            p.counted
+        };
+        if counted {
+            owner.stats().retry();
+            spec.channel.retries.fetch_add(1, Ordering::Relaxed);
+        } else {
+            owner.stats().transparent_retry();
+            spec.channel
+                .transparent_retries
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        crate::trace!(
+            crate::log::Tracer::Retry,
+            crate::log::Level::Debug,
+            "{}: {} in {} ms",
+            spec.uri.path(),
+            if counted {
+                format!("retry, attempt {n}")
+            } else {
+                "transparent retry (the server refused the stream)".to_string()
+            },
+            delay.as_millis()
+        );
+    }
+
+    /// The call commits to the current stream: no more retries; the kept
+    /// frames are released (by the sender, which owns them, on its next
+    /// send, or when the call is freed).
+    pub(crate) fn commit(&self) {
+        self.committed.store(true, Ordering::Release);
+    }
+
+    /// Releases the kept frames' share of the channel's retry buffer.
+    pub(crate) fn release_kept(&self, owner: &impl AttemptOwner) {
+        let n = self.kept.swap(0, Ordering::AcqRel);
+        if n > 0 {
+            owner
+                .spec()
+                .channel
+                .retry_buffered
+                .fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Keeps `frame` for a replay, unless the call has committed or the
+    /// frame does not fit the call's or the channel's buffer (which commits
+    /// the call).
+    fn keep(&self, owner: &impl AttemptOwner, st: &mut SendState, frame: &Bytes) {
+        if self.committed.load(Ordering::Acquire) {
+            if !st.replay.is_empty() {
+                st.replay = Vec::new();
+                self.release_kept(owner);
+            }
+            return;
+        }
+        let opts = &owner.spec().channel.opts;
+        let n = frame.len();
+        let fits_call = self.kept.load(Ordering::Acquire) + n <= opts.per_rpc_retry_buffer_size;
+        let total = &owner.spec().channel.retry_buffered;
+        if fits_call && total.fetch_add(n, Ordering::AcqRel) + n <= opts.retry_buffer_size {
+            self.kept.fetch_add(n, Ordering::AcqRel);
+            st.replay.push(frame.clone());
+            return;
+        }
+        if fits_call {
+            total.fetch_sub(n, Ordering::AcqRel);
+        }
+        crate::trace!(
+            crate::log::Tracer::Retry,
+            crate::log::Level::Debug,
+            "{}: committed: the request no longer fits the retry buffer",
+            owner.spec().uri.path()
+        );
+        self.commit();
+        st.replay = Vec::new();
+        self.release_kept(owner);
+    }
+
+    /// A send failed because the stream did: if the call may still be
+    /// retried, wait for the replacement stream (the frame is kept and will
+    /// be replayed on it), else the call is ending.
+    async fn wait_replacement(
+        &self,
+        owner: &impl AttemptOwner,
+        generation: u32,
+    ) -> Result<(), CallError> {
+        if self.committed.load(Ordering::Acquire) {
+            return Err(CallError::Ended);
+        }
+        owner.read_on();
+        loop {
+            let notified = self.replaced_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.generation.load(Ordering::Acquire) != generation {
+                return Ok(());
+            }
+            if owner.has_ended() {
+                return Err(CallError::Ended);
+            }
+            notified.await;
         }
     }
 
@@ -239,24 +496,35 @@ impl Attempt {
         if st.stream.is_none() {
             st.stream = lock(&self.pending).0.take();
         }
-        let SendState {
-            stream,
-            corked,
-            sent_any,
-            closed,
-        } = &mut *st;
-        let stream = stream.as_mut().ok_or(CallError::Ended)?;
         let frame = if flags.buffer_hint && !flags.last {
-            msg.append_to(corked);
-            if corked.len() < CORK_LIMIT {
+            msg.append_to(&mut st.corked);
+            if st.corked.len() < CORK_LIMIT {
                 return Ok(());
             }
-            corked.split().freeze()
-        } else if !corked.is_empty() {
-            msg.append_to(corked);
-            corked.split().freeze()
+            st.corked.split().freeze()
+        } else if !st.corked.is_empty() {
+            msg.append_to(&mut st.corked);
+            st.corked.split().freeze()
         } else {
             msg.into_frame()
+        };
+        let generation = self.generation.load(Ordering::Acquire);
+        if !self.committed.load(Ordering::Relaxed) || !st.replay.is_empty() {
+            self.keep(owner, &mut st, &frame);
+        }
+        if flags.last {
+            st.closed = true;
+        }
+        if self.swapping.load(Ordering::Acquire) {
+            // The stream is being replaced: the replay will carry it.
+            drop(st);
+            return self.wait_replacement(owner, generation).await;
+        }
+        let SendState {
+            stream, sent_any, ..
+        } = &mut *st;
+        let Some(stream) = stream.as_mut() else {
+            return Err(CallError::Ended);
         };
         let first = !*sent_any;
         // Wait until the previous message has left the buffer and the
@@ -264,19 +532,39 @@ impl Attempt {
         // buffered yet, and h2 can then write it with the request headers
         // (one write for a unary request).
         stream.reserve_capacity(1);
+        let mut failed = false;
         while !first && stream.capacity() == 0 {
-            match poll_fn(|cx| stream.poll_capacity(cx)).await {
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Err(CallError::Ended),
+            // A reader replacing the stream wakes this wait.
+            let replacing = self.replaced_notify.notified();
+            tokio::pin!(replacing);
+            replacing.as_mut().enable();
+            if self.swapping.load(Ordering::Acquire) {
+                failed = true;
+                break;
+            }
+            tokio::select! {
+                biased;
+                r = poll_fn(|cx| stream.poll_capacity(cx)) => match r {
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        failed = true;
+                        break;
+                    }
+                },
+                _ = replacing => {
+                    failed = true;
+                    break;
+                }
             }
         }
-        stream
-            .send_data(frame, flags.last)
-            .map_err(|_| CallError::Ended)?;
-        *sent_any = true;
-        if flags.last {
-            *closed = true;
+        if !failed {
+            failed = stream.send_data(frame, flags.last).is_err();
         }
+        if failed {
+            drop(st);
+            return self.wait_replacement(owner, generation).await;
+        }
+        *sent_any = true;
         Ok(())
     }
 
@@ -293,8 +581,77 @@ impl Attempt {
         }
         st.closed = true;
         let corked = st.corked.split().freeze();
+        if !corked.is_empty() && (!self.committed.load(Ordering::Relaxed) || !st.replay.is_empty())
+        {
+            self.keep(owner, &mut st, &corked);
+        }
+        if self.swapping.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let stream = st.stream.as_mut().ok_or(CallError::Ended)?;
-        stream.send_data(corked, true).map_err(|_| CallError::Ended)
+        // A failed stream: the replacement (if any) ends the request too.
+        let _ = stream.send_data(corked, true);
+        Ok(())
+    }
+
+    /// Replaces the failed stream after `delay`: opens the next one, replays
+    /// the kept frames (and the end of the request when it was sent) and
+    /// makes it the stream the response is read from. Called by the reader,
+    /// which holds the response half (`st`).
+    async fn replace(
+        &self,
+        owner: &impl AttemptOwner,
+        st: &mut RecvState,
+        delay: Duration,
+        counted: bool,
+    ) -> Result<(), Status> {
+        self.swapping.store(true, Ordering::Release);
+        // Senders waiting for room on the failed stream give up and wait
+        // for this one.
+        self.replaced_notify.notify_waiters();
+        self.note_retry(owner, delay, counted);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let previous = lock(&self.progress).previous_attempts();
+        let o = self.open_stream(owner, previous.saturating_sub(1)).await?;
+        let mut g = self.send.lock().await;
+        let pending = lock(&self.pending).0.take();
+        for mut old in pending.into_iter().chain(g.stream.take()) {
+            old.send_reset(h2::Reason::CANCEL);
+        }
+        let mut stream = o.send;
+        let n = g.replay.len();
+        for (i, f) in g.replay.iter().enumerate() {
+            let _ = stream.send_data(f.clone(), g.closed && i + 1 == n);
+        }
+        if g.closed && n == 0 {
+            let _ = stream.send_data(Bytes::new(), true);
+        }
+        g.sent_any = n > 0;
+        g.stream = Some(stream);
+        *lock(&self.current_conn) = Some(o.conn);
+        let peers = self
+            .later_peers
+            .get_or_init(|| Box::new(boxcar::Vec::new()));
+        peers.push(o.peer);
+        self.replaced.store(true, Ordering::Release);
+        st.phase = RecvPhase::Headers(o.resp);
+        st.decoder = Decoder::new(owner.spec().max_recv);
+        st.received = 0;
+        st.encoding = None;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.swapping.store(false, Ordering::Release);
+        if owner.has_ended() {
+            // Ended while the stream was being opened: the reset of the
+            // call's end may have missed it.
+            if let Some(s) = g.stream.as_mut() {
+                s.send_reset(h2::Reason::CANCEL);
+            }
+        }
+        drop(g);
+        self.replaced_notify.notify_waiters();
+        Ok(())
     }
 
     /// Resets what can be reset without waiting: the unopened halves and
@@ -344,42 +701,66 @@ impl Attempt {
                     };
                 }
                 RecvPhase::Headers(fut) => {
-                    let resp = match fut.await {
-                        Ok(r) => r,
+                    let failure = match fut.await {
                         Err(e) => {
-                            st.phase = RecvPhase::Done;
-                            owner.end(status::from_h2_error(&e), true);
-                            return Ok(None);
+                            if refused(&e) {
+                                Failure::Refused(status::from_h2_error(&e))
+                            } else {
+                                Failure::Status(status::from_h2_error(&e))
+                            }
+                        }
+                        Ok(resp) => {
+                            let (parts, body) = resp.into_parts();
+                            if let Some(s) = metadata_over_limits(spec, &parts.headers) {
+                                st.phase = RecvPhase::Done;
+                                owner.end(s, false);
+                                return Ok(None);
+                            }
+                            match protocol::response_head(&parts, body.is_end_stream()) {
+                                ResponseHead::TrailersOnly(s) => {
+                                    let unary = spec.opts.unary_response;
+                                    let s = protocol::expect_response(s, unary, 0);
+                                    if s.is_ok() {
+                                        st.phase = RecvPhase::Done;
+                                        owner.end(s, true);
+                                        return Ok(None);
+                                    }
+                                    Failure::Status(s)
+                                }
+                                ResponseHead::Fail(s) => Failure::Status(s),
+                                ResponseHead::Ok {
+                                    metadata,
+                                    raw_encoding,
+                                    encoding,
+                                } => {
+                                    // Response headers commit the call.
+                                    self.commit();
+                                    st.encoding = encoding;
+                                    owner.headers_arrived(metadata, &raw_encoding);
+                                    st.phase = RecvPhase::Body(body);
+                                    if headers_only {
+                                        return Ok(None);
+                                    }
+                                    continue;
+                                }
+                            }
                         }
                     };
-                    let (parts, body) = resp.into_parts();
-                    if let Some(s) = metadata_over_limits(spec, &parts.headers) {
-                        st.phase = RecvPhase::Done;
-                        owner.end(s, false);
-                        return Ok(None);
-                    }
-                    match protocol::response_head(&parts, body.is_end_stream()) {
-                        ResponseHead::TrailersOnly(s) => {
-                            st.phase = RecvPhase::Done;
-                            let unary = spec.opts.unary_response;
-                            owner.end(protocol::expect_response(s, unary, 0), true);
-                            return Ok(None);
-                        }
-                        ResponseHead::Fail(s) => {
-                            st.phase = RecvPhase::Done;
-                            owner.end(s, true);
-                            return Ok(None);
-                        }
-                        ResponseHead::Ok {
-                            metadata,
-                            raw_encoding,
-                            encoding,
-                        } => {
-                            st.encoding = encoding;
-                            owner.headers_arrived(metadata, &raw_encoding);
-                            st.phase = RecvPhase::Body(body);
-                            if headers_only {
+                    // The stream failed before the response headers: the
+                    // call may be retried on a new stream.
+                    let mut failure = failure;
+                    loop {
+                        match self.decide(owner, failure) {
+                            Decision::Stop(s) => {
+                                st.phase = RecvPhase::Done;
+                                owner.end(s, true);
                                 return Ok(None);
+                            }
+                            Decision::Retry { delay, counted } => {
+                                match self.replace(owner, st, delay, counted).await {
+                                    Ok(()) => break,
+                                    Err(s) => failure = Failure::Status(s),
+                                }
                             }
                         }
                     }
@@ -470,6 +851,13 @@ impl Attempt {
             }
         }
     }
+}
+
+/// The server refused the stream before its application saw it: it reset
+/// the stream with REFUSED_STREAM, or its GOAWAY's last stream id is below
+/// the stream (h2 fails exactly those streams with the GOAWAY).
+fn refused(e: &h2::Error) -> bool {
+    e.is_remote() && (e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM))
 }
 
 /// A received header block over the channel's metadata limits, as a status.

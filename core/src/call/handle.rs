@@ -57,6 +57,12 @@ impl Channel {
                 inner.opts.max_receive_message_length,
                 mc.and_then(|m| m.max_response_message_bytes),
             ),
+            retry: mc
+                .filter(|m| {
+                    inner.opts.enable_retries
+                        && (m.retry_policy.is_some() || m.hedging_policy.is_some())
+                })
+                .cloned(),
             channel: inner.clone(),
             uri,
             opts,

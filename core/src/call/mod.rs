@@ -36,6 +36,7 @@ pub mod error;
 mod handle;
 pub mod options;
 pub mod protocol;
+pub(crate) mod retry;
 pub(crate) mod state;
 pub(crate) mod stats;
 mod unary;

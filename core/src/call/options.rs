@@ -1,6 +1,7 @@
 //! Per-call settings, send flags, messages to send, and the call's fixed
 //! definition.
 
+use crate::channel::service_config::{HedgingPolicy, MethodConfig, RetryPolicy};
 use crate::channel::ChannelInner;
 use crate::codec::compression::Compression;
 use crate::codec::framing::Prefixed;
@@ -93,4 +94,21 @@ pub(crate) struct CallSpec {
     /// `maxRequestMessageBytes` / `maxResponseMessageBytes`.
     pub(crate) max_send: Option<usize>,
     pub(crate) max_recv: Option<usize>,
+    /// The service config's settings for the method when they ask for
+    /// retries or hedging and retries are on.
+    pub(crate) retry: Option<Arc<MethodConfig>>,
+}
+
+impl CallSpec {
+    /// The method's `retryPolicy`, when retries are on.
+    #[inline]
+    pub(crate) fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.retry.as_ref().and_then(|m| m.retry_policy.as_ref())
+    }
+
+    /// The method's `hedgingPolicy`, when retries are on.
+    #[inline]
+    pub(crate) fn hedging_policy(&self) -> Option<&HedgingPolicy> {
+        self.retry.as_ref().and_then(|m| m.hedging_policy.as_ref())
+    }
 }

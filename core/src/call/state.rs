@@ -89,6 +89,14 @@ impl AttemptOwner for CallShared {
         &self.stats
     }
 
+    fn has_ended(&self) -> bool {
+        self.ended()
+    }
+
+    fn read_on(&self) {
+        self.ensure_progress();
+    }
+
     fn headers_arrived(&self, metadata: Metadata, raw_encoding: &str) {
         self.stats.first_response();
         let _ = self
@@ -96,6 +104,14 @@ impl AttemptOwner for CallShared {
             .set(crate::status::with_nul(raw_encoding));
         let _ = self.initial_md.set(metadata);
         self.initial_notify.notify_waiters();
+    }
+}
+
+impl Drop for CallShared {
+    fn drop(&mut self) {
+        // Frames kept after the end (a send racing it) leave the channel's
+        // retry buffer here.
+        self.attempt.release_kept(&*self);
     }
 }
 
@@ -108,6 +124,7 @@ impl ActiveCall for CallShared {
 impl CallShared {
     pub(super) fn new(me: std::sync::Weak<CallShared>, spec: CallSpec) -> CallShared {
         let max_recv = spec.max_recv;
+        let retries = spec.channel.opts.enable_retries;
         CallShared {
             me,
             spec,
@@ -115,7 +132,7 @@ impl CallShared {
             response_encoding: OnceLock::new(),
             status_tx: watch::channel(None).0,
             finished_tx: watch::channel(false).0,
-            attempt: Attempt::new(max_recv),
+            attempt: Attempt::new(max_recv, retries),
             send_busy: AtomicBool::new(false),
             recv_busy: AtomicBool::new(false),
             push_mode: AtomicBool::new(false),
@@ -454,6 +471,12 @@ impl CallShared {
         }
         if let Some(t) = lock(&self.deadline_task).take() {
             t.abort();
+        }
+        self.attempt.release_kept(self);
+        if st.is_ok() {
+            if let Some(t) = self.spec.channel.retry_throttle() {
+                t.success();
+            }
         }
         crate::trace!(
             crate::log::Tracer::Call,

@@ -17,6 +17,8 @@ const UNSET: u64 = u64::MAX;
 pub(crate) struct CallStats {
     started: Instant,
     attempts: AtomicU32,
+    retries: AtomicU32,
+    transparent_retries: AtomicU32,
     messages_sent: AtomicU64,
     bytes_sent: AtomicU64,
     wire_bytes_sent: AtomicU64,
@@ -34,6 +36,13 @@ pub(crate) struct CallStats {
 pub struct CallStatsSnapshot {
     /// HTTP/2 streams opened for the call (more than one with retries).
     pub attempts: u32,
+    /// Retries made by the service config's retry policy (each counts
+    /// against its `maxAttempts`).
+    pub retries: u32,
+    /// Transparent retries: the request had not reached the server's
+    /// application (a connection that failed before it left, a refused
+    /// stream); not counted against `maxAttempts`.
+    pub transparent_retries: u32,
     /// Messages handed to the call to send, and their bytes.
     pub messages_sent: u64,
     pub bytes_sent: u64,
@@ -64,6 +73,8 @@ impl CallStats {
         CallStats {
             started: Instant::now(),
             attempts: AtomicU32::new(0),
+            retries: AtomicU32::new(0),
+            transparent_retries: AtomicU32::new(0),
             messages_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             wire_bytes_sent: AtomicU64::new(0),
@@ -102,6 +113,16 @@ impl CallStats {
         self.attempts.fetch_add(1, Relaxed);
     }
 
+    /// A retry by the retry policy.
+    pub(crate) fn retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    /// A transparent retry.
+    pub(crate) fn transparent_retry(&self) {
+        self.transparent_retries.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn first_response(&self) {
         self.mark(&self.first_response_us);
     }
@@ -118,6 +139,8 @@ impl CallStats {
         let ended = opt(&self.ended_us);
         CallStatsSnapshot {
             attempts: self.attempts.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            transparent_retries: self.transparent_retries.load(Relaxed),
             messages_sent: self.messages_sent.load(Relaxed),
             bytes_sent: self.bytes_sent.load(Relaxed),
             wire_bytes_sent: self.wire_bytes_sent.load(Relaxed),

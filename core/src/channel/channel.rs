@@ -62,6 +62,13 @@ pub(crate) struct ChannelInner {
     target: String,
     /// `grpc.service_config`, parsed.
     service_config: Option<ServiceConfig>,
+    /// The service config's `retryThrottling`, when given and retries are on.
+    retry_throttle: Option<crate::call::retry::Throttle>,
+    /// Bytes all calls keep for retries (`grpc.retry_buffer_size`).
+    pub(crate) retry_buffered: std::sync::atomic::AtomicUsize,
+    /// Transparent and policy retries made by the channel's calls.
+    pub(crate) retries: std::sync::atomic::AtomicU64,
+    pub(crate) transparent_retries: std::sync::atomic::AtomicU64,
     /// The state the application sees (the policy's aggregate).
     connectivity: Arc<Connectivity>,
     /// Resolver and idle timer; it owns the load-balancing policy, which
@@ -194,6 +201,11 @@ impl Channel {
                 }
             },
         );
+        let retry_throttle = service_config
+            .as_ref()
+            .and_then(|c| c.retry_throttling())
+            .filter(|_| opts.enable_retries)
+            .map(crate::call::retry::Throttle::new);
         Ok(Channel {
             inner: Arc::new(ChannelInner {
                 opts,
@@ -201,6 +213,10 @@ impl Channel {
                 user_agent,
                 creds,
                 service_config,
+                retry_throttle,
+                retry_buffered: Default::default(),
+                retries: Default::default(),
+                transparent_retries: Default::default(),
                 target: target.to_string(),
                 connectivity,
                 control,
@@ -335,6 +351,12 @@ impl Channel {
                 "active": calls.active(),
             },
             "streams_open": calls.streams.load(Relaxed),
+            "retries": {
+                "retries": inner.retries.load(Relaxed),
+                "transparent": inner.transparent_retries.load(Relaxed),
+                "throttle_tokens": inner.retry_throttle.as_ref().map(|t| t.milli_tokens() as f64 / 1000.0),
+                "buffered_bytes": inner.retry_buffered.load(Relaxed),
+            },
             "keepalive": {
                 "time_ms": ka.period().map(|p| p.as_millis() as u64),
                 "pings": ka.pings.load(Relaxed),
@@ -387,11 +409,14 @@ impl ChannelInner {
     }
 
     /// The service config's settings for `method` (`/service/method`).
-    pub(crate) fn method_config(&self, method: &str) -> Option<&MethodConfig> {
-        self.service_config
-            .as_ref()
-            .and_then(|c| c.method(method))
-            .map(|m| &**m)
+    pub(crate) fn method_config(&self, method: &str) -> Option<&Arc<MethodConfig>> {
+        self.service_config.as_ref().and_then(|c| c.method(method))
+    }
+
+    /// The channel's retry throttle (`retryThrottling`), when configured.
+    #[inline]
+    pub(crate) fn retry_throttle(&self) -> Option<&crate::call::retry::Throttle> {
+        self.retry_throttle.as_ref()
     }
 
     /// Registers an active call; fails when the channel is closed.

@@ -148,7 +148,23 @@ pub struct ChannelOptions {
     /// False turns proxies off, the option's and the environment's
     /// (`grpc.enable_http_proxy` = 0; default true).
     pub enable_http_proxy: bool,
+    /// Retries (gRFC A6): transparent retries always, and the service
+    /// config's `retryPolicy` / `hedgingPolicy` (`grpc.enable_retries`,
+    /// default true).
+    pub enable_retries: bool,
+    /// Most bytes of sent messages one call keeps to replay on a retry;
+    /// past it the call commits to its current attempt
+    /// (`grpc.per_rpc_retry_buffer_size`, default 256 KiB, as C-core).
+    pub per_rpc_retry_buffer_size: usize,
+    /// Most bytes all the channel's calls keep together for retries
+    /// (`grpc.retry_buffer_size`, default 64 MiB).
+    pub retry_buffer_size: usize,
 }
+
+/// `grpc.per_rpc_retry_buffer_size`'s default (C-core's).
+pub const DEFAULT_PER_RPC_RETRY_BUFFER: usize = 256 << 10;
+/// `grpc.retry_buffer_size`'s default.
+pub const DEFAULT_RETRY_BUFFER: usize = 64 << 20;
 
 impl Default for ChannelOptions {
     fn default() -> Self {
@@ -168,6 +184,9 @@ impl Default for ChannelOptions {
             connection: ConnectionConfig::default(),
             http_proxy: None,
             enable_http_proxy: true,
+            enable_retries: true,
+            per_rpc_retry_buffer_size: DEFAULT_PER_RPC_RETRY_BUFFER,
+            retry_buffer_size: DEFAULT_RETRY_BUFFER,
         }
     }
 }
@@ -225,8 +244,9 @@ pub const KEYS: &[OptionKey] = {
         key("grpc.http2.min_ping_interval_without_data_ms", Int, false),
         key("grpc.service_config", Str, true),
         key("grpc.service_config_disable_resolution", Int, false),
-        key("grpc.enable_retries", Int, false),
-        key("grpc.per_rpc_retry_buffer_size", Int, false),
+        key("grpc.enable_retries", Int, true),
+        key("grpc.per_rpc_retry_buffer_size", Int, true),
+        key("grpc.retry_buffer_size", Int, true),
         key("grpc.lb_policy_name", Str, true),
         key("grpc.default_compression_level", Int, false),
         key("grpc.compression_enabled_algorithms_bitset", Int, false),
@@ -268,6 +288,17 @@ fn size(key: &str, v: i64) -> Result<usize, OptionError> {
         return Err(OptionError::InvalidValue {
             key: key.into(),
             reason: format!("{v} (a size in bytes, at least 1)"),
+        });
+    }
+    Ok(v as usize)
+}
+
+/// A byte count from 0 (none) to `i32::MAX`.
+fn bytes(key: &str, v: i64) -> Result<usize, OptionError> {
+    if !(0..=i32::MAX as i64).contains(&v) {
+        return Err(OptionError::InvalidValue {
+            key: key.into(),
+            reason: format!("{v} (a size in bytes, 0 or more)"),
         });
     }
     Ok(v as usize)
@@ -460,6 +491,11 @@ impl ChannelOptions {
                 self.http_proxy = Some(s)
             }
             "grpc.enable_http_proxy" => self.enable_http_proxy = int(value)? != 0,
+            "grpc.enable_retries" => self.enable_retries = int(value)? != 0,
+            "grpc.per_rpc_retry_buffer_size" => {
+                self.per_rpc_retry_buffer_size = bytes(key, int(value)?)?
+            }
+            "grpc.retry_buffer_size" => self.retry_buffer_size = bytes(key, int(value)?)?,
             k => unreachable!("{k} is in KEYS as supported but not applied here"),
         }
         Ok(())
@@ -585,9 +621,14 @@ mod tests {
             o.set("grpc.nope", OptionValue::Int(1)),
             Err(OptionError::UnknownKey(_))
         ));
+        o.set("grpc.enable_retries", OptionValue::Int(0)).unwrap();
+        assert!(!o.enable_retries);
+        o.set("grpc.per_rpc_retry_buffer_size", OptionValue::Int(0))
+            .unwrap();
+        assert_eq!(o.per_rpc_retry_buffer_size, 0);
         assert!(matches!(
-            o.set("grpc.enable_retries", OptionValue::Int(1)),
-            Err(OptionError::Unsupported(_))
+            o.set("grpc.retry_buffer_size", OptionValue::Int(-1)),
+            Err(OptionError::InvalidValue { .. })
         ));
         // The service config is checked when set, naming the JSON path.
         o.set("grpc.service_config", OptionValue::Str("{}".into()))

@@ -47,8 +47,6 @@ type Result<T> = std::result::Result<T, String>;
 #[derive(Debug, Default)]
 pub(crate) struct ServiceConfig {
     lb_policy: Option<LbPolicyConfig>,
-    // Applied by the retries issue (gRFC A6); parsed and checked now.
-    #[allow(dead_code)]
     retry_throttling: Option<RetryThrottling>,
     /// The method config named `{}` (neither service nor method).
     default_method: Option<Arc<MethodConfig>>,
@@ -182,7 +180,6 @@ impl ServiceConfig {
         self.default_method.as_ref()
     }
 
-    #[allow(dead_code)] // read by the retries issue (gRFC A6)
     /// `retryThrottling`, when given.
     pub(crate) fn retry_throttling(&self) -> Option<&RetryThrottling> {
         self.retry_throttling.as_ref()

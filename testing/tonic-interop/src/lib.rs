@@ -63,6 +63,7 @@ use tower::{Layer, ServiceExt};
 
 mod compression;
 mod layer;
+pub mod retry;
 mod service;
 mod tls;
 
