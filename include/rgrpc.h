@@ -737,6 +737,19 @@ typedef struct {
    * Until the call ended (until now while it runs).
    */
   int64_t total_us;
+  /**
+   * Retries made by the service config's `retryPolicy` (each an attempt
+   * counted against its `maxAttempts`), and hedged attempts beyond the
+   * first under a `hedgingPolicy`.
+   */
+  uint32_t retries;
+  /**
+   * Transparent retries: streams opened again because the request had
+   * not reached the server's application (a connection that failed
+   * before it left, a stream the server refused or a GOAWAY cut off);
+   * not counted against `maxAttempts`. `attempts` counts both kinds.
+   */
+  uint32_t transparent_retries;
 } rgrpc_call_stats;
 
 /**

@@ -487,3 +487,116 @@ fn rolling_restart_with_a_retry_policy_loses_no_call() {
 fn rolling_restart_with_transparent_retries_alone_loses_no_call() {
     rolling_restart(None);
 }
+
+fn hedging_config(max_attempts: u32, delay: &str, non_fatal: &str) -> String {
+    format!(
+        r#"{{"methodConfig": [{{"name": [{{"service": "grpc.testing.TestService"}}],
+            "hedgingPolicy": {{"maxAttempts": {max_attempts}, "hedgingDelay": "{delay}",
+            "nonFatalStatusCodes": [{non_fatal}]}}}}]}}"#
+    )
+}
+
+#[test]
+fn hedging_answers_from_the_fast_attempt_and_cancels_the_slow_one() {
+    let s = server();
+    let ch = channel_cfg(&s.target(), &hedging_config(3, "0.05s", "14"), &[]);
+    // Warm the connection so the timing measures hedging only.
+    let (_, st) = unary(&ch, UNARY, CallOptions::default(), &simple(1, 1));
+    assert_code(&st, Code::Ok);
+    let (key, o) = scripted(&[("x-delay", "1:500")]);
+    let t = Instant::now();
+    let call = ch.start_call(UNARY, o).unwrap();
+    block(call.send(&simple(1, 3), last())).unwrap();
+    let (msgs, st) = drain(&call);
+    let took = t.elapsed();
+    assert_code(&st, Code::Ok);
+    assert_eq!(
+        msgs.iter().map(body_len_simple).collect::<Vec<_>>(),
+        vec![3]
+    );
+    println!("hedging: 500 ms first attempt, 50 ms delay: answered in {took:?}");
+    assert!(
+        took >= Duration::from_millis(50) && took < Duration::from_millis(300),
+        "{took:?}"
+    );
+    let stats = call.stats();
+    assert_eq!((stats.attempts, stats.retries), (2, 1));
+    // The slow attempt was cancelled: the server saw the RST_STREAM.
+    let t0 = Instant::now();
+    let rec = loop {
+        let rec = s.attempts(&key);
+        if rec[0].cancelled || t0.elapsed() > Duration::from_secs(2) {
+            break rec;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(rec.len(), 2, "{rec:?}");
+    assert!(rec[0].cancelled && !rec[1].cancelled, "{rec:?}");
+    assert_eq!(previous(&rec), vec![None, Some("1".into())]);
+}
+
+#[test]
+fn hedging_non_fatal_failure_sends_the_next_at_once_and_fatal_ends() {
+    let s = server();
+    let ch = channel_cfg(&s.target(), &hedging_config(3, "1s", "14"), &[]);
+    let (key, o) = scripted(&[("x-fail", "1:14")]);
+    let t = Instant::now();
+    let (_, st) = unary(&ch, UNARY, o, &simple(1, 1));
+    assert_code(&st, Code::Ok);
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        t.elapsed()
+    );
+    let rec = s.attempts(&key);
+    assert_eq!(rec.len(), 2);
+    let gap = gaps_ms(&rec)[0];
+    println!("hedging: next attempt {gap:.1} ms after a non-fatal failure (delay 1 s)");
+    assert!(gap < 200.0, "{gap}");
+
+    // A fatal code: the call ends with it, no other attempt.
+    let (key, o) = scripted(&[("x-fail", "1:3")]);
+    let (_, st) = unary(&ch, UNARY, o, &simple(1, 1));
+    assert_code(&st, Code::InvalidArgument);
+    assert_eq!(s.attempts(&key).len(), 1);
+
+    // Every attempt fails non-fatally: the last failure, after 3.
+    let ch = channel_cfg(&s.target(), &hedging_config(3, "0.01s", "14"), &[]);
+    let (key, o) = scripted(&[("x-fail", "9:14")]);
+    let (_, st) = unary(&ch, UNARY, o, &simple(1, 1));
+    assert_code(&st, Code::Unavailable);
+    assert_eq!(s.attempts(&key).len(), 3);
+
+    // Pushback -1 stops further hedges.
+    let (key, o) = scripted(&[("x-fail", "9:14"), ("x-pushback", "1:-1")]);
+    let (_, st) = unary(&ch, UNARY, o, &simple(1, 1));
+    assert_code(&st, Code::Unavailable);
+    assert_eq!(s.attempts(&key).len(), 1);
+}
+
+#[test]
+fn hedged_client_stream_gives_every_attempt_every_message() {
+    let s = server();
+    let ch = channel_cfg(&s.target(), &hedging_config(2, "0.02s", "14"), &[]);
+    let (key, o) = scripted(&[("x-delay", "1:400")]);
+    let call = ch.start_call(CLIENT_STREAM, o).unwrap();
+    for n in [10, 20, 30] {
+        let m = pb::StreamingInputCallRequest {
+            payload: payload(n),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        block(call.send(&m, SendFlags::default())).unwrap();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    block(call.close_send()).unwrap();
+    let (msgs, st) = drain(&call);
+    assert_code(&st, Code::Ok);
+    let r = pb::StreamingInputCallResponse::decode(msgs[0].as_ref()).unwrap();
+    assert_eq!(r.aggregated_payload_size, 60);
+    let rec = s.attempts(&key);
+    assert_eq!(rec.len(), 2, "{rec:?}");
+    for a in &rec {
+        assert_eq!((a.requests, a.request_bytes), (3, 60), "{a:?}");
+    }
+}

@@ -26,6 +26,7 @@ use crate::rt::{self, Lend};
 use crate::status::{self, Code, Status};
 use crate::sync::{lock, AsyncMutex, AsyncMutexGuard};
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 use std::future::poll_fn;
@@ -84,9 +85,24 @@ struct SendState {
     sent_any: bool,
     /// Encoded messages sent with the buffer hint, not yet handed to h2.
     corked: BytesMut,
-    /// Until the call commits: every frame handed to h2, to replay on the
-    /// next stream.
-    replay: Vec<Bytes>,
+}
+
+/// What the call keeps for retries and hedges until it commits.
+#[derive(Default)]
+struct Kept {
+    /// Every frame handed to h2, to replay on the next stream.
+    frames: Vec<Bytes>,
+    /// The end of the request was sent (a replay ends it too).
+    closed: bool,
+    /// Hedging before the commit: every stream in flight, by attempt
+    /// number. Senders write only here (each frame to every stream, without
+    /// waiting for flow control: the replay buffer's limit bounds what
+    /// waits); the call's own send half is empty until a stream wins.
+    hedging: bool,
+    hedges: Vec<(u32, SendStream<Bytes>)>,
+    /// A sender committed a hedged call (its request outgrew the buffer)
+    /// to this attempt; the reader follows.
+    chosen: Option<u32>,
 }
 
 /// A message ready to send: framed already, or uncompressed bytes the
@@ -139,7 +155,9 @@ pub(crate) struct Attempt {
     /// when retries are off.
     committed: AtomicBool,
     /// Bytes kept in the replay (also counted in the channel's total).
-    kept: AtomicUsize,
+    kept_bytes: AtomicUsize,
+    /// The replay, and the hedges' send halves.
+    kept: Mutex<Kept>,
     /// The retry history (locked only when a stream fails or opens).
     progress: Mutex<Progress>,
     /// A replacement is being made: senders keep their frame for it and
@@ -187,7 +205,8 @@ impl Attempt {
             current_conn: Mutex::new(None),
             later_peers: OnceLock::new(),
             committed: AtomicBool::new(!retries),
-            kept: AtomicUsize::new(0),
+            kept_bytes: AtomicUsize::new(0),
+            kept: Mutex::new(Kept::default()),
             progress: Mutex::new(Progress::default()),
             swapping: AtomicBool::new(false),
             generation: AtomicU32::new(0),
@@ -199,7 +218,6 @@ impl Attempt {
                 closed: false,
                 sent_any: false,
                 corked: BytesMut::new(),
-                replay: Vec::new(),
             }),
             recv: AsyncMutex::new(RecvState {
                 phase: RecvPhase::NotStarted,
@@ -244,7 +262,18 @@ impl Attempt {
             match self.open_stream(owner, 0).await {
                 Ok(o) => {
                     let _ = self.peer.set(o.peer);
-                    *lock(&self.pending) = (Some(o.send), Some(o.resp));
+                    if owner.spec().hedging_policy().is_some() {
+                        // Hedged: senders write to every stream through
+                        // `kept`; the reader starts the next ones on time.
+                        let mut k = lock(&self.kept);
+                        k.hedging = true;
+                        k.hedges.push((1, o.send));
+                        drop(k);
+                        *lock(&self.pending) = (None, Some(o.resp));
+                        owner.read_on();
+                    } else {
+                        *lock(&self.pending) = (Some(o.send), Some(o.resp));
+                    }
                     return Ok(o.conn);
                 }
                 // No stream could be opened (a failed pick, a connection
@@ -408,7 +437,7 @@ impl Attempt {
 
     /// Releases the kept frames' share of the channel's retry buffer.
     pub(crate) fn release_kept(&self, owner: &impl AttemptOwner) {
-        let n = self.kept.swap(0, Ordering::AcqRel);
+        let n = self.kept_bytes.swap(0, Ordering::AcqRel);
         if n > 0 {
             owner
                 .spec()
@@ -421,21 +450,22 @@ impl Attempt {
     /// Keeps `frame` for a replay, unless the call has committed or the
     /// frame does not fit the call's or the channel's buffer (which commits
     /// the call).
-    fn keep(&self, owner: &impl AttemptOwner, st: &mut SendState, frame: &Bytes) {
+    fn keep(&self, owner: &impl AttemptOwner, k: &mut Kept, frame: &Bytes) {
         if self.committed.load(Ordering::Acquire) {
-            if !st.replay.is_empty() {
-                st.replay = Vec::new();
+            if !k.frames.is_empty() {
+                k.frames = Vec::new();
                 self.release_kept(owner);
             }
             return;
         }
         let opts = &owner.spec().channel.opts;
         let n = frame.len();
-        let fits_call = self.kept.load(Ordering::Acquire) + n <= opts.per_rpc_retry_buffer_size;
+        let fits_call =
+            self.kept_bytes.load(Ordering::Acquire) + n <= opts.per_rpc_retry_buffer_size;
         let total = &owner.spec().channel.retry_buffered;
         if fits_call && total.fetch_add(n, Ordering::AcqRel) + n <= opts.retry_buffer_size {
-            self.kept.fetch_add(n, Ordering::AcqRel);
-            st.replay.push(frame.clone());
+            self.kept_bytes.fetch_add(n, Ordering::AcqRel);
+            k.frames.push(frame.clone());
             return;
         }
         if fits_call {
@@ -448,8 +478,66 @@ impl Attempt {
             owner.spec().uri.path()
         );
         self.commit();
-        st.replay = Vec::new();
+        k.frames = Vec::new();
         self.release_kept(owner);
+    }
+
+    /// True when frames must go through [`Kept`] (not committed yet, or
+    /// kept frames still to release).
+    #[inline]
+    fn keeping(&self) -> bool {
+        !self.committed.load(Ordering::Acquire) || self.kept_bytes.load(Ordering::Relaxed) > 0
+    }
+
+    /// A hedged call's send before it commits: keeps `frame` and writes it
+    /// to every stream in flight. Returns the frame back when the call is
+    /// no longer hedging (committed meanwhile, to the stream now in `st`).
+    fn send_hedged(
+        &self,
+        owner: &impl AttemptOwner,
+        st: &mut SendState,
+        k: &mut Kept,
+        frame: Bytes,
+        last: bool,
+    ) -> Option<Bytes> {
+        self.keep(owner, k, &frame);
+        if !k.hedging {
+            return Some(frame);
+        }
+        if self.committed.load(Ordering::Acquire) {
+            // Outgrew the buffer: A6 keeps the stream with the most
+            // messages; every stream has them all, so the oldest.
+            self.choose_hedge(st, k, None);
+            return Some(frame);
+        }
+        for (_, s) in k.hedges.iter_mut() {
+            let _ = s.send_data(frame.clone(), last);
+        }
+        if last {
+            k.closed = true;
+        }
+        None
+    }
+
+    /// Ends hedging: `winner` (or the oldest stream in flight) becomes the
+    /// call's send half; the others are reset with CANCEL.
+    fn choose_hedge(&self, st: &mut SendState, k: &mut Kept, winner: Option<u32>) -> Option<u32> {
+        k.hedging = false;
+        let pos = match winner {
+            Some(w) => k.hedges.iter().position(|(n, _)| *n == w),
+            None => (!k.hedges.is_empty()).then_some(0),
+        };
+        let chosen = pos.map(|p| k.hedges.remove(p));
+        for (_, mut s) in k.hedges.drain(..) {
+            s.send_reset(h2::Reason::CANCEL);
+        }
+        let n = chosen.as_ref().map(|(n, _)| *n);
+        st.stream = chosen.map(|(_, s)| s);
+        st.sent_any = true;
+        st.closed |= k.closed;
+        k.chosen = n;
+        self.replaced_notify.notify_waiters();
+        n
     }
 
     /// A send failed because the stream did: if the call may still be
@@ -509,9 +597,29 @@ impl Attempt {
             msg.into_frame()
         };
         let generation = self.generation.load(Ordering::Acquire);
-        if !self.committed.load(Ordering::Relaxed) || !st.replay.is_empty() {
-            self.keep(owner, &mut st, &frame);
-        }
+        let frame = if self.keeping() {
+            let mut k = lock(&self.kept);
+            let frame = if k.hedging {
+                match self.send_hedged(owner, &mut st, &mut k, frame, flags.last) {
+                    Some(f) => f,
+                    None => {
+                        if flags.last {
+                            st.closed = true;
+                        }
+                        return Ok(());
+                    }
+                }
+            } else {
+                self.keep(owner, &mut k, &frame);
+                frame
+            };
+            if flags.last {
+                k.closed = true;
+            }
+            frame
+        } else {
+            frame
+        };
         if flags.last {
             st.closed = true;
         }
@@ -579,12 +687,21 @@ impl Attempt {
         if st.stream.is_none() {
             st.stream = lock(&self.pending).0.take();
         }
-        st.closed = true;
         let corked = st.corked.split().freeze();
-        if !corked.is_empty() && (!self.committed.load(Ordering::Relaxed) || !st.replay.is_empty())
-        {
-            self.keep(owner, &mut st, &corked);
+        if self.keeping() {
+            let mut k = lock(&self.kept);
+            if k.hedging {
+                let left = self.send_hedged(owner, &mut st, &mut k, corked.clone(), true);
+                if left.is_none() {
+                    st.closed = true;
+                    return Ok(());
+                }
+            } else if !corked.is_empty() {
+                self.keep(owner, &mut k, &corked);
+            }
+            k.closed = true;
         }
+        st.closed = true;
         if self.swapping.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -621,21 +738,10 @@ impl Attempt {
             old.send_reset(h2::Reason::CANCEL);
         }
         let mut stream = o.send;
-        let n = g.replay.len();
-        for (i, f) in g.replay.iter().enumerate() {
-            let _ = stream.send_data(f.clone(), g.closed && i + 1 == n);
-        }
-        if g.closed && n == 0 {
-            let _ = stream.send_data(Bytes::new(), true);
-        }
+        let n = replay(&lock(&self.kept), &mut stream);
         g.sent_any = n > 0;
         g.stream = Some(stream);
-        *lock(&self.current_conn) = Some(o.conn);
-        let peers = self
-            .later_peers
-            .get_or_init(|| Box::new(boxcar::Vec::new()));
-        peers.push(o.peer);
-        self.replaced.store(true, Ordering::Release);
+        self.switch_to(o.conn, o.peer);
         st.phase = RecvPhase::Headers(o.resp);
         st.decoder = Decoder::new(owner.spec().max_recv);
         st.received = 0;
@@ -654,6 +760,228 @@ impl Attempt {
         Ok(())
     }
 
+    /// A hedged call before it commits (gRFC A6 `hedgingPolicy`), run by
+    /// the reader: the first stream is in flight; another is opened every
+    /// `hedgingDelay` (at once after a non-fatal failure, after the delay a
+    /// pushback asks for) up to `maxAttempts`, each given every kept frame
+    /// and, through [`Kept::hedges`], every later one. The first stream to
+    /// answer with response headers wins: the call commits to it and the
+    /// others are reset with CANCEL. An OK or fatal status ends the call
+    /// at once (cancelling the others); when every stream has failed and
+    /// no more may go, the last failure is the call's status.
+    async fn hedge(&self, owner: &impl AttemptOwner, st: &mut RecvState, first: ResponseFuture) {
+        let spec = owner.spec();
+        let Some(policy) = spec.hedging_policy() else {
+            return;
+        };
+        let throttle = spec.channel.retry_throttle();
+        let head = |n: u32, f: ResponseFuture| async move { (n, f.await) };
+        let open = |n: u32| async move { (n, self.open_stream(owner, n - 1).await) };
+        let mut heads = FuturesUnordered::new();
+        heads.push(head(1, first));
+        let mut opening = FuturesUnordered::new();
+        // Connections and peers of the attempts after the first.
+        let mut conns: Vec<(u32, Arc<dyn Lend>, Arc<str>)> = Vec::new();
+        let mut started = 1u32;
+        let mut in_flight = 1u32;
+        let mut limit = policy.max_attempts;
+        let mut next_at = (started < limit).then(|| Instant::now() + policy.hedging_delay);
+        let mut no_more = false;
+        let mut only: Option<u32> = None;
+        let mut last_failure: Option<Status> = None;
+        enum Ev {
+            Head(u32, Result<http::Response<RecvStream>, h2::Error>),
+            Opened(u32, Result<Opened, Status>),
+            Timer,
+            Chosen,
+        }
+        loop {
+            let chosen = self.replaced_notify.notified();
+            tokio::pin!(chosen);
+            chosen.as_mut().enable();
+            if only.is_none() {
+                if let Some(n) = lock(&self.kept).chosen {
+                    // A sender committed the call to stream n.
+                    only = Some(n);
+                    next_at = None;
+                }
+            }
+            let timer = async {
+                match next_at {
+                    Some(t) if !no_more && only.is_none() && started < limit => {
+                        tokio::time::sleep_until(t).await
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            let ev = tokio::select! {
+                Some((n, r)) = heads.next() => Ev::Head(n, r),
+                Some((n, r)) = opening.next() => Ev::Opened(n, r),
+                _ = timer => Ev::Timer,
+                _ = &mut chosen, if only.is_none() => Ev::Chosen,
+            };
+            let failure = match ev {
+                Ev::Chosen => continue,
+                Ev::Timer => {
+                    if throttle.is_some_and(|t| !t.allows()) {
+                        no_more = true;
+                        next_at = None;
+                    } else {
+                        started += 1;
+                        in_flight += 1;
+                        opening.push(open(started));
+                        owner.stats().retry();
+                        spec.channel.retries.fetch_add(1, Ordering::Relaxed);
+                        crate::trace!(
+                            crate::log::Tracer::Retry,
+                            crate::log::Level::Debug,
+                            "{}: hedged attempt {started}",
+                            spec.uri.path()
+                        );
+                        next_at = (started < limit).then(|| Instant::now() + policy.hedging_delay);
+                    }
+                    None
+                }
+                Ev::Opened(n, Ok(o)) => {
+                    let mut send = o.send;
+                    let mut k = lock(&self.kept);
+                    if k.hedging && only.is_none() && !owner.has_ended() {
+                        replay(&k, &mut send);
+                        k.hedges.push((n, send));
+                        drop(k);
+                        conns.push((n, o.conn, o.peer));
+                        heads.push(head(n, o.resp));
+                    } else {
+                        send.send_reset(h2::Reason::CANCEL);
+                        in_flight -= 1;
+                    }
+                    None
+                }
+                Ev::Opened(n, Err(s)) => Some((n, Failure::Status(s))),
+                Ev::Head(n, r) => {
+                    if only.is_some_and(|o| o != n) {
+                        in_flight -= 1;
+                        continue;
+                    }
+                    match classify(spec, r) {
+                        Head::Failed(f) => Some((n, f)),
+                        Head::End(s, from_server) => {
+                            self.end_hedging(None).await;
+                            st.phase = RecvPhase::Done;
+                            owner.end(s, from_server);
+                            return;
+                        }
+                        Head::Headers {
+                            metadata,
+                            raw_encoding,
+                            encoding,
+                            body,
+                        } => {
+                            self.commit();
+                            self.end_hedging(Some(n)).await;
+                            if let Some((_, conn, peer)) = conns.into_iter().find(|c| c.0 == n) {
+                                self.switch_to(conn, peer);
+                            }
+                            self.generation.fetch_add(1, Ordering::AcqRel);
+                            self.replaced_notify.notify_waiters();
+                            st.encoding = encoding;
+                            owner.headers_arrived(metadata, &raw_encoding);
+                            st.phase = RecvPhase::Body(body);
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Some((n, failure)) = failure {
+                in_flight -= 1;
+                if let Some(mut s) = {
+                    let mut k = lock(&self.kept);
+                    k.hedges
+                        .iter()
+                        .position(|h| h.0 == n)
+                        .map(|p| k.hedges.remove(p).1)
+                } {
+                    s.send_reset(h2::Reason::CANCEL);
+                }
+                let status = match failure {
+                    Failure::Refused(s) => {
+                        // Never reached the server's application: one more
+                        // attempt, not counted.
+                        let mut p = lock(&self.progress);
+                        if !p.refused_retried && only.is_none() {
+                            p.refused_retried = true;
+                            limit += 1;
+                            next_at = Some(Instant::now());
+                        }
+                        s
+                    }
+                    Failure::Status(s) => s,
+                };
+                let fatal = only.is_some()
+                    || owner.has_ended()
+                    || !policy.non_fatal_status_codes.contains(&status.code());
+                if fatal {
+                    self.end_hedging(None).await;
+                    st.phase = RecvPhase::Done;
+                    owner.end(status, true);
+                    return;
+                }
+                if let Some(t) = throttle {
+                    t.failure();
+                }
+                match retry::pushback(&status) {
+                    Some(None) => no_more = true,
+                    Some(Some(d)) => next_at = Some(Instant::now() + d),
+                    None => next_at = Some(Instant::now()),
+                }
+                last_failure = Some(status);
+            }
+            let more = !no_more
+                && only.is_none()
+                && started < limit
+                && next_at.is_some()
+                && throttle.is_none_or(|t| t.allows());
+            if in_flight == 0 && !more {
+                self.end_hedging(None).await;
+                st.phase = RecvPhase::Done;
+                owner.end(
+                    last_failure.unwrap_or_else(|| {
+                        Status::new(Code::Unavailable, "no hedged attempt could be made")
+                    }),
+                    true,
+                );
+                return;
+            }
+        }
+    }
+
+    /// Ends hedging: stream `winner` becomes the call's send half, every
+    /// other stream is reset with CANCEL.
+    async fn end_hedging(&self, winner: Option<u32>) {
+        if !lock(&self.kept).hedging {
+            return;
+        }
+        let mut g = self.send.lock().await;
+        let mut k = lock(&self.kept);
+        if k.hedging {
+            self.choose_hedge(&mut g, &mut k, winner);
+            if winner.is_none() {
+                g.stream = None;
+            }
+        }
+    }
+
+    /// The call's stream is now one on `conn` to `peer` (a retry or a
+    /// hedge).
+    fn switch_to(&self, conn: Arc<dyn Lend>, peer: Arc<str>) {
+        *lock(&self.current_conn) = Some(conn);
+        let peers = self
+            .later_peers
+            .get_or_init(|| Box::new(boxcar::Vec::new()));
+        peers.push(peer);
+        self.replaced.store(true, Ordering::Release);
+    }
+
     /// Resets what can be reset without waiting: the unopened halves and
     /// the send half when nobody holds it. False when a send holds it (it
     /// is unwinding; call [`Attempt::reset_when_free`] then).
@@ -661,6 +989,10 @@ impl Attempt {
         let pending = lock(&self.pending).0.take();
         if let Some(mut s) = pending {
             s.send_reset(reason);
+        }
+        let hedges = std::mem::take(&mut lock(&self.kept).hedges);
+        for (_, mut s) in hedges {
+            s.send_reset(h2::Reason::CANCEL);
         }
         match self.send.try_lock() {
             Some(mut g) => {
@@ -700,51 +1032,41 @@ impl Attempt {
                         None => RecvPhase::Done,
                     };
                 }
+                RecvPhase::Headers(_) if lock(&self.kept).hedging => {
+                    let RecvPhase::Headers(first) =
+                        std::mem::replace(&mut st.phase, RecvPhase::Done)
+                    else {
+                        unreachable!()
+                    };
+                    self.hedge(owner, st, first).await;
+                    if headers_only && !st.before_body() {
+                        return Ok(None);
+                    }
+                }
                 RecvPhase::Headers(fut) => {
-                    let failure = match fut.await {
-                        Err(e) => {
-                            if refused(&e) {
-                                Failure::Refused(status::from_h2_error(&e))
-                            } else {
-                                Failure::Status(status::from_h2_error(&e))
-                            }
+                    let failure = match classify(spec, fut.await) {
+                        Head::End(s, from_server) => {
+                            st.phase = RecvPhase::Done;
+                            owner.end(s, from_server);
+                            return Ok(None);
                         }
-                        Ok(resp) => {
-                            let (parts, body) = resp.into_parts();
-                            if let Some(s) = metadata_over_limits(spec, &parts.headers) {
-                                st.phase = RecvPhase::Done;
-                                owner.end(s, false);
+                        Head::Headers {
+                            metadata,
+                            raw_encoding,
+                            encoding,
+                            body,
+                        } => {
+                            // Response headers commit the call.
+                            self.commit();
+                            st.encoding = encoding;
+                            owner.headers_arrived(metadata, &raw_encoding);
+                            st.phase = RecvPhase::Body(body);
+                            if headers_only {
                                 return Ok(None);
                             }
-                            match protocol::response_head(&parts, body.is_end_stream()) {
-                                ResponseHead::TrailersOnly(s) => {
-                                    let unary = spec.opts.unary_response;
-                                    let s = protocol::expect_response(s, unary, 0);
-                                    if s.is_ok() {
-                                        st.phase = RecvPhase::Done;
-                                        owner.end(s, true);
-                                        return Ok(None);
-                                    }
-                                    Failure::Status(s)
-                                }
-                                ResponseHead::Fail(s) => Failure::Status(s),
-                                ResponseHead::Ok {
-                                    metadata,
-                                    raw_encoding,
-                                    encoding,
-                                } => {
-                                    // Response headers commit the call.
-                                    self.commit();
-                                    st.encoding = encoding;
-                                    owner.headers_arrived(metadata, &raw_encoding);
-                                    st.phase = RecvPhase::Body(body);
-                                    if headers_only {
-                                        return Ok(None);
-                                    }
-                                    continue;
-                                }
-                            }
+                            continue;
                         }
+                        Head::Failed(f) => f,
                     };
                     // The stream failed before the response headers: the
                     // call may be retried on a new stream.
@@ -851,6 +1173,68 @@ impl Attempt {
             }
         }
     }
+}
+
+/// A stream's first answer, classified.
+enum Head {
+    /// Response headers: the call commits to this stream.
+    Headers {
+        metadata: Metadata,
+        raw_encoding: String,
+        encoding: Option<String>,
+        body: RecvStream,
+    },
+    /// The call ends with this status (`true`: the server's), retried or
+    /// not: an OK Trailers-Only response, headers over the limits.
+    End(Status, bool),
+    /// The stream failed before any response headers.
+    Failed(Failure),
+}
+
+fn classify(spec: &CallSpec, r: Result<http::Response<RecvStream>, h2::Error>) -> Head {
+    let resp = match r {
+        Ok(r) => r,
+        Err(e) if refused(&e) => return Head::Failed(Failure::Refused(status::from_h2_error(&e))),
+        Err(e) => return Head::Failed(Failure::Status(status::from_h2_error(&e))),
+    };
+    let (parts, body) = resp.into_parts();
+    if let Some(s) = metadata_over_limits(spec, &parts.headers) {
+        return Head::End(s, false);
+    }
+    match protocol::response_head(&parts, body.is_end_stream()) {
+        ResponseHead::TrailersOnly(s) => {
+            let s = protocol::expect_response(s, spec.opts.unary_response, 0);
+            if s.is_ok() {
+                Head::End(s, true)
+            } else {
+                Head::Failed(Failure::Status(s))
+            }
+        }
+        ResponseHead::Fail(s) => Head::Failed(Failure::Status(s)),
+        ResponseHead::Ok {
+            metadata,
+            raw_encoding,
+            encoding,
+        } => Head::Headers {
+            metadata,
+            raw_encoding,
+            encoding,
+            body,
+        },
+    }
+}
+
+/// Sends the kept frames (and the end of the request when it was sent) on
+/// a new stream; returns how many frames.
+fn replay(k: &Kept, stream: &mut SendStream<Bytes>) -> usize {
+    let n = k.frames.len();
+    for (i, f) in k.frames.iter().enumerate() {
+        let _ = stream.send_data(f.clone(), k.closed && i + 1 == n);
+    }
+    if k.closed && n == 0 {
+        let _ = stream.send_data(Bytes::new(), true);
+    }
+    n
 }
 
 /// The server refused the stream before its application saw it: it reset

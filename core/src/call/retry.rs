@@ -129,7 +129,7 @@ impl Progress {
 /// The server's pushback in `status`'s trailers: None when absent,
 /// `Some(None)` for "do not retry" (a negative or unreadable value),
 /// `Some(Some(delay))` otherwise.
-fn pushback(status: &Status) -> Option<Option<Duration>> {
+pub(crate) fn pushback(status: &Status) -> Option<Option<Duration>> {
     let v = status.trailers().find(PUSHBACK_KEY)?;
     let parsed = std::str::from_utf8(v)
         .ok()
