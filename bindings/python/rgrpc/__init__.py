@@ -119,6 +119,40 @@ def channel_snapshot(channel):
     return json.loads(take_buffer(out.value).decode("utf-8"))
 
 
+def keep_call_stats(on=True):
+    """Keep each call's statistics after it ends, for :func:`call_stats`
+    (rgrpc's own; off by default: reading them costs a library call per
+    RPC). A call that is still running can be read without it."""
+    from . import _call
+
+    _call._keep_stats[0] = bool(on)
+
+
+def call_stats(call):
+    """A call's statistics as a dict (rgrpc's own; grpcio has none):
+    ``attempts`` (HTTP/2 streams opened, retries included), ``retries``
+    (by the service config's retry or hedging policy), ``transparent_retries``
+    (requests that had not reached the server's application), messages and
+    bytes each way (``messages_sent``, ``bytes_sent``, ``wire_bytes_sent``,
+    ``messages_received``, ``bytes_received``, ``wire_bytes_received``),
+    ``pick_wait``, ``first_response`` and ``total`` in seconds, ``ended``.
+    ``call`` is what a multi-callable's ``with_call``, ``future`` or a
+    streaming call returns. After the call ended this needs
+    :func:`keep_call_stats` turned on before the call started."""
+    from ._call import read_stats
+
+    st = getattr(call, "_state", None)
+    if st is None:
+        raise TypeError("call_stats needs an rgrpc call, not %r" % (call,))
+    h = st.handle
+    if h is not None:
+        return read_stats(h)
+    if st.stats is not None:
+        return dict(st.stats)
+    raise ValueError("this call's statistics were not kept: call "
+                     "rgrpc.keep_call_stats(True) before making it")
+
+
 def set_worker_threads(n):
     """Sets librgrpc's background thread count; only before the first call
     (same as the RGRPC_WORKER_THREADS environment variable)."""
@@ -182,5 +216,6 @@ __all__ = (
     "composite_channel_credentials", "insecure_channel", "intercept_channel",
     "local_channel_credentials", "metadata_call_credentials", "secure_channel",
     "ssl_channel_credentials", "install_as_grpc", "set_worker_threads", "channel_snapshot",
+    "call_stats", "keep_call_stats",
     "set_trace", "set_verbosity",
 )

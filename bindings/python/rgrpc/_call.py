@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import sys
@@ -32,6 +33,7 @@ from . import _api
 from ._api import StatusCode
 from ._invocation import LocalFailure, deserialize
 from ._results import EMPTY, fetch_initial_metadata, status_info
+from ._lib import lib
 from ._runtime import workers
 
 _LOGGER = logging.getLogger("rgrpc")
@@ -41,6 +43,44 @@ _MAIN = threading.main_thread()
 
 # ---------------------------------------------------------------------------
 # Call state
+
+
+# rgrpc.keep_call_stats: read each call's statistics before its native
+# handle is let go (off: no cost).
+_keep_stats = [False]
+
+
+class _CallStats(ctypes.Structure):
+    """``rgrpc_call_stats`` (include/rgrpc.h), in its order."""
+
+    _fields_ = [
+        ("attempts", ctypes.c_uint32),
+        ("ended", ctypes.c_uint32),
+        ("messages_sent", ctypes.c_uint64),
+        ("bytes_sent", ctypes.c_uint64),
+        ("wire_bytes_sent", ctypes.c_uint64),
+        ("messages_received", ctypes.c_uint64),
+        ("bytes_received", ctypes.c_uint64),
+        ("wire_bytes_received", ctypes.c_uint64),
+        ("pick_wait_us", ctypes.c_int64),
+        ("first_response_us", ctypes.c_int64),
+        ("total_us", ctypes.c_int64),
+        ("retries", ctypes.c_uint32),
+        ("transparent_retries", ctypes.c_uint32),
+    ]
+
+
+def read_stats(handle):
+    """The call's ``rgrpc_call_get_stats`` as a dict (times in seconds, None
+    when not reached)."""
+    out = _CallStats()
+    lib.rgrpc_call_get_stats(handle.ptr, ctypes.byref(out), ctypes.sizeof(out))
+    d = {name: getattr(out, name) for name, _ in _CallStats._fields_}
+    d["ended"] = bool(d["ended"])
+    for k in ("pick_wait_us", "first_response_us", "total_us"):
+        v = d.pop(k)
+        d[k[:-3]] = None if v < 0 else v / 1e6
+    return d
 
 
 class CallState(object):
@@ -58,6 +98,8 @@ class CallState(object):
         "md_after_done",
         # read-ahead streams: an OK status waiting for the consumer to drain
         "pending",
+        # rgrpc.call_stats after the end (kept when rgrpc.keep_call_stats)
+        "stats",
         "__weakref__",
     )
 
@@ -83,6 +125,7 @@ class CallState(object):
         self.unary_response = False
         self.md_after_done = False
         self.pending = None
+        self.stats = None
 
     # -- completion ---------------------------------------------------------
 
@@ -103,6 +146,9 @@ class CallState(object):
 
     def release(self):
         """The owner lets go of the call (freed when no thread uses it)."""
+        h = self.handle
+        if h is not None and _keep_stats[0] and self.stats is None:
+            self.stats = read_stats(h)
         self.handle = None
 
     def wait_done(self, timeout=None) -> bool:

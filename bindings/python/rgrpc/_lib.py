@@ -138,6 +138,7 @@ _PROTOTYPES = {
     "rgrpc_call_is_active": (c_bool, [_vp]),
     "rgrpc_call_time_remaining_ms": (c_int64, [_vp]),
     "rgrpc_call_cancel": (c_uint32, [_vp]),
+    "rgrpc_call_get_stats": (c_uint32, [_vp, _vp, c_size_t]),
     "rgrpc_call_wait": (c_uint32, [_vp, c_int64]),
     "rgrpc_call_on_done": (c_uint32, [_vp, DONE_CB, _vp]),
     "rgrpc_call_on_message": (c_uint32, [_vp, MESSAGE_CB, _vp]),

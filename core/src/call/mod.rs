@@ -6,9 +6,12 @@
 //! * [`state`] — the application's view of one call: send and receive
 //!   sides (busy flags, messages kept for `recv`), the final status (set
 //!   once), deadline, cancel, done callbacks.
-//! * [`attempt`] — one HTTP/2 stream for the call: opening it on a picked
-//!   connection (with the one transparent retry), sending, and the response
-//!   state machine (headers, messages, trailers).
+//! * [`attempt`] — the call's HTTP/2 stream: opening it on a picked
+//!   connection, sending, the response state machine (headers, messages,
+//!   trailers); until the call commits, the sent frames kept to open a
+//!   replacement stream (retries) or streams beside it (hedging).
+//! * [`retry`] — gRFC A6's decisions: transparent retries, the retry
+//!   policy's backoff and pushback, the channel's throttle.
 //! * [`protocol`] — the gRPC rules as pure functions: request headers,
 //!   response headers and trailers to a status, Trailers-Only, HTTP status
 //!   mapping, message decompression limits.
