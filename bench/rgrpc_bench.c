@@ -607,7 +607,7 @@ int main(int argc, char **argv) {
   REQ_BODY = (uint8_t *)calloc((size_t)A.req_size + 1, 1);
   /* RGRPC_BENCH_TARGET replaces --host/--port with any target (e.g. an
    * ipv4: list of several servers); RGRPC_BENCH_LB sets
-   * grpc.lb_policy_name. The channel's creation time goes to stderr. */
+   * grpc.lb_policy_name; RGRPC_BENCH_SERVICE_CONFIG grpc.service_config. The channel's creation time goes to stderr. */
   static char target_buf[512];
   const char *target = getenv("RGRPC_BENCH_TARGET");
   if (!target) {
@@ -618,6 +618,13 @@ int main(int argc, char **argv) {
   rgrpc_channel_options_set_int(opts, "grpc.max_receive_message_length", -1);
   const char *lb = getenv("RGRPC_BENCH_LB");
   if (lb && rgrpc_channel_options_set_string(opts, "grpc.lb_policy_name", lb)) {
+    fprintf(stderr, "rgrpc_bench: %s\n", rgrpc_channel_options_last_error(opts));
+    return BENCH_EXIT_FAILED;
+  }
+  /* RGRPC_BENCH_SERVICE_CONFIG sets grpc.service_config (e.g. a retry
+   * policy, to measure what it costs a call that succeeds at once). */
+  const char *sc = getenv("RGRPC_BENCH_SERVICE_CONFIG");
+  if (sc && rgrpc_channel_options_set_string(opts, "grpc.service_config", sc)) {
     fprintf(stderr, "rgrpc_bench: %s\n", rgrpc_channel_options_last_error(opts));
     return BENCH_EXIT_FAILED;
   }

@@ -600,3 +600,36 @@ fn hedged_client_stream_gives_every_attempt_every_message() {
         assert_eq!((a.requests, a.request_bytes), (3, 60), "{a:?}");
     }
 }
+
+#[test]
+fn the_retry_tracer_logs_each_retry() {
+    use rgrpc_core::log;
+    let s = server();
+    let ch = channel_cfg(
+        &s.target(),
+        &retry_config(3, "0.01s", "0.01s", 1.0, "14"),
+        &[],
+    );
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let l = lines.clone();
+    log::set_sink(Some(Arc::new(move |_level, tracer: &str, msg: &str| {
+        l.lock()
+            .unwrap()
+            .push((tracer.to_string(), msg.to_string()))
+    })));
+    log::set_trace("none,retry").unwrap();
+    let (_, o) = scripted(&[("x-fail", "2:14")]);
+    let (_, st) = unary(&ch, UNARY, o, &simple(1, 1));
+    log::set_trace("none").unwrap();
+    log::set_sink(None);
+    assert_code(&st, Code::Ok);
+    let got = lines.lock().unwrap().clone();
+    assert!(got.iter().all(|(t, _)| t == "retry"), "{got:?}");
+    for n in [2, 3] {
+        let want = format!("UnaryCall: retry, attempt {n} in ");
+        assert!(
+            got.iter().any(|(_, m)| m.contains(&want)),
+            "no {want:?} in {got:?}"
+        );
+    }
+}
