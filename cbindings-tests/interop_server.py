@@ -24,6 +24,9 @@ listening, exactly one line ``LISTENING <port>`` is written to stdout and
 flushed (``LISTENING 0`` for ``--uds``); nothing else goes to stdout.  The
 server runs until SIGTERM/SIGINT and then exits with status 0.  Bind failures
 exit with status 1 and a message on stderr.
+With ``RGRPC_TEST_PARENT_PID=PID`` in the environment (Linux), the server
+gets SIGTERM when its parent process PID dies, and exits at once if PID is
+not its parent any more.
 
 Methods:
 
@@ -752,9 +755,30 @@ def _server_credentials(args):
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
+def _die_with_parent_from_env() -> None:
+    """``RGRPC_TEST_PARENT_PID=PID`` in the environment: get SIGTERM when
+    the parent (the test that started this server, PID) dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; elsewhere nothing), and exit at once if it
+    is already gone.  Done here rather than in the parent's ``preexec_fn``:
+    Python code between fork and exec is unsafe in a parent whose grpcio
+    threads are busy (C-core's fork handlers crash there)."""
+    want = os.environ.get("RGRPC_TEST_PARENT_PID")
+    if not want or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:
+        return
+    if str(os.getppid()) != want:
+        os._exit(0)
+
+
 def main(argv=None) -> int:
     global SERVER_ID
     args = _parse_args(argv)
+    _die_with_parent_from_env()
     SERVER_ID = args.server_id
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="interop_server: %(levelname)s %(message)s")
