@@ -405,7 +405,8 @@ def _n_code(value):
         n, code = (int(x) for x in value.split(":", 1))
     except ValueError:
         return None
-    return n, _STATUS_BY_CODE.get(code, grpc.StatusCode.UNKNOWN)
+    status = _STATUS_BY_CODE.get(code, grpc.StatusCode.UNKNOWN)
+    return n, (grpc.StatusCode.UNKNOWN if status is grpc.StatusCode.OK else status)
 
 
 def _per_attempt(value) -> dict:
