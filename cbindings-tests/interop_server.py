@@ -24,6 +24,9 @@ listening, exactly one line ``LISTENING <port>`` is written to stdout and
 flushed (``LISTENING 0`` for ``--uds``); nothing else goes to stdout.  The
 server runs until SIGTERM/SIGINT and then exits with status 0.  Bind failures
 exit with status 1 and a message on stderr.
+With ``RGRPC_TEST_PARENT_PID=PID`` in the environment (Linux), the server
+gets SIGTERM when its parent process PID dies, and exits at once if PID is
+not its parent any more.
 
 Methods:
 
@@ -68,6 +71,70 @@ Request metadata handled by every method (processed in this order):
   not start with ``grpc-`` or ``:`` and is not ``user-agent`` into the initial
   metadata as ``x-echo-<key>`` (``-bin`` values as bytes).
 
+Retry test behaviour (gRFC A6 client retries; the tonic test server
+implements the same convention).  It is active only when a request carries
+``x-retry-key``, so interop behaviour is unchanged, and applies to
+UnaryCall, StreamingOutputCall, StreamingInputCall and FullDuplexCall.  It
+runs before everything else above (sleep, echo): a failing attempt does
+nothing but fail.  Values are ASCII; attempt numbers are the server's own
+count, 1-based, per key, in this server process.
+
+* ``x-retry-key: K`` names the logical call.  Every attempt with key K is
+  recorded (see the query below) when its handler starts.  The handler then
+  reads ALL request messages (the streaming-request methods wait for the
+  client's half-close, so a replay can be checked), then:
+* ``x-delay: A:MS[,A:MS...]`` -- attempt A waits MS milliseconds before
+  answering; it wakes early if the call ends (client cancel, deadline,
+  connection loss), and then records ``cancelled`` and answers nothing.
+* ``x-fail: N:CODE`` -- attempts 1..N end with status CODE (an integer
+  1..16; others are sent as UNKNOWN), message ``x-fail attempt A``, no
+  response message and no initial metadata before it (grpcio sends a
+  Trailers-Only response).
+* ``x-fail-after-headers: N:CODE`` -- attempts 1..N (not already failed by
+  ``x-fail``) first send initial metadata (``x-retry-headers: 1``, a
+  non-empty entry so grpcio cannot fold it into a Trailers-Only response),
+  then end with status CODE, message ``x-fail-after-headers attempt A``.
+  The headers commit the call: a client must not retry it.
+* ``x-pushback: A:V[,A:V...]`` -- when attempt A fails (either way above)
+  it also carries trailing metadata ``grpc-retry-pushback-ms: V``, V as
+  given (``300``, ``-1``, ``abc``).
+* Otherwise the attempt is answered as the method normally does, from the
+  messages already read.
+
+An attempt's record is a JSON object with these keys:
+
+* ``n`` -- the attempt number (1-based, as this server counts).
+* ``previous`` -- the value of the request header
+  ``grpc-previous-rpc-attempts`` as a string, or null when absent.
+* ``t_ms`` -- arrival time, ``time.monotonic()`` in milliseconds (float;
+  the server's clock, the same CLOCK_MONOTONIC as its host's other
+  processes), taken when the handler starts.
+* ``method`` -- ``UnaryCall``, ``StreamingOutputCall``,
+  ``StreamingInputCall`` or ``FullDuplexCall``.
+* ``requests`` -- the number of request messages read; ``request_bytes``
+  -- the sum of their ``payload.body`` lengths.
+* ``server_id`` -- the ``--server_id``.
+* ``cancelled`` -- true when the call ended (client cancel, deadline,
+  connection loss) before the server had answered the attempt (answered:
+  began sending its failure or its responses).  It can become true after
+  the call returned on the client: poll for it.
+* ``answered_ms`` -- when the server began answering the attempt (its
+  failure, or the method's normal processing), same clock as ``t_ms``;
+  null if it never did (cancelled).  A client's delay before the next
+  attempt is at most ``t_ms`` of that attempt minus this (the rest is
+  scheduling), so backoff and pushback lower bounds can be checked
+  strictly.
+
+Query and reset, with ``EmptyCall`` (no ``x-retry-key``):
+
+* ``x-query-key: K`` -- the call returns Empty with trailing metadata
+  ``x-attempts``: the JSON list of K's records, in arrival order (``[]``
+  for an unknown key).
+* ``x-reset-key: K`` -- forgets K's records (processed before a query in
+  the same call).
+
+The server keeps the records of the 20000 most recently used keys.
+
 Initial metadata is sent explicitly (before any response message) whenever
 there is something to echo; otherwise grpcio sends it with the first message,
 or a Trailers-Only response is produced for an immediate error.
@@ -87,6 +154,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import logging
 import os
 import signal
@@ -303,16 +371,184 @@ class _Call:
 
 
 # --------------------------------------------------------------------------
+# Retry test behaviour (x-retry-key ...; see the module docstring)
+
+RETRY_KEY = "x-retry-key"
+RETRY_FAIL_KEY = "x-fail"
+RETRY_FAIL_AFTER_HEADERS_KEY = "x-fail-after-headers"
+RETRY_PUSHBACK_KEY = "x-pushback"
+RETRY_DELAY_KEY = "x-delay"
+RETRY_QUERY_KEY = "x-query-key"
+RETRY_RESET_KEY = "x-reset-key"
+RETRY_RECORDS_MD = "x-attempts"
+RETRY_HEADERS_MD = "x-retry-headers"
+PREVIOUS_ATTEMPTS_MD = "grpc-previous-rpc-attempts"
+PUSHBACK_MD = "grpc-retry-pushback-ms"
+_RETRY_MAX_KEYS = 20000
+
+_retry_lock = threading.Lock()
+_retry_records: dict = {}  # key -> [record dict], most recently used last
+
+
+def _md_value(md, key: str):
+    for k, v in md:
+        if k == key:
+            return v.decode("latin-1") if isinstance(v, bytes) else v
+    return None
+
+
+def _n_code(value):
+    """``N:CODE`` -> (N, grpc.StatusCode), or None when absent/malformed."""
+    if value is None:
+        return None
+    try:
+        n, code = (int(x) for x in value.split(":", 1))
+    except ValueError:
+        return None
+    status = _STATUS_BY_CODE.get(code, grpc.StatusCode.UNKNOWN)
+    return n, (grpc.StatusCode.UNKNOWN if status is grpc.StatusCode.OK else status)
+
+
+def _per_attempt(value) -> dict:
+    """``A:V[,A:V...]`` -> {A: V} (V a string; malformed items ignored)."""
+    out = {}
+    for item in (value or "").split(","):
+        a, sep, v = item.strip().partition(":")
+        if sep:
+            try:
+                out[int(a)] = v.strip()
+            except ValueError:
+                pass
+    return out
+
+
+def _retry_snapshot(key: str) -> list:
+    with _retry_lock:
+        return [dict(r) for r in _retry_records.get(key, ())]
+
+
+class _Attempt:
+    """One recorded attempt of a logical call (x-retry-key)."""
+
+    def __init__(self, context, key: str, method: str, previous):
+        self.ctx = context
+        self._done = threading.Event()
+        self._answered = False
+        t_ms = round(time.monotonic() * 1000.0, 3)
+        with _retry_lock:
+            records = _retry_records.pop(key, [])
+            _retry_records[key] = records  # most recently used last
+            while len(_retry_records) > _RETRY_MAX_KEYS:
+                del _retry_records[next(iter(_retry_records))]
+            self.n = len(records) + 1
+            self.record = {
+                "n": self.n, "previous": previous, "t_ms": t_ms, "method": method,
+                "requests": 0, "request_bytes": 0, "server_id": SERVER_ID,
+                "cancelled": False, "answered_ms": None,
+            }
+            records.append(self.record)
+        if not context.add_callback(self._on_done):
+            self._on_done()
+
+    def _on_done(self):
+        with _retry_lock:
+            if not self._answered:
+                self.record["cancelled"] = True
+        self._done.set()
+
+    def answer(self) -> bool:
+        """Marks the attempt answered; False if the call had already ended."""
+        with _retry_lock:
+            if self.record["cancelled"]:
+                return False
+            self._answered = True
+            self.record["answered_ms"] = round(time.monotonic() * 1000.0, 3)
+            return True
+
+    def count(self, requests) -> None:
+        with _retry_lock:
+            self.record["requests"] = len(requests)
+            self.record["request_bytes"] = sum(
+                len(inc.msg.payload.body) for inc in requests if inc.msg.HasField("payload"))
+
+    def wait(self, seconds: float) -> bool:
+        """Waits unless the call ends first; returns whether it is still active."""
+        if seconds > 0:
+            self._done.wait(seconds)
+        return not self._done.is_set()
+
+
+def _retry_step(context, method: str, requests):
+    """Applies the retry test behaviour when the call carries x-retry-key.
+
+    ``requests`` is the request iterator (or a one-item list for the unary
+    request methods); returns what the method's normal code should read:
+    the requests themselves, all read already when the behaviour is
+    active.  A failing attempt ends here (context.abort raises)."""
+    md = context.invocation_metadata() or ()
+    key = _md_value(md, RETRY_KEY)
+    if key is None:
+        return requests
+    attempt = _Attempt(context, key, method, _md_value(md, PREVIOUS_ATTEMPTS_MD))
+    requests = list(requests)  # all of them, before deciding (replay check)
+    attempt.count(requests)
+    n = attempt.n
+
+    delay = _per_attempt(_md_value(md, RETRY_DELAY_KEY)).get(n)
+    if delay is not None:
+        try:
+            ms = float(delay)
+        except ValueError:
+            ms = 0.0
+        attempt.wait(ms / 1000.0)
+
+    if not attempt.answer():  # the call ended first: nothing to send
+        context.abort(grpc.StatusCode.CANCELLED, "attempt %d cancelled" % n)
+
+    fail = _n_code(_md_value(md, RETRY_FAIL_KEY))
+    after_headers = _n_code(_md_value(md, RETRY_FAIL_AFTER_HEADERS_KEY))
+    failing = None
+    if fail is not None and n <= fail[0]:
+        failing = (fail[1], "x-fail attempt %d" % n)
+    elif after_headers is not None and n <= after_headers[0]:
+        context.send_initial_metadata(((RETRY_HEADERS_MD, "1"),))
+        failing = (after_headers[1], "x-fail-after-headers attempt %d" % n)
+    if failing is not None:
+        pushback = _per_attempt(_md_value(md, RETRY_PUSHBACK_KEY)).get(n)
+        if pushback is not None:
+            context.set_trailing_metadata(((PUSHBACK_MD, pushback),))
+        context.abort(*failing)
+    return requests
+
+
+def _retry_query(context) -> bool:
+    """EmptyCall's x-reset-key / x-query-key; True when it was one of them."""
+    md = context.invocation_metadata() or ()
+    reset = _md_value(md, RETRY_RESET_KEY)
+    query = _md_value(md, RETRY_QUERY_KEY)
+    if reset is not None:
+        with _retry_lock:
+            _retry_records.pop(reset, None)
+    if query is not None:
+        context.set_trailing_metadata(
+            ((RETRY_RECORDS_MD, json.dumps(_retry_snapshot(query), separators=(",", ":"))),))
+    return reset is not None or query is not None
+
+
+# --------------------------------------------------------------------------
 # Handlers
 
 
 def empty_call(inc: Incoming, context):
+    if _retry_query(context):
+        return empty_pb2.Empty()
     call = _Call(context)
     call.send_headers()
     return empty_pb2.Empty()
 
 
 def unary_call(inc: Incoming, context):
+    _retry_step(context, "UnaryCall", [inc])
     call = _Call(context)
     req = inc.msg
     if not call.active:
@@ -344,6 +580,7 @@ def cacheable_unary_call(inc: Incoming, context):
 
 
 def streaming_output_call(inc: Incoming, context):
+    _retry_step(context, "StreamingOutputCall", [inc])
     call = _Call(context)
     req = inc.msg
     if not call.active:
@@ -356,6 +593,7 @@ def streaming_output_call(inc: Incoming, context):
 
 
 def streaming_input_call(request_iterator, context):
+    request_iterator = _retry_step(context, "StreamingInputCall", request_iterator)
     call = _Call(context)
     call.send_headers()
     total = 0
@@ -367,6 +605,7 @@ def streaming_input_call(request_iterator, context):
 
 
 def full_duplex_call(request_iterator, context):
+    request_iterator = _retry_step(context, "FullDuplexCall", request_iterator)
     call = _Call(context)
     call.send_headers()  # only sends if there is metadata to echo
     for inc in request_iterator:
@@ -517,9 +756,30 @@ def _server_credentials(args):
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
+def _die_with_parent_from_env() -> None:
+    """``RGRPC_TEST_PARENT_PID=PID`` in the environment: get SIGTERM when
+    the parent (the test that started this server, PID) dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; elsewhere nothing), and exit at once if it
+    is already gone.  Done here rather than in the parent's ``preexec_fn``:
+    Python code between fork and exec is unsafe in a parent whose grpcio
+    threads are busy (C-core's fork handlers crash there)."""
+    want = os.environ.get("RGRPC_TEST_PARENT_PID")
+    if not want or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:
+        return
+    if str(os.getppid()) != want:
+        os._exit(0)
+
+
 def main(argv=None) -> int:
     global SERVER_ID
     args = _parse_args(argv)
+    _die_with_parent_from_env()
     SERVER_ID = args.server_id
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="interop_server: %(levelname)s %(message)s")

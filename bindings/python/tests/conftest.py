@@ -31,40 +31,42 @@ import interop_protos  # noqa: E402
 INTEROP_SERVER = os.path.join(CBT, "interop_server.py")
 
 
-def _die_with_parent():
-    """In the child before exec: get SIGTERM when the test process dies, so a
-    crashed run leaves no server behind (Linux; elsewhere a no-op)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 class Server(object):
-    """A running interop server process."""
+    """A running interop server process: on a free port (port=0), a given
+    TCP port, or a unix socket (uds). restart() stops it gracefully and
+    starts it again on the same port."""
 
-    def __init__(self, extra=(), uds=None):
+    def __init__(self, extra=(), uds=None, port=0):
+        self.extra = list(extra)
+        self.uds = uds
+        self._start(port)
+
+    def _start(self, port):
         cmd = [sys.executable, INTEROP_SERVER]
-        if uds:
-            cmd += ["--uds", uds]
+        if self.uds:
+            cmd += ["--uds", self.uds]
         else:
-            cmd += ["--port", "0"]
-        cmd += list(extra)
+            cmd += ["--port", str(port)]
+        cmd += self.extra
+        # No preexec_fn: Python code between fork and exec is unsafe once
+        # grpcio's threads run in this process (restart() starts servers
+        # while calls are made); the server arranges to die with this
+        # process itself (RGRPC_TEST_PARENT_PID).
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True,
-                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                     env=dict(os.environ, RGRPC_TEST_PARENT_PID=str(os.getpid())))
         line = self.proc.stdout.readline().split()
         if len(line) != 2 or line[0] != "LISTENING":
             self.proc.kill()
             err = self.proc.stderr.read()
+            self.proc.wait()
             raise RuntimeError("interop server did not start: %r %s" % (line, err))
         self.port = int(line[1])
-        self.target = ("unix:" + uds) if uds else "127.0.0.1:%d" % self.port
+        self.target = ("unix:" + self.uds) if self.uds else "127.0.0.1:%d" % self.port
 
     def stop(self):
+        """SIGTERM: the server stops gracefully (GOAWAY, then in-flight calls
+        get its grace period of 0.2 s) and exits; killed after 5 s."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -72,6 +74,20 @@ class Server(object):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def restart(self, timeout=10.0):
+        """stop(), then start again on the same port (or socket path),
+        retrying the bind for up to `timeout` seconds."""
+        self.stop()
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                self._start(0 if self.uds else self.port)
+                return
+            except RuntimeError:
+                if time.monotonic() >= end:
+                    raise
+                time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
