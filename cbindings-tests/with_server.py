@@ -25,9 +25,10 @@ With --valgrind, CMD runs under valgrind memcheck (suppressions:
 valgrind.supp); any error or definite / indirect leak fails the test.
 With --valgrind-strict (programs that call rgrpc_shutdown before they
 exit), every leak kind is an error (possibly lost and still reachable
-blocks too) and only valgrind-shutdown.supp is read (one entry: Rust's
-handle of the process's main thread, which is the application's): nothing
-of the library or its threads may be left. Exits with CMD's exit code; the
+blocks too) and only valgrind-shutdown.supp is read (Rust's handle of the
+process's main thread, and crossbeam-epoch's process-wide collector once a
+host name was resolved: see the file): nothing of the library or its
+threads may be left. Exits with CMD's exit code; the
 server is always stopped.
 """
 import argparse
@@ -52,7 +53,7 @@ VALGRIND = [
     f"--suppressions={os.path.join(HERE, 'valgrind.supp')}", "--num-callers=40",
 ]
 # For programs that end with rgrpc_shutdown: every leak kind counts; the
-# only suppression is valgrind-shutdown.supp (see the file).
+# only suppressions are those of valgrind-shutdown.supp (see the file).
 VALGRIND_STRICT = [
     "valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
     "--show-leak-kinds=all", "--errors-for-leak-kinds=all",
