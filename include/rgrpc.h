@@ -1814,9 +1814,12 @@ rgrpc_result rgrpc_runtime_set_worker_threads(size_t threads);
  *
  * Threads: call it from an application thread when no other thread is
  * inside an rgrpc function and none will enter one (as
- * `curl_global_cleanup`); a thread still blocked in a call on a live
- * channel is let go by step 1, and a concurrent second `rgrpc_shutdown`
- * waits for the first and returns `RGRPC_RESULT_OK`.
+ * `curl_global_cleanup`). A thread still blocked in a call, a wait for
+ * READY or a ready future's wait on a live channel is let go by step 1
+ * (it returns as the call or wait ends); one blocked in a wait that the
+ * closing does not end (a state change away from SHUTDOWN without a
+ * timeout) keeps it waiting. A concurrent second `rgrpc_shutdown` waits
+ * for the first and returns `RGRPC_RESULT_OK`.
  */
 rgrpc_result rgrpc_shutdown(void);
 

@@ -108,9 +108,12 @@ pub extern "C" fn rgrpc_runtime_set_worker_threads(threads: usize) -> rgrpc_resu
 ///
 /// Threads: call it from an application thread when no other thread is
 /// inside an rgrpc function and none will enter one (as
-/// `curl_global_cleanup`); a thread still blocked in a call on a live
-/// channel is let go by step 1, and a concurrent second `rgrpc_shutdown`
-/// waits for the first and returns `RGRPC_RESULT_OK`.
+/// `curl_global_cleanup`). A thread still blocked in a call, a wait for
+/// READY or a ready future's wait on a live channel is let go by step 1
+/// (it returns as the call or wait ends); one blocked in a wait that the
+/// closing does not end (a state change away from SHUTDOWN without a
+/// timeout) keeps it waiting. A concurrent second `rgrpc_shutdown` waits
+/// for the first and returns `RGRPC_RESULT_OK`.
 #[no_mangle]
 pub extern "C" fn rgrpc_shutdown() -> rgrpc_result {
     boundary(|| {
