@@ -23,12 +23,13 @@
 
 #![forbid(unsafe_code)]
 
+use crate::sync::lock;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Condvar, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use tokio::runtime::{Handle, Runtime};
@@ -58,10 +59,6 @@ static DRIVER_THREAD: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 /// usize::MAX = not chosen yet.
 static WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static CONFIG_LOCK: Mutex<()> = Mutex::new(());
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Hand-over between blocked callers and the background driver.
 ///
