@@ -31,11 +31,13 @@ static IDLE_LOCK: Mutex<()> = Mutex::new(());
 static IDLE: Condvar = Condvar::new();
 
 /// Counts one pending job until dropped (after the job ran, or when the
-/// runtime drops it unrun).
-struct Pending;
+/// runtime drops it unrun). Also held by what will deliver a job from a
+/// task of its own (a ready future's callback), so that shutdown waits for
+/// that task to run too.
+pub(crate) struct Pending;
 
 impl Pending {
-    fn new() -> Pending {
+    pub(crate) fn new() -> Pending {
         PENDING.fetch_add(1, Ordering::SeqCst);
         Pending
     }
@@ -51,7 +53,8 @@ impl Drop for Pending {
 }
 
 /// Waits until every job handed to the runtime has run: the callbacks that
-/// shutdown's closing of the channels caused (and any they cause in turn).
+/// shutdown's closing of the channels caused (and any they cause in turn,
+/// or that tasks woken by it deliver).
 /// A job that never returns keeps it waiting.
 pub(crate) fn wait_idle() {
     let mut g = lock(&IDLE_LOCK);

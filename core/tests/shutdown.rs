@@ -5,7 +5,8 @@
 mod support;
 
 use bytes::Bytes;
-use rgrpc_core::channel::ConnectivityState;
+use rgrpc_core::channel::{ConnectivityState, ReadyOutcome};
+use rgrpc_core::completion::Notifier;
 use rgrpc_core::rt::{self, RuntimeError};
 use rgrpc_core::{CallOptions, Code, ShutdownError, StartError, Status};
 use std::sync::mpsc;
@@ -89,6 +90,13 @@ fn shutdown_closes_everything_joins_the_threads_and_is_final() {
         )
         .expect("start");
     waiting.detach();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let ready = dead
+        .ready_future(
+            Some(Box::new(move |o| ready_tx.send(o).unwrap())),
+            Notifier::Pool,
+        )
+        .expect("ready future");
     let states = Arc::new(Mutex::new(Vec::new()));
     let seen = states.clone();
     ch.subscribe(Arc::new(move |s| seen.lock().unwrap().push(s)), false);
@@ -109,6 +117,11 @@ fn shutdown_closes_everything_joins_the_threads_and_is_final() {
         .expect("done callback ran before shutdown returned");
     assert_eq!(code, Code::Cancelled);
     assert!(msg.contains("shut down"), "{msg}");
+    assert_eq!(
+        ready_rx.try_recv(),
+        Ok(ReadyOutcome::ChannelClosed),
+        "ready future's callback before shutdown returned"
+    );
     assert_eq!(
         states.lock().unwrap().last(),
         Some(&ConnectivityState::Shutdown)
@@ -133,5 +146,5 @@ fn shutdown_closes_everything_joins_the_threads_and_is_final() {
     assert_eq!(rgrpc_core::shutdown(), Ok(()));
     assert_eq!(library_threads(), Vec::<String>::new());
     assert_eq!(ch.state(false), ConnectivityState::Shutdown);
-    drop((ch, dead, late));
+    drop((ready, ch, dead, late));
 }
