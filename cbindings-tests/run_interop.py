@@ -9,8 +9,11 @@ Starts one server (with with_server.py's start logic), then runs the client
 once per case, each in its own process so that a crash is attributed to its
 case:
     CLIENT --server_host=127.0.0.1 --server_port=N --test_case=CASE
-(under valgrind memcheck with --valgrind: any error or definite/indirect leak
-fails the case). Without --cases it also checks, once each:
+(under valgrind memcheck with --valgrind: any error or leak of any kind fails
+the case — the client ends with rgrpc_shutdown, so not even a possibly lost or
+still reachable block of the library may be left; suppressions: ring's TLS
+false positives, Rust's handle of the main thread and crossbeam-epoch's
+process-wide collector, see the .supp files). Without --cases it also checks, once each:
   * --test_case=all               runs every case and passes;
   * --use_tls=false               is accepted;
   * --use_test_ca                 is accepted, with a note that it is ignored
@@ -101,7 +104,7 @@ def run_client(args, client_args, port, base=None, host="127.0.0.1", env=None):
             run_env[k] = v
     timeout = 60
     if args.valgrind:
-        cmd = with_server.VALGRIND + cmd
+        cmd = with_server.VALGRIND_STRICT + [with_server.RING_SUPPRESSIONS] + cmd
         timeout = 600
     start = time.monotonic()
     try:

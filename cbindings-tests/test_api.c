@@ -74,6 +74,7 @@ static void test_result_names(void) {
       {RGRPC_RESULT_RUNTIME, "RGRPC_RESULT_RUNTIME"},
       {RGRPC_RESULT_PANIC, "RGRPC_RESULT_PANIC"},
       {RGRPC_RESULT_CANCELLED, "RGRPC_RESULT_CANCELLED"},
+      {RGRPC_RESULT_SHUTDOWN, "RGRPC_RESULT_SHUTDOWN"},
   };
   size_t n = sizeof names / sizeof names[0];
   for (size_t i = 0; i < n; i++) {
@@ -87,7 +88,7 @@ static void test_result_names(void) {
   }
   /* Every non-zero result is >= 7000, never a gRPC status code. */
   for (size_t i = 1; i < n; i++) CHECK(names[i].value >= 7000);
-  static const uint32_t bad[] = {1, 2, 16, 6999, 7000, 7022, 8000, 0x7fffffffu, 0xffffffffu};
+  static const uint32_t bad[] = {1, 2, 16, 6999, 7000, 7023, 8000, 0x7fffffffu, 0xffffffffu};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     CHECK_STR(rgrpc_result_name(bad[i]), "UNKNOWN");
     CHECK_NONEMPTY(rgrpc_result_str(bad[i]));

@@ -22,8 +22,14 @@ fill_server_id returns); RGRPC_TEST_TARGET is the first and CMD also gets
   RGRPC_TEST_TARGETS=ipv4:127.0.0.1:<p1>,127.0.0.2:<p2>,...
   RGRPC_TEST_SERVER_PIDS=<pid1>,<pid2>,...
 With --valgrind, CMD runs under valgrind memcheck (suppressions:
-valgrind.supp); any error or definite / indirect leak fails the test. Exits with CMD's exit code; the server is
-always stopped.
+valgrind.supp); any error or definite / indirect leak fails the test.
+With --valgrind-strict (programs that call rgrpc_shutdown before they
+exit), every leak kind is an error (possibly lost and still reachable
+blocks too) and only valgrind-shutdown.supp is read (Rust's handle of the
+process's main thread, and crossbeam-epoch's process-wide collector once a
+host name was resolved: see the file): nothing of the library or its
+threads may be left. Exits with CMD's exit code; the
+server is always stopped.
 """
 import argparse
 import os
@@ -39,11 +45,20 @@ ROOT = os.path.dirname(HERE)
 
 # valgrind.supp: false positives of ring's AES-GCM assembly in TLS records
 # (see the file); its entries need the deep stacks of --num-callers.
+RING_SUPPRESSIONS = f"--suppressions={os.path.join(HERE, 'valgrind.supp')}"
 VALGRIND = [
     "valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
     "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
     "--track-origins=no", "--fair-sched=yes",
     f"--suppressions={os.path.join(HERE, 'valgrind.supp')}", "--num-callers=40",
+]
+# For programs that end with rgrpc_shutdown: every leak kind counts; the
+# only suppressions are those of valgrind-shutdown.supp (see the file).
+VALGRIND_STRICT = [
+    "valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+    "--show-leak-kinds=all", "--errors-for-leak-kinds=all",
+    "--track-origins=no", "--fair-sched=yes",
+    f"--suppressions={os.path.join(HERE, 'valgrind-shutdown.supp')}", "--num-callers=40",
 ]
 
 
@@ -113,6 +128,8 @@ def main():
     ap.add_argument("--server", default="grpcio", choices=["grpcio", "tonic"])
     ap.add_argument("--tonic-server", default=None)
     ap.add_argument("--valgrind", action="store_true")
+    ap.add_argument("--valgrind-strict", action="store_true",
+                    help="valgrind with every leak kind an error and no suppressions")
     ap.add_argument("--server-arg", action="append", default=[])
     ap.add_argument("--servers", type=int, default=1)
     tls = ap.add_mutually_exclusive_group()
@@ -154,7 +171,9 @@ def main():
         if certs:
             env.update(RGRPC_TEST_CERTS_DIR=certs, RGRPC_TEST_TLS="mtls" if a.mtls else "tls")
             cmd = [c.replace("{certs}", certs) for c in cmd]
-        if a.valgrind:
+        if a.valgrind_strict:
+            cmd = VALGRIND_STRICT + cmd
+        elif a.valgrind:
             cmd = VALGRIND + cmd
         try:
             rc = subprocess.call(cmd, env=env, timeout=600)

@@ -51,5 +51,6 @@ int main(int argc, char **argv) {
   rgrpc_status_free(st);
   rgrpc_call_free(call);
   rgrpc_channel_free(ch);
+  rgrpc_shutdown(); /* at exit: stops the library's threads, frees what it holds */
   return rc == RGRPC_RESULT_OK && count == 3 ? 0 : 1;
 }

@@ -27,5 +27,6 @@ int main(int argc, char **argv) {
   rgrpc_buffer_free(reply);
   rgrpc_status_free(status);
   rgrpc_channel_free(ch);
+  rgrpc_shutdown(); /* at exit: stops the library's threads, frees what it holds */
   return rc == RGRPC_RESULT_OK ? 0 : 1;
 }

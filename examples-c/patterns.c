@@ -82,5 +82,6 @@ int main(int argc, char **argv) {
 
   rgrpc_call_options_free(opts);
   rgrpc_channel_free(ch);
+  rgrpc_shutdown(); /* at exit: stops the library's threads, frees what it holds */
   return failures ? 1 : 0;
 }

@@ -160,6 +160,10 @@ enum rgrpc_result
    * The operation was cancelled by the application.
    */
   RGRPC_RESULT_CANCELLED = 7021,
+  /**
+   * The library was shut down (`rgrpc_shutdown`): nothing that needs its runtime works any more.
+   */
+  RGRPC_RESULT_SHUTDOWN = 7022,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -866,8 +870,9 @@ void rgrpc_buffer_free(rgrpc_buffer *buffer);
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
  * `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
- * `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_RUNTIME`; on failure
- * (channel not NULL) the reason is `rgrpc_channel_last_error(channel)`.
+ * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME` or
+ * `RGRPC_RESULT_SHUTDOWN` (after `rgrpc_shutdown`); on failure (channel
+ * not NULL) the reason is `rgrpc_channel_last_error(channel)`.
  * Thread-safe.
  */
 rgrpc_result rgrpc_call_start(rgrpc_channel *channel,
@@ -889,7 +894,8 @@ rgrpc_result rgrpc_call_start(rgrpc_channel *channel,
  * waited; `RGRPC_RESULT_SEND_CLOSED`; `RGRPC_RESULT_BUSY` (another thread
  * is sending); `RGRPC_RESULT_NULL_PARAMETER`;
  * `RGRPC_RESULT_INVALID_ARGUMENT` (unknown flag bits);
- * `RGRPC_RESULT_RUNTIME`. The reason of a failure is
+ * `RGRPC_RESULT_RUNTIME`; `RGRPC_RESULT_SHUTDOWN` (after
+ * `rgrpc_shutdown`). The reason of a failure is
  * `rgrpc_call_last_error(call)`. Holds its own reference to the call
  * while it runs (see `rgrpc_call`).
  */
@@ -909,7 +915,7 @@ rgrpc_result rgrpc_call_send_buffer(rgrpc_call *call, rgrpc_buffer *msg, uint32_
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED` (also when the
  * call was cancelled or freed while this waited), `RGRPC_RESULT_BUSY`,
- * `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+ * `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
  * a failure is `rgrpc_call_last_error(call)`. Holds its own reference to
  * the call while it runs.
  */
@@ -923,7 +929,7 @@ rgrpc_result rgrpc_call_close_send(rgrpc_call *call);
  * the server finished, or the call failed, was cancelled or freed while
  * this waited; `rgrpc_call_finish` gives the status. Also
  * `RGRPC_RESULT_BUSY` (another thread is receiving, or a message callback
- * is set), `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`.
+ * is set), `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` and `RGRPC_RESULT_NULL_PARAMETER`.
  * `rgrpc_call_last_error(call)` says why for every result but OK. Holds
  * its own reference to the call while it runs.
  */
@@ -939,7 +945,7 @@ rgrpc_result rgrpc_call_recv(rgrpc_call *call, rgrpc_buffer **msg_out);
  * cancelled or freed while this waited); in both cases, when `status_out`
  * is not NULL, `*status_out` receives the status, owned by the caller
  * (`rgrpc_status_free`; it stays valid after `rgrpc_call_free`). Also
- * `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+ * `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` and `RGRPC_RESULT_NULL_PARAMETER`; the reason of
  * every result but OK is `rgrpc_call_last_error(call)`. May be called
  * again (returns the same status). Holds its own reference to the call
  * while it runs.
@@ -954,7 +960,7 @@ rgrpc_result rgrpc_call_finish(rgrpc_call *call, const rgrpc_status **status_out
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CANCELLED` (the call was freed
  * while this waited: nothing is written, as the view would not outlive
- * the call), `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the
+ * the call), `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or `RGRPC_RESULT_NULL_PARAMETER`; the
  * reason of a failure is `rgrpc_call_last_error(call)`. Holds its own
  * reference to the call while it runs.
  */
@@ -990,7 +996,7 @@ rgrpc_result rgrpc_call_cancel(rgrpc_call *call);
  *
  * Returns `RGRPC_RESULT_OK` (also when the call ended because it was
  * cancelled or freed while this waited), `RGRPC_RESULT_TIMEOUT`,
- * `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+ * `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
  * a failure is `rgrpc_call_last_error(call)`. Thread-safe; holds its own
  * reference to the call while it runs.
  */
@@ -1004,8 +1010,9 @@ rgrpc_result rgrpc_call_wait(rgrpc_call *call, int64_t timeout_ms);
  *
  * Returns `RGRPC_RESULT_OK` (registered), `RGRPC_RESULT_CALL_ENDED` (the
  * call has already ended: `cb` is not registered and will not run),
- * `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL); the reason of a
- * failure is `rgrpc_call_last_error(call)`.
+ * `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL),
+ * `RGRPC_RESULT_SHUTDOWN` (after `rgrpc_shutdown`; not registered); the
+ * reason of a failure is `rgrpc_call_last_error(call)`.
  */
 rgrpc_result rgrpc_call_on_done(rgrpc_call *call, rgrpc_call_done_cb cb, void *user_data);
 
@@ -1016,8 +1023,8 @@ rgrpc_result rgrpc_call_on_done(rgrpc_call *call, rgrpc_call_done_cb cb, void *u
  * returns `RGRPC_RESULT_BUSY`. Send and close as usual.
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_BUSY` (already in push mode),
- * `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL) or
- * `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+ * `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL), `RGRPC_RESULT_RUNTIME`
+ * or `RGRPC_RESULT_SHUTDOWN`; the reason of a failure is
  * `rgrpc_call_last_error(call)`.
  */
 rgrpc_result rgrpc_call_on_message(rgrpc_call *call, rgrpc_message_cb cb, void *user_data);
@@ -1302,7 +1309,8 @@ void rgrpc_channel_options_free(rgrpc_channel_options *opts);
  * `RGRPC_RESULT_INVALID_TARGET`, `RGRPC_RESULT_INVALID_ARGUMENT` (local
  * credentials with a non-local target, a malformed proxy URL in
  * `grpc_proxy`, `https_proxy` or `http_proxy`, or an invalid
- * `grpc.service_config`). Thread-safe.
+ * `grpc.service_config`), `RGRPC_RESULT_SHUTDOWN` (after
+ * `rgrpc_shutdown`). Thread-safe.
  */
 rgrpc_result rgrpc_channel_new(const char *target,
                                const rgrpc_channel_credentials *creds,
@@ -1419,7 +1427,7 @@ rgrpc_result rgrpc_channel_unsubscribe(rgrpc_channel *channel, uint64_t subscrip
  * without limit.
  *
  * Returns `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_TIMEOUT`,
- * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME` or
+ * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or
  * `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
  * `rgrpc_channel_last_error(channel)`. Thread-safe.
  */
@@ -1432,7 +1440,7 @@ rgrpc_result rgrpc_channel_wait_for_ready(rgrpc_channel *channel, int64_t timeou
  * waits without limit.
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT`,
- * `RGRPC_RESULT_INVALID_ARGUMENT` (not a state), `RGRPC_RESULT_RUNTIME` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT` (not a state), `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or
  * `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
  * `rgrpc_channel_last_error(channel)`. Thread-safe.
  */
@@ -1443,8 +1451,9 @@ rgrpc_result rgrpc_channel_wait_for_state_change(rgrpc_channel *channel,
 
 /**
  * Ends a reconnect backoff early: a channel in TRANSIENT_FAILURE tries to
- * connect now (an IDLE one starts connecting). Returns `RGRPC_RESULT_OK`
- * or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ * connect now (an IDLE one starts connecting). Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER` or `RGRPC_RESULT_SHUTDOWN` (after
+ * `rgrpc_shutdown`). Thread-safe.
  */
 rgrpc_result rgrpc_channel_reset_connect_backoff(rgrpc_channel *channel);
 
@@ -1454,8 +1463,9 @@ rgrpc_result rgrpc_channel_reset_connect_backoff(rgrpc_channel *channel);
  * cancelled or freed (see `rgrpc_ready_cb`).
  *
  * Writes the future to `*future_out` (owned: `rgrpc_ready_future_free`).
- * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
- * `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+ * `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_SHUTDOWN` (after
+ * `rgrpc_shutdown`); the reason of a failure is
  * `rgrpc_channel_last_error(channel)`. Thread-safe.
  */
 rgrpc_result rgrpc_channel_ready_future(rgrpc_channel *channel,
@@ -1467,7 +1477,9 @@ rgrpc_result rgrpc_channel_ready_future(rgrpc_channel *channel,
  * Waits for the future: returns its outcome (`RGRPC_RESULT_OK`,
  * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_CANCELLED`), or
  * `RGRPC_RESULT_TIMEOUT` when `timeout_ms` passes first (< 0: no limit),
- * or `RGRPC_RESULT_NULL_PARAMETER`.
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_RUNTIME` (blocking is
+ * impossible on this thread) or `RGRPC_RESULT_SHUTDOWN` (after
+ * `rgrpc_shutdown`).
  */
 rgrpc_result rgrpc_ready_future_wait(rgrpc_ready_future *future, int64_t timeout_ms);
 
@@ -1677,9 +1689,11 @@ void rgrpc_error_free(rgrpc_error *error);
  * (`GRPC_VERBOSITY` or `rgrpc_log_set_verbosity`; the default `NONE`
  * writes nothing else). `destroy` (may be NULL) is called once with
  * `user_data` when the callback is replaced or cleared and no line is
- * being written with it any more (possibly on another thread). The
- * callback may call this function (the change applies to later lines).
- * Global to the process; thread-safe. Returns `RGRPC_RESULT_OK`.
+ * being written with it any more (possibly on another thread), or by
+ * `rgrpc_shutdown`. The callback may call this function (the change
+ * applies to later lines), not `rgrpc_shutdown`. Global to the process;
+ * thread-safe. Returns `RGRPC_RESULT_OK`, or `RGRPC_RESULT_SHUTDOWN` after
+ * `rgrpc_shutdown` (nothing is kept, `destroy` is not called).
  */
 rgrpc_result rgrpc_log_set_callback(rgrpc_log_cb callback,
                                     void *user_data,
@@ -1755,9 +1769,75 @@ rgrpc_result rgrpc_metadata_find(const rgrpc_metadata *md,
  *   for them (more parallelism for many busy connections).
  *
  * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_INVALID_ARGUMENT` (more than
- * 1024) or `RGRPC_RESULT_ALREADY_STARTED`. Thread-safe.
+ * 1024), `RGRPC_RESULT_ALREADY_STARTED` or `RGRPC_RESULT_SHUTDOWN` (after
+ * `rgrpc_shutdown`). Thread-safe.
  */
 rgrpc_result rgrpc_runtime_set_worker_threads(size_t threads);
+
+/**
+ * Shuts the library down for good, like `curl_global_cleanup` or
+ * `grpc_shutdown`: call it once at the end of the program, after the last
+ * rgrpc call, so that nothing the library started outlives it (memory
+ * checkers such as valgrind then report no block of the library, not even
+ * "possibly lost" or "still reachable" ones of its threads). Optional: a
+ * program that exits without it loses nothing but those reports.
+ *
+ * In order, before it returns:
+ * 1. Every channel still alive is closed (as `rgrpc_channel_close`): its
+ *    active calls end with CANCELLED ("channel closed: the library was
+ *    shut down"), so threads blocked on them return; done callbacks
+ *    (`rgrpc_call_on_done`, `rgrpc_call_unary_async`) run with that
+ *    status, subscribers (`rgrpc_channel_subscribe`) get SHUTDOWN, ready
+ *    futures complete with `RGRPC_RESULT_CHANNEL_CLOSED`.
+ * 2. It waits for those callbacks to return (a callback that never
+ *    returns keeps it waiting).
+ * 3. The runtime stops: its background tasks end, its threads
+ *    (`rgrpc-driver`, `rgrpc-worker`, `rgrpc-blocking`) are joined.
+ * 4. What the library holds for the process is freed: the log callback
+ *    (its `destroy` runs, on this thread, unless a line is being written
+ *    with it on another), pooled message buffers. Names and other static
+ *    strings the library returned stay valid (they were never allocated).
+ *
+ * Objects the application still holds (channels, calls, ready futures,
+ * statuses, buffers, credentials, options, errors) stay valid: free them
+ * as usual, before or after, with no leak. Reading them keeps working
+ * (statuses, buffers, metadata, `rgrpc_call_last_error`,
+ * `rgrpc_channel_get_state`, which is SHUTDOWN, `rgrpc_call_is_active`,
+ * which is false, ...), and so do the cleanup functions
+ * (`rgrpc_call_cancel`, `rgrpc_channel_close`,
+ * `rgrpc_channel_unsubscribe`, `rgrpc_ready_future_cancel`, every
+ * `_free`), the options and credentials builders, and
+ * `rgrpc_log_set_trace` / `rgrpc_log_set_verbosity`. Everything that
+ * needs the runtime is refused with `RGRPC_RESULT_SHUTDOWN` (the reason
+ * in the object's last error): `rgrpc_channel_new`, starting calls,
+ * send, receive, finish, wait, `rgrpc_call_on_done`,
+ * `rgrpc_call_on_message`, subscriptions, `rgrpc_channel_wait_for_*`,
+ * `rgrpc_channel_reset_connect_backoff`, ready futures and their waits,
+ * `rgrpc_runtime_set_worker_threads`, `rgrpc_log_set_callback`.
+ *
+ * Final: the library cannot be initialised again in this process (a
+ * fresh runtime next to objects of the old one would be a trap); every
+ * later use is refused as above.
+ *
+ * Returns `RGRPC_RESULT_OK` (also when it was already shut down: a second
+ * call does nothing), or `RGRPC_RESULT_RUNTIME` — and nothing happens —
+ * when called where it would wait for itself: on a library thread (from
+ * any callback the library runs there: done, message, connectivity,
+ * ready future, call credentials plugin), from an inline or message
+ * callback run on an application thread blocked in rgrpc, from the log
+ * callback, from a destroy callback that this shutdown runs, or inside a
+ * tokio runtime.
+ *
+ * Threads: call it from an application thread when no other thread is
+ * inside an rgrpc function and none will enter one (as
+ * `curl_global_cleanup`). A thread still blocked in a call, a wait for
+ * READY or a ready future's wait on a live channel is let go by step 1
+ * (it returns as the call or wait ends); one blocked in a wait that the
+ * closing does not end (a state change away from SHUTDOWN without a
+ * timeout) keeps it waiting. A concurrent second `rgrpc_shutdown` waits
+ * for the first and returns `RGRPC_RESULT_OK`.
+ */
+rgrpc_result rgrpc_shutdown(void);
 
 /**
  * The status code. `RGRPC_STATUS_CODE_UNKNOWN` for NULL.
@@ -1805,7 +1885,8 @@ const char *rgrpc_status_code_name(uint32_t code);
  * is not NULL, `*status_out` receives the status (owned:
  * `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
  * `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
- * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. The reason of
+ * `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`,
+ * `RGRPC_RESULT_SHUTDOWN` (after `rgrpc_shutdown`). The reason of
  * every result but OK is `rgrpc_channel_last_error(channel)` (channel
  * not NULL). Thread-safe.
  */
@@ -1851,7 +1932,8 @@ rgrpc_result rgrpc_call_unary_buffer(rgrpc_channel *channel,
  * Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
  * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
  * `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
- * `RGRPC_RESULT_RUNTIME` (then `cb` never runs); the reason of a failure
+ * `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` (after
+ * `rgrpc_shutdown`) (then `cb` never runs); the reason of a failure
  * is `rgrpc_channel_last_error(channel)` (channel not NULL). Thread-safe.
  */
 rgrpc_result rgrpc_call_unary_async(rgrpc_channel *channel,

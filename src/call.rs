@@ -13,6 +13,7 @@ use super::handle::{
     try_ref_or_null, with_timeout, write_out, Castable,
 };
 use super::metadata::rgrpc_metadata;
+use super::runtime::{runtime_failure, shut_down, SHUT_DOWN};
 use super::status::rgrpc_status;
 use bytes::Bytes;
 use rgrpc_core::call::StartError;
@@ -164,7 +165,7 @@ impl CallHandle {
             CallError::Ended => rgrpc_result::CallEnded,
             CallError::SendClosed => rgrpc_result::SendClosed,
             CallError::Busy(_) => rgrpc_result::Busy,
-            CallError::Runtime(_) => rgrpc_result::Runtime,
+            CallError::Runtime(_) => runtime_failure(),
         };
         let text = match (&e, self.call.status()) {
             (CallError::Ended, Some(st)) => format!("{e} ({})", status_text(&st)),
@@ -195,7 +196,7 @@ pub(crate) fn start_error(ch: &ChannelHandle, e: StartError) -> rgrpc_result {
     let r = match e {
         StartError::ChannelClosed => rgrpc_result::ChannelClosed,
         StartError::InvalidMethod(_) => rgrpc_result::InvalidMethod,
-        StartError::Runtime(_) => rgrpc_result::Runtime,
+        StartError::Runtime(_) => runtime_failure(),
     };
     ch.last_error.fail(r, e.to_string())
 }
@@ -210,8 +211,9 @@ pub(crate) fn start_error(ch: &ChannelHandle, e: StartError) -> rgrpc_result {
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
 /// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
-/// `RGRPC_RESULT_CHANNEL_CLOSED` or `RGRPC_RESULT_RUNTIME`; on failure
-/// (channel not NULL) the reason is `rgrpc_channel_last_error(channel)`.
+/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME` or
+/// `RGRPC_RESULT_SHUTDOWN` (after `rgrpc_shutdown`); on failure (channel
+/// not NULL) the reason is `rgrpc_channel_last_error(channel)`.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_start(
@@ -222,6 +224,9 @@ pub extern "C" fn rgrpc_call_start(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
+        if shut_down() {
+            return ch.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN);
+        }
         let method = match ch.method_arg(method) {
             Ok(m) => m,
             Err(r) => return r,
@@ -255,7 +260,8 @@ pub extern "C" fn rgrpc_call_start(
 /// waited; `RGRPC_RESULT_SEND_CLOSED`; `RGRPC_RESULT_BUSY` (another thread
 /// is sending); `RGRPC_RESULT_NULL_PARAMETER`;
 /// `RGRPC_RESULT_INVALID_ARGUMENT` (unknown flag bits);
-/// `RGRPC_RESULT_RUNTIME`. The reason of a failure is
+/// `RGRPC_RESULT_RUNTIME`; `RGRPC_RESULT_SHUTDOWN` (after
+/// `rgrpc_shutdown`). The reason of a failure is
 /// `rgrpc_call_last_error(call)`. Holds its own reference to the call
 /// while it runs (see `rgrpc_call`).
 #[no_mangle]
@@ -337,7 +343,7 @@ fn send_flags(flags: u32) -> Result<SendFlags, String> {
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CALL_ENDED` (also when the
 /// call was cancelled or freed while this waited), `RGRPC_RESULT_BUSY`,
-/// `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+/// `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
 /// a failure is `rgrpc_call_last_error(call)`. Holds its own reference to
 /// the call while it runs.
 #[no_mangle]
@@ -355,7 +361,7 @@ pub extern "C" fn rgrpc_call_close_send(call: *mut rgrpc_call) -> rgrpc_result {
 /// the server finished, or the call failed, was cancelled or freed while
 /// this waited; `rgrpc_call_finish` gives the status. Also
 /// `RGRPC_RESULT_BUSY` (another thread is receiving, or a message callback
-/// is set), `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`.
+/// is set), `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` and `RGRPC_RESULT_NULL_PARAMETER`.
 /// `rgrpc_call_last_error(call)` says why for every result but OK. Holds
 /// its own reference to the call while it runs.
 #[no_mangle]
@@ -420,7 +426,7 @@ pub(crate) fn give_status(
 /// cancelled or freed while this waited); in both cases, when `status_out`
 /// is not NULL, `*status_out` receives the status, owned by the caller
 /// (`rgrpc_status_free`; it stays valid after `rgrpc_call_free`). Also
-/// `RGRPC_RESULT_RUNTIME` and `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+/// `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` and `RGRPC_RESULT_NULL_PARAMETER`; the reason of
 /// every result but OK is `rgrpc_call_last_error(call)`. May be called
 /// again (returns the same status). Holds its own reference to the call
 /// while it runs.
@@ -446,7 +452,7 @@ pub extern "C" fn rgrpc_call_finish(
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_CANCELLED` (the call was freed
 /// while this waited: nothing is written, as the view would not outlive
-/// the call), `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the
+/// the call), `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or `RGRPC_RESULT_NULL_PARAMETER`; the
 /// reason of a failure is `rgrpc_call_last_error(call)`. Holds its own
 /// reference to the call while it runs.
 #[no_mangle]
@@ -521,7 +527,7 @@ pub extern "C" fn rgrpc_call_cancel(call: *mut rgrpc_call) -> rgrpc_result {
 ///
 /// Returns `RGRPC_RESULT_OK` (also when the call ended because it was
 /// cancelled or freed while this waited), `RGRPC_RESULT_TIMEOUT`,
-/// `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
+/// `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or `RGRPC_RESULT_NULL_PARAMETER`; the reason of
 /// a failure is `rgrpc_call_last_error(call)`. Thread-safe; holds its own
 /// reference to the call while it runs.
 #[no_mangle]
@@ -546,8 +552,9 @@ pub extern "C" fn rgrpc_call_wait(call: *mut rgrpc_call, timeout_ms: i64) -> rgr
 ///
 /// Returns `RGRPC_RESULT_OK` (registered), `RGRPC_RESULT_CALL_ENDED` (the
 /// call has already ended: `cb` is not registered and will not run),
-/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL); the reason of a
-/// failure is `rgrpc_call_last_error(call)`.
+/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL),
+/// `RGRPC_RESULT_SHUTDOWN` (after `rgrpc_shutdown`; not registered); the
+/// reason of a failure is `rgrpc_call_last_error(call)`.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_on_done(
     call: *mut rgrpc_call,
@@ -561,6 +568,9 @@ pub extern "C" fn rgrpc_call_on_done(
                 .last_error
                 .fail(rgrpc_result::NullParameter, c"cb is NULL");
         };
+        if shut_down() {
+            return c.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN);
+        }
         let ud = UserData(user_data);
         let r = c.call.on_done(Box::new(move |st: &Arc<Status>| {
             let ud = ud;
@@ -580,8 +590,8 @@ pub extern "C" fn rgrpc_call_on_done(
 /// returns `RGRPC_RESULT_BUSY`. Send and close as usual.
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_BUSY` (already in push mode),
-/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL) or
-/// `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+/// `RGRPC_RESULT_NULL_PARAMETER` (call or cb NULL), `RGRPC_RESULT_RUNTIME`
+/// or `RGRPC_RESULT_SHUTDOWN`; the reason of a failure is
 /// `rgrpc_call_last_error(call)`.
 #[no_mangle]
 pub extern "C" fn rgrpc_call_on_message(
@@ -596,6 +606,9 @@ pub extern "C" fn rgrpc_call_on_message(
                 .last_error
                 .fail(rgrpc_result::NullParameter, c"cb is NULL");
         };
+        if shut_down() {
+            return c.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN);
+        }
         let ud = UserData(user_data);
         let r = c.call.on_message(move |m: Bytes| {
             let ud = ud;

@@ -7,7 +7,7 @@ use super::handle::{
     free_boxed, str_checked, str_or_error, to_boxed, try_mut_or_null, try_ref, try_ref_or_null,
     write_out, Castable,
 };
-use super::names::{static_name, NameTable};
+use super::names::lend_nul_terminated;
 use rgrpc_core::channel::{ChannelError, OptionError, OptionValue};
 use rgrpc_core::codec::compression::Compression;
 use rgrpc_core::credentials::ChannelCredentials;
@@ -154,13 +154,12 @@ pub extern "C" fn rgrpc_channel_options_known_key(
     supported_out: *mut bool,
 ) -> rgrpc_result {
     use rgrpc_core::channel::options::{OptionKind, KEYS};
-    static NAMES: NameTable = NameTable::new();
     boundary(|| {
         let Some(k) = KEYS.get(index) else {
             return rgrpc_result::NotFound;
         };
         if !name_out.is_null() {
-            write_out!(name_out, static_name(&NAMES, KEYS, *k, |k| k.name));
+            write_out!(name_out, lend_nul_terminated(k.name_with_nul));
         }
         if !type_out.is_null() {
             write_out!(
@@ -355,7 +354,8 @@ impl ChannelHandle {
 /// `RGRPC_RESULT_INVALID_TARGET`, `RGRPC_RESULT_INVALID_ARGUMENT` (local
 /// credentials with a non-local target, a malformed proxy URL in
 /// `grpc_proxy`, `https_proxy` or `http_proxy`, or an invalid
-/// `grpc.service_config`). Thread-safe.
+/// `grpc.service_config`), `RGRPC_RESULT_SHUTDOWN` (after
+/// `rgrpc_shutdown`). Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_new(
     target: *const c_char,
@@ -370,6 +370,13 @@ pub extern "C" fn rgrpc_channel_new(
                 error_out,
                 rgrpc_result::NullParameter,
                 "channel_out is NULL",
+            );
+        }
+        if crate::runtime::shut_down() {
+            return set_error(
+                error_out,
+                rgrpc_result::Shutdown,
+                rgrpc_core::rt::SHUT_DOWN_MESSAGE,
             );
         }
         let target = match str_checked(target, "target") {

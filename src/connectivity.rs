@@ -9,7 +9,8 @@ use super::handle::{
     block, block_failure, free_boxed, to_boxed, try_ref, try_ref_or_null, with_timeout, write_out,
     Castable,
 };
-use super::names::{static_name, NameTable};
+use super::names::lend_nul_terminated;
+use super::runtime::{runtime_failure, shut_down, SHUT_DOWN};
 use rgrpc_core::channel::ConnectivityState;
 use rgrpc_core::channel::{ReadyCallback, ReadyFuture, ReadyOutcome};
 use rgrpc_core::completion::Notifier;
@@ -57,8 +58,6 @@ impl From<ConnectivityState> for rgrpc_connectivity_state {
     }
 }
 
-static NAMES: NameTable = NameTable::new();
-
 /// The connectivity state of a channel; SHUTDOWN for NULL. With
 /// `try_to_connect`, an IDLE channel starts connecting (like grpcio's
 /// `subscribe(..., try_to_connect=True)`). Thread-safe.
@@ -81,7 +80,7 @@ pub extern "C" fn rgrpc_channel_get_state(
 #[no_mangle]
 pub extern "C" fn rgrpc_connectivity_state_name(state: u32) -> *const c_char {
     boundary(|| match ConnectivityState::from_u32(state) {
-        Some(s) => static_name(&NAMES, &ConnectivityState::ALL, s, ConnectivityState::name),
+        Some(s) => lend_nul_terminated(s.name_with_nul()),
         None => c"UNKNOWN".as_ptr(),
     })
 }
@@ -115,6 +114,9 @@ pub extern "C" fn rgrpc_channel_subscribe(
             return ch
                 .last_error
                 .fail(rgrpc_result::NullParameter, c"subscription_out is NULL");
+        }
+        if shut_down() {
+            return ch.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN);
         }
         let ud = UserData(user_data);
         let id = ch.channel.subscribe(
@@ -162,7 +164,7 @@ pub extern "C" fn rgrpc_channel_unsubscribe(
 /// without limit.
 ///
 /// Returns `RGRPC_RESULT_OK` (READY), `RGRPC_RESULT_TIMEOUT`,
-/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME` or
+/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or
 /// `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
 /// `rgrpc_channel_last_error(channel)`. Thread-safe.
 #[no_mangle]
@@ -195,7 +197,7 @@ pub extern "C" fn rgrpc_channel_wait_for_ready(
 /// waits without limit.
 ///
 /// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_TIMEOUT`,
-/// `RGRPC_RESULT_INVALID_ARGUMENT` (not a state), `RGRPC_RESULT_RUNTIME` or
+/// `RGRPC_RESULT_INVALID_ARGUMENT` (not a state), `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` or
 /// `RGRPC_RESULT_NULL_PARAMETER`; the reason of a failure is
 /// `rgrpc_channel_last_error(channel)`. Thread-safe.
 #[no_mangle]
@@ -233,12 +235,16 @@ pub extern "C" fn rgrpc_channel_wait_for_state_change(
 }
 
 /// Ends a reconnect backoff early: a channel in TRANSIENT_FAILURE tries to
-/// connect now (an IDLE one starts connecting). Returns `RGRPC_RESULT_OK`
-/// or `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+/// connect now (an IDLE one starts connecting). Returns `RGRPC_RESULT_OK`,
+/// `RGRPC_RESULT_NULL_PARAMETER` or `RGRPC_RESULT_SHUTDOWN` (after
+/// `rgrpc_shutdown`). Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_reset_connect_backoff(channel: *mut rgrpc_channel) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
+        if shut_down() {
+            return ch.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN);
+        }
         ch.channel.reset_connect_backoff();
         rgrpc_result::Ok
     })
@@ -278,8 +284,9 @@ fn ready_result(o: ReadyOutcome) -> rgrpc_result {
 /// cancelled or freed (see `rgrpc_ready_cb`).
 ///
 /// Writes the future to `*future_out` (owned: `rgrpc_ready_future_free`).
-/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
-/// `RGRPC_RESULT_RUNTIME`; the reason of a failure is
+/// Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+/// `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_SHUTDOWN` (after
+/// `rgrpc_shutdown`); the reason of a failure is
 /// `rgrpc_channel_last_error(channel)`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn rgrpc_channel_ready_future(
@@ -295,6 +302,9 @@ pub extern "C" fn rgrpc_channel_ready_future(
                 .last_error
                 .fail(rgrpc_result::NullParameter, c"future_out is NULL");
         }
+        if shut_down() {
+            return handle.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN);
+        }
         let ch: &Channel = &handle.channel;
         let ud = UserData(user_data);
         let callback: Option<ReadyCallback> = cb.map(|f| {
@@ -306,7 +316,7 @@ pub extern "C" fn rgrpc_channel_ready_future(
         });
         let f = match ch.ready_future(callback, Notifier::Pool) {
             Ok(f) => f,
-            Err(e) => return handle.last_error.fail(rgrpc_result::Runtime, e.to_string()),
+            Err(e) => return handle.last_error.fail(runtime_failure(), e.to_string()),
         };
         write_out!(future_out, to_boxed::<rgrpc_ready_future>(f));
         rgrpc_result::Ok
@@ -316,7 +326,9 @@ pub extern "C" fn rgrpc_channel_ready_future(
 /// Waits for the future: returns its outcome (`RGRPC_RESULT_OK`,
 /// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_CANCELLED`), or
 /// `RGRPC_RESULT_TIMEOUT` when `timeout_ms` passes first (< 0: no limit),
-/// or `RGRPC_RESULT_NULL_PARAMETER`.
+/// `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_RUNTIME` (blocking is
+/// impossible on this thread) or `RGRPC_RESULT_SHUTDOWN` (after
+/// `rgrpc_shutdown`).
 #[no_mangle]
 pub extern "C" fn rgrpc_ready_future_wait(
     future: *mut rgrpc_ready_future,

@@ -64,6 +64,8 @@ pub enum rgrpc_result {
     Panic = 7020,
     /// The operation was cancelled by the application.
     Cancelled = 7021,
+    /// The library was shut down (`rgrpc_shutdown`): nothing that needs its runtime works any more.
+    Shutdown = 7022,
 }
 
 use rgrpc_result as R;
@@ -72,7 +74,7 @@ use rgrpc_result as R;
 /// header spells it) and a one-sentence English message.
 /// `rgrpc_result_name`, `rgrpc_result_str` and the conversion from a number
 /// read it; the test below checks that it has every variant exactly once.
-const RESULTS: [(rgrpc_result, &CStr, &CStr); 22] = [
+const RESULTS: [(rgrpc_result, &CStr, &CStr); 23] = [
     (R::Ok, c"RGRPC_RESULT_OK", c"success"),
     (R::NullParameter, c"RGRPC_RESULT_NULL_PARAMETER", c"a required pointer argument was NULL"),
     (R::InvalidArgument, c"RGRPC_RESULT_INVALID_ARGUMENT", c"an argument is out of range or malformed"),
@@ -95,6 +97,7 @@ const RESULTS: [(rgrpc_result, &CStr, &CStr); 22] = [
     (R::Runtime, c"RGRPC_RESULT_RUNTIME", c"the runtime could not start, or blocking is impossible on this thread"),
     (R::Panic, c"RGRPC_RESULT_PANIC", c"internal error in rgrpc (caught panic)"),
     (R::Cancelled, c"RGRPC_RESULT_CANCELLED", c"cancelled by the application"),
+    (R::Shutdown, c"RGRPC_RESULT_SHUTDOWN", c"the library was shut down (rgrpc_shutdown); it cannot be used again"),
 ];
 
 impl rgrpc_result {
@@ -361,9 +364,10 @@ mod tests {
             R::Runtime => 19,
             R::Panic => 20,
             R::Cancelled => 21,
+            R::Shutdown => 22,
         }
     }
-    const VARIANTS: usize = 22;
+    const VARIANTS: usize = 23;
 
     #[test]
     fn table_has_every_variant_once() {

@@ -147,11 +147,12 @@ pub(crate) unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Option<&'a [u
 }
 
 /// Runs a future on the calling thread (see `rt::block_on`);
-/// `RGRPC_RESULT_RUNTIME` where blocking is impossible. Inlined: a future
+/// `RGRPC_RESULT_RUNTIME` where blocking is impossible,
+/// `RGRPC_RESULT_SHUTDOWN` after `rgrpc_shutdown`. Inlined: a future
 /// passed through one more function is one more copy of it per operation.
 #[inline(always)]
 pub(crate) fn block<F: std::future::Future>(f: F) -> Result<F::Output, super::error::rgrpc_result> {
-    rgrpc_core::rt::block_on(f).ok_or(super::error::rgrpc_result::Runtime)
+    rgrpc_core::rt::block_on(f).ok_or_else(super::runtime::runtime_failure)
 }
 
 /// `f` bounded by `timeout_ms` (< 0: no bound); None when it ran out.
@@ -200,8 +201,11 @@ pub(crate) fn str_or_error<'a>(
 }
 
 /// Why `block` could not run a future here, for the message of
-/// `RGRPC_RESULT_RUNTIME`.
+/// `RGRPC_RESULT_RUNTIME` or `RGRPC_RESULT_SHUTDOWN`.
 pub(crate) fn block_failure() -> String {
+    if rgrpc_core::rt::is_shut_down() {
+        return rgrpc_core::rt::SHUT_DOWN_MESSAGE.to_string();
+    }
     match rgrpc_core::rt::handle() {
         Err(e) => e.to_string(),
         Ok(_) => "cannot block on this thread: it is driving the library's I/O (a message \

@@ -7,8 +7,20 @@ use super::callback::UserData;
 use super::error::{rgrpc_error, rgrpc_result, set_error};
 use super::handle::try_str;
 use rgrpc_core::log::{self as core_log, Level};
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
+
+thread_local! {
+    /// True while this thread runs the application's log callback.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while the current thread runs the log callback (where
+/// `rgrpc_shutdown` is refused).
+pub(crate) fn in_log_callback() -> bool {
+    IN_CALLBACK.with(|c| c.get())
+}
 
 /// A log line's level, numbered as C-core's `gpr_log_severity`; `NONE`
 /// (for `rgrpc_log_set_verbosity` only) writes no line without its tracer.
@@ -44,9 +56,11 @@ struct CSink {
 
 impl CSink {
     fn call(&self, level: rgrpc_log_level, tracer: &CString, msg: &CString) {
+        let outer = IN_CALLBACK.with(|c| c.replace(true));
         // SAFETY: the caller's callback with its user data and two
         // NUL-terminated strings that live through the call.
         unsafe { (self.cb)(self.ud.0, level, tracer.as_ptr(), msg.as_ptr()) }
+        IN_CALLBACK.with(|c| c.set(outer));
     }
 }
 
@@ -66,9 +80,11 @@ impl Drop for CSink {
 /// (`GRPC_VERBOSITY` or `rgrpc_log_set_verbosity`; the default `NONE`
 /// writes nothing else). `destroy` (may be NULL) is called once with
 /// `user_data` when the callback is replaced or cleared and no line is
-/// being written with it any more (possibly on another thread). The
-/// callback may call this function (the change applies to later lines).
-/// Global to the process; thread-safe. Returns `RGRPC_RESULT_OK`.
+/// being written with it any more (possibly on another thread), or by
+/// `rgrpc_shutdown`. The callback may call this function (the change
+/// applies to later lines), not `rgrpc_shutdown`. Global to the process;
+/// thread-safe. Returns `RGRPC_RESULT_OK`, or `RGRPC_RESULT_SHUTDOWN` after
+/// `rgrpc_shutdown` (nothing is kept, `destroy` is not called).
 #[no_mangle]
 pub extern "C" fn rgrpc_log_set_callback(
     callback: rgrpc_log_cb,
@@ -76,6 +92,9 @@ pub extern "C" fn rgrpc_log_set_callback(
     destroy: crate::credentials::rgrpc_destroy_cb,
 ) -> rgrpc_result {
     boundary(|| {
+        if crate::runtime::shut_down() {
+            return rgrpc_result::Shutdown;
+        }
         let sink: Option<core_log::Sink> = callback.map(|cb| {
             let s = CSink {
                 cb,

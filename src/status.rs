@@ -3,7 +3,7 @@
 use super::boundary::boundary;
 use super::handle::{free_arc, try_ref, Castable};
 use super::metadata::rgrpc_metadata;
-use super::names::{lend_nul_terminated, static_name, NameTable};
+use super::names::lend_nul_terminated;
 use rgrpc_core::{Code, Status};
 use std::ffi::c_char;
 
@@ -80,12 +80,10 @@ pub extern "C" fn rgrpc_status_free(status: *const rgrpc_status) {
 #[no_mangle]
 pub extern "C" fn rgrpc_status_code_name(code: u32) -> *const c_char {
     boundary(|| match Code::from_u32(code) {
-        Some(c) => static_name(&NAMES, &Code::ALL, c, Code::name),
+        Some(c) => lend_nul_terminated(c.name_with_nul()),
         None => c"UNKNOWN_CODE".as_ptr(),
     })
 }
-
-static NAMES: NameTable = NameTable::new();
 
 /// A gRPC status code, numbered exactly as the gRPC specification
 /// (`doc/statuscodes.md` in the grpc/grpc repository): 0 OK ...

@@ -9,6 +9,7 @@ use super::callback::UserData;
 use super::channel::{rgrpc_channel, ChannelHandle};
 use super::error::rgrpc_result;
 use super::handle::{block, block_failure, bytes_arg, try_ref_or_null, write_out};
+use super::runtime::{shut_down, SHUT_DOWN};
 use super::status::rgrpc_status;
 use bytes::Bytes;
 use rgrpc_core::call::{StartError, UnaryOutcome};
@@ -44,7 +45,8 @@ pub type rgrpc_unary_done_cb = Option<
 /// is not NULL, `*status_out` receives the status (owned:
 /// `rgrpc_status_free`). Other results: `RGRPC_RESULT_NULL_PARAMETER`,
 /// `RGRPC_RESULT_INVALID_UTF8`, `RGRPC_RESULT_INVALID_METHOD`,
-/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`. The reason of
+/// `RGRPC_RESULT_CHANNEL_CLOSED`, `RGRPC_RESULT_RUNTIME`,
+/// `RGRPC_RESULT_SHUTDOWN` (after `rgrpc_shutdown`). The reason of
 /// every result but OK is `rgrpc_channel_last_error(channel)` (channel
 /// not NULL). Thread-safe.
 #[no_mangle]
@@ -157,7 +159,8 @@ pub extern "C" fn rgrpc_call_unary_buffer(
 /// Returns `RGRPC_RESULT_OK` (then `cb` will run exactly once),
 /// `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
 /// `RGRPC_RESULT_INVALID_METHOD`, `RGRPC_RESULT_CHANNEL_CLOSED`,
-/// `RGRPC_RESULT_RUNTIME` (then `cb` never runs); the reason of a failure
+/// `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN` (after
+/// `rgrpc_shutdown`) (then `cb` never runs); the reason of a failure
 /// is `rgrpc_channel_last_error(channel)` (channel not NULL). Thread-safe.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
@@ -173,6 +176,9 @@ pub extern "C" fn rgrpc_call_unary_async(
 ) -> rgrpc_result {
     boundary(|| {
         let ch = try_ref_or_null!(rgrpc_channel, channel);
+        if shut_down() {
+            return ch.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN);
+        }
         let method = match ch.method_arg(method) {
             Ok(m) => m,
             Err(r) => return r,

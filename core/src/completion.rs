@@ -20,8 +20,51 @@
 use crate::rt;
 use crate::sync::lock;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Jobs handed to the runtime ([`Notifier::Pool`], [`Notifier::Inline`])
+/// that have not run (or been dropped) yet: shutdown waits for them.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+static IDLE_LOCK: Mutex<()> = Mutex::new(());
+static IDLE: Condvar = Condvar::new();
+
+/// Counts one pending job until dropped (after the job ran, or when the
+/// runtime drops it unrun). Also held by what will deliver a job from a
+/// task of its own (a ready future's callback), so that shutdown waits for
+/// that task to run too.
+pub(crate) struct Pending;
+
+impl Pending {
+    pub(crate) fn new() -> Pending {
+        PENDING.fetch_add(1, Ordering::SeqCst);
+        Pending
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if PENDING.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let _g = lock(&IDLE_LOCK);
+            IDLE.notify_all();
+        }
+    }
+}
+
+/// Waits until every job handed to the runtime has run: the callbacks that
+/// shutdown's closing of the channels caused (and any they cause in turn,
+/// or that tasks woken by it deliver).
+/// A job that never returns keeps it waiting.
+pub(crate) fn wait_idle() {
+    let mut g = lock(&IDLE_LOCK);
+    while PENDING.load(Ordering::SeqCst) > 0 {
+        g = IDLE
+            .wait_timeout(g, Duration::from_millis(50))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
 
 /// A notification for the application: runs once.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -68,10 +111,15 @@ impl Notifier {
                 let Ok(h) = rt::handle() else {
                     return guarded();
                 };
+                let pending = Pending::new();
+                let counted = move || {
+                    guarded();
+                    drop(pending);
+                };
                 if matches!(self, Notifier::Inline) {
-                    h.spawn(async move { guarded() });
+                    h.spawn(async move { counted() });
                 } else {
-                    h.spawn_blocking(guarded);
+                    h.spawn_blocking(counted);
                 }
             }
         }

@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod log;
 pub mod metadata;
 pub mod rt;
+mod shutdown;
 pub mod status;
 pub(crate) mod sync;
 #[allow(unsafe_code)]
@@ -28,6 +29,7 @@ pub(crate) mod sys;
 pub use call::{Call, CallError, CallOptions, Message, SendFlags, StartError};
 pub use channel::{Channel, ChannelOptions};
 pub use metadata::Metadata;
+pub use shutdown::{shutdown, ShutdownError};
 pub use status::{Code, Status};
 
 /// The library version (from Cargo.toml).

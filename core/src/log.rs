@@ -245,9 +245,12 @@ pub fn set_verbosity(level: Option<Level>) {
     VERBOSITY.store(level.map_or(3, |l| l as u32), Ordering::Relaxed);
 }
 
-/// Sends lines to `sink` instead of stderr (None: back to stderr).
+/// Sends lines to `sink` instead of stderr (None: back to stderr). The
+/// sink replaced is dropped here, outside the lock, unless a line is being
+/// written with it (then by that line).
 pub fn set_sink(sink: Option<Sink>) {
-    *SINK.write().unwrap_or_else(|e| e.into_inner()) = sink;
+    let old = std::mem::replace(&mut *SINK.write().unwrap_or_else(|e| e.into_inner()), sink);
+    drop(old);
 }
 
 /// Writes a line (already filtered).

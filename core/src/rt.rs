@@ -14,22 +14,48 @@
 //! * **N ≥ 1 — N worker threads.** A multi-threaded runtime; blocking
 //!   callers wait for the workers.
 //!
+//! Its life: not started, running, stopping, shut down — for good: nothing
+//! starts it again ([`crate::shutdown()`] walks the last two steps). While
+//! it runs, finding it costs one atomic load of the state; a blocked
+//! caller also holds the read lock on it while it drives it.
+//!
 //! Library threads block SIGPIPE (see `sys::block_sigpipe_on_this_thread`).
 
 #![forbid(unsafe_code)]
 
-use once_cell::sync::OnceCell;
+use crate::sync::lock;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, RwLock};
 use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
-static RUNTIME: OnceCell<Runtime> = OnceCell::new();
+/// The runtime's life, in [`STATE`]: not started yet...
+const UNSTARTED: u8 = 0;
+/// ... running ...
+const RUNNING: u8 = 1;
+/// ... stopping (shutdown is closing the channels and delivering the last
+/// notifications: library code may still spawn; applications start
+/// nothing) ...
+const STOPPING: u8 = 2;
+/// ... and gone.
+const SHUT_DOWN: u8 = 3;
+static STATE: AtomicU8 = AtomicU8::new(UNSTARTED);
+
+/// The runtime. A blocked caller and the background driver hold the read
+/// lock while they drive it; [`stop`] takes it out under the write lock
+/// once they have left, and drops it, which joins its threads.
+static RUNTIME: RwLock<Option<Runtime>> = RwLock::new(None);
+/// A handle to spawn with, cloned out (this lock is never held while other
+/// code runs, so no thread takes it twice).
+static HANDLE: Mutex<Option<Handle>> = Mutex::new(None);
+/// The background driver of the caller-driven runtime, joined by [`stop`].
+static DRIVER_THREAD: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 /// usize::MAX = not chosen yet.
 static WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
 static CONFIG_LOCK: Mutex<()> = Mutex::new(());
@@ -55,6 +81,8 @@ struct Driver {
     step_aside: Notify,
     /// True while the driver runs the runtime.
     driving: AtomicBool,
+    /// Tells the driver to end its thread (shutdown).
+    stop: AtomicBool,
 }
 
 /// How long the background driver waits after the last caller left before
@@ -68,12 +96,22 @@ static DRIVER: Driver = Driver {
     idle: Condvar::new(),
     step_aside: Notify::const_new(),
     driving: AtomicBool::new(false),
+    stop: AtomicBool::new(false),
 };
 
 thread_local! {
     /// True on the driver thread, and on a caller thread inside `block_on`:
     /// such a thread runs the runtime and cannot block on it again.
     static DRIVING: Cell<bool> = const { Cell::new(false) };
+    /// True on the runtime's own threads (workers, blocking pool, the
+    /// background driver).
+    static LIBRARY_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs first on every thread the library starts.
+fn library_thread_start() {
+    crate::sys::block_sigpipe_on_this_thread();
+    LIBRARY_THREAD.with(|l| l.set(true));
 }
 
 /// Why the runtime could not be configured or started.
@@ -85,7 +123,14 @@ pub enum RuntimeError {
     InvalidWorkerCount(usize),
     /// The operating system refused to start the threads.
     Start(String),
+    /// The library was shut down ([`crate::shutdown()`]); it cannot be used
+    /// again.
+    ShutDown,
 }
+
+/// What operations refused after shutdown say.
+pub const SHUT_DOWN_MESSAGE: &str =
+    "the library was shut down (rgrpc_shutdown); it cannot be used again";
 
 impl std::fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +142,7 @@ impl std::fmt::Display for RuntimeError {
                 write!(f, "worker thread count {n} is out of range (0..=1024)")
             }
             RuntimeError::Start(e) => write!(f, "could not start the runtime: {e}"),
+            RuntimeError::ShutDown => f.write_str(SHUT_DOWN_MESSAGE),
         }
     }
 }
@@ -107,12 +153,15 @@ pub fn set_worker_threads(n: usize) -> Result<(), RuntimeError> {
     if n > 1024 {
         return Err(RuntimeError::InvalidWorkerCount(n));
     }
-    let _g = CONFIG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if RUNTIME.get().is_some() {
-        return Err(RuntimeError::AlreadyStarted);
+    let _g = lock(&CONFIG_LOCK);
+    match STATE.load(Ordering::Acquire) {
+        UNSTARTED => {
+            WORKERS.store(n, Ordering::SeqCst);
+            Ok(())
+        }
+        RUNNING => Err(RuntimeError::AlreadyStarted),
+        _ => Err(RuntimeError::ShutDown),
     }
-    WORKERS.store(n, Ordering::SeqCst);
-    Ok(())
 }
 
 /// The worker count the runtime has or will have (0 = caller-driven).
@@ -128,50 +177,119 @@ pub fn worker_threads() -> usize {
         .unwrap_or(0)
 }
 
-/// The runtime, started on first use.
-pub fn runtime() -> Result<&'static Runtime, RuntimeError> {
-    RUNTIME.get_or_try_init(|| {
-        let _g = CONFIG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let n = worker_threads();
-        if n == 0 {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .thread_name("rgrpc-blocking")
-                .on_thread_start(|| {
-                    crate::sys::block_sigpipe_on_this_thread();
-                })
-                .enable_all()
-                .build()
-                .map_err(|e| RuntimeError::Start(e.to_string()))?;
-            std::thread::Builder::new()
-                .name("rgrpc-driver".into())
-                .spawn(drive_in_background)
-                .map_err(|e| RuntimeError::Start(e.to_string()))?;
-            Ok(rt)
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(n)
-                .thread_name("rgrpc-worker")
-                .on_thread_start(|| {
-                    crate::sys::block_sigpipe_on_this_thread();
-                })
-                .enable_all()
-                .build()
-                .map_err(|e| RuntimeError::Start(e.to_string()))
+/// Starts the runtime unless it runs (or is stopping: library code may
+/// still use it then). One atomic load when it runs.
+#[inline]
+pub fn ensure_started() -> Result<(), RuntimeError> {
+    match STATE.load(Ordering::Acquire) {
+        RUNNING | STOPPING => Ok(()),
+        SHUT_DOWN => Err(RuntimeError::ShutDown),
+        _ => start(),
+    }
+}
+
+/// True once shutdown has begun: applications may start nothing more.
+/// One atomic load.
+#[inline]
+pub fn is_shut_down() -> bool {
+    STATE.load(Ordering::Acquire) >= STOPPING
+}
+
+/// True on a thread where shutting down would wait for the thread itself:
+/// one of the runtime's threads (a callback on a worker or on the blocking
+/// pool, the background driver), or a caller's thread while it drives the
+/// runtime (an inline or message callback run inside a blocking call).
+pub fn on_library_thread() -> bool {
+    LIBRARY_THREAD.with(|l| l.get()) || DRIVING.with(|d| d.get())
+}
+
+#[cold]
+fn start() -> Result<(), RuntimeError> {
+    let _g = lock(&CONFIG_LOCK);
+    match STATE.load(Ordering::Acquire) {
+        UNSTARTED => {}
+        RUNNING | STOPPING => return Ok(()),
+        _ => return Err(RuntimeError::ShutDown),
+    }
+    let n = worker_threads();
+    let rt = if n == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .thread_name("rgrpc-blocking")
+            .on_thread_start(library_thread_start)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .thread_name("rgrpc-worker")
+            .on_thread_start(library_thread_start)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| RuntimeError::Start(e.to_string()))?;
+    *lock(&HANDLE) = Some(rt.handle().clone());
+    *RUNTIME.write().unwrap_or_else(|e| e.into_inner()) = Some(rt);
+    if n == 0 {
+        let spawned = std::thread::Builder::new()
+            .name("rgrpc-driver".into())
+            .spawn(drive_in_background);
+        match spawned {
+            Ok(j) => *lock(&DRIVER_THREAD) = Some(j),
+            Err(e) => {
+                *lock(&HANDLE) = None;
+                let rt = RUNTIME.write().unwrap_or_else(|e| e.into_inner()).take();
+                drop(rt);
+                return Err(RuntimeError::Start(e.to_string()));
+            }
         }
-    })
+    }
+    STATE.store(RUNNING, Ordering::Release);
+    Ok(())
+}
+
+/// First step of shutdown: from now on applications start nothing
+/// ([`is_shut_down`]); library code may still spawn until [`stop`]. False
+/// when shutdown had already begun.
+pub(crate) fn begin_shutdown() -> bool {
+    let _g = lock(&CONFIG_LOCK);
+    if STATE.load(Ordering::Acquire) >= STOPPING {
+        return false;
+    }
+    STATE.store(STOPPING, Ordering::Release);
+    true
+}
+
+/// Last step of shutdown: ends the background driver, waits for the
+/// callers still driving the runtime to leave, and drops the runtime,
+/// which stops its tasks and joins its threads. Must not run on a library
+/// thread ([`on_library_thread`]).
+pub(crate) fn stop() {
+    DRIVER.stop.store(true, Ordering::SeqCst);
+    DRIVER.step_aside.notify_one();
+    {
+        let _parked = lock(&DRIVER.parked);
+        DRIVER.idle.notify_all();
+    }
+    let driver = lock(&DRIVER_THREAD).take();
+    if let Some(j) = driver {
+        let _ = j.join();
+    }
+    *lock(&HANDLE) = None;
+    // Waits for blocked callers (their calls ended when the channels
+    // closed).
+    let rt = RUNTIME.write().unwrap_or_else(|e| e.into_inner()).take();
+    STATE.store(SHUT_DOWN, Ordering::Release);
+    // Outside the lock: a worker in a callback that tries to block finds
+    // no runtime and returns, so that the drop can join it.
+    drop(rt);
 }
 
 /// The background driver of the caller-driven runtime: drives it whenever
 /// no caller is blocked in `block_on`, and steps aside when one arrives.
 fn drive_in_background() {
-    crate::sys::block_sigpipe_on_this_thread();
+    library_thread_start();
     DRIVING.with(|d| d.set(true));
-    let rt = loop {
-        if let Some(rt) = RUNTIME.get() {
-            break rt;
-        }
-        std::thread::yield_now();
-    };
+    let stopping = || DRIVER.stop.load(Ordering::SeqCst);
     loop {
         // Wait until no caller drives, then until none has driven for a
         // whole LINGER: a caller making blocking calls back to back is not
@@ -179,12 +297,15 @@ fn drive_in_background() {
         // the callers never wake the driver meanwhile (background work waits
         // at most about LINGER).
         loop {
+            if stopping() {
+                return;
+            }
             if DRIVER.callers.load(Ordering::SeqCst) > 0 {
-                let mut parked = DRIVER.parked.lock().unwrap_or_else(|e| e.into_inner());
+                let mut parked = lock(&DRIVER.parked);
                 *parked = true;
                 // The last caller to leave clears `parked`: one wake-up per
                 // park, however many calls follow.
-                while *parked && DRIVER.callers.load(Ordering::SeqCst) > 0 {
+                while *parked && DRIVER.callers.load(Ordering::SeqCst) > 0 && !stopping() {
                     parked = DRIVER.idle.wait(parked).unwrap_or_else(|e| e.into_inner());
                 }
                 *parked = false;
@@ -197,13 +318,17 @@ fn drive_in_background() {
                 break;
             }
         }
+        let guard = RUNTIME.read().unwrap_or_else(|e| e.into_inner());
+        let Some(rt) = guard.as_ref() else {
+            return;
+        };
         DRIVER.driving.store(true, Ordering::SeqCst);
         rt.block_on(async {
             loop {
                 let aside = DRIVER.step_aside.notified();
                 tokio::pin!(aside);
                 aside.as_mut().enable();
-                if DRIVER.callers.load(Ordering::SeqCst) > 0 {
+                if DRIVER.callers.load(Ordering::SeqCst) > 0 || stopping() {
                     return;
                 }
                 aside.await;
@@ -235,7 +360,7 @@ impl Drop for CallerGuard {
         DRIVING.with(|d| d.set(false));
         DRIVER.departures.fetch_add(1, Ordering::SeqCst);
         if DRIVER.callers.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let mut parked = DRIVER.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut parked = lock(&DRIVER.parked);
             if *parked {
                 *parked = false;
                 DRIVER.idle.notify_one();
@@ -244,9 +369,11 @@ impl Drop for CallerGuard {
     }
 }
 
-/// A handle to the runtime, starting it if needed.
-pub fn handle() -> Result<&'static Handle, RuntimeError> {
-    runtime().map(|r| r.handle())
+/// A handle to the runtime, starting it if needed (a clone: hot paths keep
+/// one, as each channel does).
+pub fn handle() -> Result<Handle, RuntimeError> {
+    ensure_started()?;
+    lock(&HANDLE).clone().ok_or(RuntimeError::ShutDown)
 }
 
 /// Runs `fut` to completion on the calling thread.
@@ -258,13 +385,24 @@ pub fn handle() -> Result<&'static Handle, RuntimeError> {
 ///
 /// Returns `None` where blocking is impossible: on a thread that is
 /// already driving the runtime (e.g. inside a message callback in
-/// caller-driven mode), or inside a foreign single-threaded tokio runtime.
+/// caller-driven mode), inside a foreign single-threaded tokio runtime, or
+/// once shutdown has begun ([`is_shut_down`]).
 pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
-    let rt = runtime().ok()?;
-    if rt.handle().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
-        if DRIVING.with(|d| d.get()) {
+    // First: a driving thread holds the read lock already and must not ask
+    // for it twice (behind a waiting shutdown that would never return).
+    if DRIVING.with(|d| d.get()) {
+        return None;
+    }
+    if STATE.load(Ordering::Acquire) != RUNNING {
+        if is_shut_down() {
             return None;
         }
+        start().ok()?;
+    }
+    // Held while this thread drives: shutdown waits for it.
+    let guard = RUNTIME.read().unwrap_or_else(|e| e.into_inner());
+    let rt = guard.as_ref()?;
+    if rt.handle().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
         if let Ok(cur) = Handle::try_current() {
             // Our own blocking-pool threads (callbacks) may drive; a thread
             // of some other runtime may not.

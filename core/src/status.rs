@@ -78,24 +78,31 @@ impl Code {
 
     /// The canonical upper-case name, e.g. `"DEADLINE_EXCEEDED"`.
     pub fn name(self) -> &'static str {
+        let s = self.name_with_nul();
+        &s[..s.len() - 1]
+    }
+
+    /// [`Code::name`] followed by a NUL byte (static: a C string needs no
+    /// allocation).
+    pub fn name_with_nul(self) -> &'static str {
         match self {
-            Code::Ok => "OK",
-            Code::Cancelled => "CANCELLED",
-            Code::Unknown => "UNKNOWN",
-            Code::InvalidArgument => "INVALID_ARGUMENT",
-            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-            Code::NotFound => "NOT_FOUND",
-            Code::AlreadyExists => "ALREADY_EXISTS",
-            Code::PermissionDenied => "PERMISSION_DENIED",
-            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            Code::FailedPrecondition => "FAILED_PRECONDITION",
-            Code::Aborted => "ABORTED",
-            Code::OutOfRange => "OUT_OF_RANGE",
-            Code::Unimplemented => "UNIMPLEMENTED",
-            Code::Internal => "INTERNAL",
-            Code::Unavailable => "UNAVAILABLE",
-            Code::DataLoss => "DATA_LOSS",
-            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Ok => "OK\0",
+            Code::Cancelled => "CANCELLED\0",
+            Code::Unknown => "UNKNOWN\0",
+            Code::InvalidArgument => "INVALID_ARGUMENT\0",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED\0",
+            Code::NotFound => "NOT_FOUND\0",
+            Code::AlreadyExists => "ALREADY_EXISTS\0",
+            Code::PermissionDenied => "PERMISSION_DENIED\0",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED\0",
+            Code::FailedPrecondition => "FAILED_PRECONDITION\0",
+            Code::Aborted => "ABORTED\0",
+            Code::OutOfRange => "OUT_OF_RANGE\0",
+            Code::Unimplemented => "UNIMPLEMENTED\0",
+            Code::Internal => "INTERNAL\0",
+            Code::Unavailable => "UNAVAILABLE\0",
+            Code::DataLoss => "DATA_LOSS\0",
+            Code::Unauthenticated => "UNAUTHENTICATED\0",
         }
     }
 

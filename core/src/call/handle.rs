@@ -7,7 +7,6 @@ use super::state::CallShared;
 pub use super::state::DoneCallback;
 use crate::channel::Channel;
 use crate::metadata::Metadata;
-use crate::rt;
 use crate::status::{Code, Status};
 use crate::sync::lock;
 use bytes::Bytes;
@@ -24,7 +23,9 @@ impl Channel {
         if inner.is_closed() {
             return Err(StartError::ChannelClosed);
         }
-        let handle = rt::handle().map_err(|e| StartError::Runtime(e.to_string()))?;
+        let handle = inner
+            .rt_handle()
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
         let uri = http::Uri::builder()
             .scheme("http")
             .authority(inner.authority.clone())

@@ -13,7 +13,6 @@ use crate::codec::compression::Compression;
 use crate::codec::framing;
 use crate::completion::Notifier;
 use crate::metadata::Metadata;
-use crate::rt;
 use crate::status::{Code, Status};
 use crate::sync::lock;
 use bytes::Bytes;
@@ -117,7 +116,12 @@ impl Drop for CallShared {
 
 impl ActiveCall for CallShared {
     fn cancel_for_close(&self) {
-        self.terminate(Status::new(Code::Cancelled, "channel closed"), false);
+        let why = if crate::rt::is_shut_down() {
+            "channel closed: the library was shut down"
+        } else {
+            "channel closed"
+        };
+        self.terminate(Status::new(Code::Cancelled, why), false);
     }
 }
 
@@ -324,7 +328,7 @@ impl CallShared {
         {
             return;
         }
-        let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) else {
+        let (Some(me), Ok(h)) = (self.me.upgrade(), self.spec.channel.rt_handle()) else {
             self.driving.store(false, Ordering::Release);
             return;
         };
@@ -430,7 +434,12 @@ impl CallShared {
         if self.push_mode.swap(true, Ordering::AcqRel) {
             return Err(CallError::Busy("a message callback is already set"));
         }
-        let handle = rt::handle().map_err(|e| CallError::Runtime(e.to_string()))?;
+        let handle = self
+            .spec
+            .channel
+            .rt_handle()
+            .map_err(|e| CallError::Runtime(e.to_string()))?
+            .clone();
         handle.spawn(async move {
             while let Ok(Some(m)) = self.recv().await {
                 f(m);
@@ -504,7 +513,7 @@ impl CallShared {
         if !self.attempt.reset_now(reason) {
             // A send is in progress; it is unwinding now (its guard saw the
             // status). Reset once it has let go.
-            if let (Some(me), Ok(h)) = (self.me.upgrade(), rt::handle()) {
+            if let (Some(me), Ok(h)) = (self.me.upgrade(), self.spec.channel.rt_handle()) {
                 h.spawn(async move { me.attempt.reset_when_free(reason).await });
             }
         }

@@ -6,7 +6,6 @@ use super::handle::{Call, DoneCallback};
 use super::options::{CallOptions, Message, SendFlags};
 use super::state::CallShared;
 use crate::channel::Channel;
-use crate::rt;
 use crate::status::{Code, Status};
 use crate::sync::lock;
 use bytes::Bytes;
@@ -77,7 +76,13 @@ impl Channel {
         // `drive_unary` reads to the end: `ensure_progress` need not start
         // another reader for `wait` or the done callback.
         call.shared.driving.store(true, Ordering::Release);
-        let handle = rt::handle().map_err(|e| StartError::Runtime(e.to_string()))?;
+        let handle = call
+            .shared
+            .spec
+            .channel
+            .rt_handle()
+            .map_err(|e| StartError::Runtime(e.to_string()))?
+            .clone();
         let Some(done) = done else {
             handle.spawn(drive_unary(call.shared.clone(), request));
             return Ok(call);

@@ -16,10 +16,26 @@ use super::state::ConnectivityState;
 use super::subchannel::ConnectArgs;
 use super::target::{self, Address};
 use crate::credentials::{ChannelCredentials, Transport};
+use crate::rt::{self, RuntimeError};
 use crate::status::{Code, Status};
+use crate::sync::lock;
 use http::header::HeaderValue;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
+
+/// Every channel alive, for [`close_all`] (shutdown). An entry goes when
+/// its channel does.
+static LIVE: Mutex<Vec<Weak<ChannelInner>>> = Mutex::new(Vec::new());
+
+/// Closes every channel alive (as [`Channel::close`]) and forgets them:
+/// the first step of shutdown, after which the application starts nothing.
+pub(crate) fn close_all() {
+    let live = std::mem::take(&mut *lock(&LIVE));
+    for inner in live.iter().filter_map(Weak::upgrade) {
+        Channel { inner }.close();
+    }
+}
 
 /// Why a channel could not be created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +97,9 @@ pub(crate) struct ChannelInner {
     /// Keepalive is on (then sends count as activity; its period only
     /// ever doubles, so this never changes).
     keepalive_on: bool,
+    /// The runtime's handle, taken on first use: calls spawn with it
+    /// without a global lock.
+    rt: once_cell::sync::OnceCell<Handle>,
 }
 
 impl Channel {
@@ -206,7 +225,7 @@ impl Channel {
             .and_then(|c| c.retry_throttling())
             .filter(|_| opts.enable_retries)
             .map(crate::call::retry::Throttle::new);
-        Ok(Channel {
+        let channel = Channel {
             inner: Arc::new(ChannelInner {
                 opts,
                 authority,
@@ -224,8 +243,15 @@ impl Channel {
                 calls,
                 keepalive,
                 keepalive_on,
+                rt: once_cell::sync::OnceCell::new(),
             }),
-        })
+        };
+        // After shutdown nothing would close it: leave it out (its calls
+        // fail, the runtime being gone).
+        if !rt::is_shut_down() {
+            lock(&LIVE).push(Arc::downgrade(&channel.inner));
+        }
+        Ok(channel)
     }
 
     /// The options the channel was built with.
@@ -382,6 +408,7 @@ impl Drop for ChannelInner {
     fn drop(&mut self) {
         // The last reference is gone: stop the policy and its connections.
         self.control.shutdown();
+        lock(&LIVE).retain(|w| w.strong_count() > 0);
     }
 }
 
@@ -406,6 +433,13 @@ fn is_local(a: &Address) -> bool {
 impl ChannelInner {
     pub(crate) fn is_closed(&self) -> bool {
         self.calls.is_closed()
+    }
+
+    /// The runtime's handle (kept by the channel: one atomic load per use,
+    /// no global lock); an error once the library is shut down.
+    pub(crate) fn rt_handle(&self) -> Result<&Handle, RuntimeError> {
+        rt::ensure_started()?;
+        self.rt.get_or_try_init(rt::handle)
     }
 
     /// The service config's settings for `method` (`/service/method`).

@@ -49,6 +49,7 @@ pub(crate) mod subchannel;
 pub mod target;
 
 pub(crate) use calls::ActiveCall;
+pub(crate) use channel::close_all;
 pub(crate) use channel::ChannelInner;
 pub use channel::{Channel, ChannelError};
 pub use connectivity::StateCallback;

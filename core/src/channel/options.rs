@@ -205,18 +205,25 @@ pub enum OptionKind {
 pub struct OptionKey {
     /// grpcio's / C-core's name, e.g. `grpc.keepalive_time_ms`.
     pub name: &'static str,
+    /// `name` followed by a NUL byte (static: a C string needs no
+    /// allocation).
+    pub name_with_nul: &'static str,
     pub kind: OptionKind,
     /// False for a gRPC key whose feature rgrpc has not built yet (setting
     /// it is refused as unsupported, not ignored).
     pub supported: bool,
 }
 
-const fn key(name: &'static str, kind: OptionKind, supported: bool) -> OptionKey {
-    OptionKey {
-        name,
-        kind,
-        supported,
-    }
+/// `key!("grpc.x", Int, true)`: a table entry.
+macro_rules! key {
+    ($name:literal, $kind:expr, $supported:expr) => {
+        OptionKey {
+            name: $name,
+            name_with_nul: concat!($name, "\0"),
+            kind: $kind,
+            supported: $supported,
+        }
+    };
 }
 
 /// Every channel option key rgrpc knows, with its type: the one table
@@ -224,40 +231,40 @@ const fn key(name: &'static str, kind: OptionKind, supported: bool) -> OptionKey
 pub const KEYS: &[OptionKey] = {
     use OptionKind::{Int, Str};
     &[
-        key("grpc.max_receive_message_length", Int, true),
-        key("grpc.max_send_message_length", Int, true),
-        key("grpc.primary_user_agent", Str, true),
-        key("grpc.secondary_user_agent", Str, true),
-        key("grpc.default_authority", Str, true),
-        key("grpc.ssl_target_name_override", Str, true),
-        key("grpc.keepalive_time_ms", Int, true),
-        key("grpc.keepalive_timeout_ms", Int, true),
-        key("grpc.keepalive_permit_without_calls", Int, true),
-        key("grpc.http2.max_pings_without_data", Int, true),
-        key("grpc.client_idle_timeout_ms", Int, true),
-        key("grpc.max_connection_idle_ms", Int, true),
-        key("grpc.initial_reconnect_backoff_ms", Int, true),
-        key("grpc.min_reconnect_backoff_ms", Int, true),
-        key("grpc.max_reconnect_backoff_ms", Int, true),
-        key("grpc.default_compression_algorithm", Int, true),
-        key("grpc.http2.min_time_between_pings_ms", Int, false),
-        key("grpc.http2.min_ping_interval_without_data_ms", Int, false),
-        key("grpc.service_config", Str, true),
-        key("grpc.service_config_disable_resolution", Int, false),
-        key("grpc.enable_retries", Int, true),
-        key("grpc.per_rpc_retry_buffer_size", Int, true),
-        key("grpc.retry_buffer_size", Int, true),
-        key("grpc.lb_policy_name", Str, true),
-        key("grpc.default_compression_level", Int, false),
-        key("grpc.compression_enabled_algorithms_bitset", Int, false),
-        key("grpc.max_metadata_size", Int, true),
-        key("grpc.absolute_max_metadata_size", Int, true),
-        key("grpc.http2.max_frame_size", Int, false),
-        key("grpc.http2.lookahead_bytes", Int, false),
-        key("grpc.http2.bdp_probe", Int, false),
-        key("grpc.enable_http_proxy", Int, true),
-        key("grpc.http_proxy", Str, true),
-        key("grpc.dns_min_time_between_resolutions_ms", Int, true),
+        key!("grpc.max_receive_message_length", Int, true),
+        key!("grpc.max_send_message_length", Int, true),
+        key!("grpc.primary_user_agent", Str, true),
+        key!("grpc.secondary_user_agent", Str, true),
+        key!("grpc.default_authority", Str, true),
+        key!("grpc.ssl_target_name_override", Str, true),
+        key!("grpc.keepalive_time_ms", Int, true),
+        key!("grpc.keepalive_timeout_ms", Int, true),
+        key!("grpc.keepalive_permit_without_calls", Int, true),
+        key!("grpc.http2.max_pings_without_data", Int, true),
+        key!("grpc.client_idle_timeout_ms", Int, true),
+        key!("grpc.max_connection_idle_ms", Int, true),
+        key!("grpc.initial_reconnect_backoff_ms", Int, true),
+        key!("grpc.min_reconnect_backoff_ms", Int, true),
+        key!("grpc.max_reconnect_backoff_ms", Int, true),
+        key!("grpc.default_compression_algorithm", Int, true),
+        key!("grpc.http2.min_time_between_pings_ms", Int, false),
+        key!("grpc.http2.min_ping_interval_without_data_ms", Int, false),
+        key!("grpc.service_config", Str, true),
+        key!("grpc.service_config_disable_resolution", Int, false),
+        key!("grpc.enable_retries", Int, true),
+        key!("grpc.per_rpc_retry_buffer_size", Int, true),
+        key!("grpc.retry_buffer_size", Int, true),
+        key!("grpc.lb_policy_name", Str, true),
+        key!("grpc.default_compression_level", Int, false),
+        key!("grpc.compression_enabled_algorithms_bitset", Int, false),
+        key!("grpc.max_metadata_size", Int, true),
+        key!("grpc.absolute_max_metadata_size", Int, true),
+        key!("grpc.http2.max_frame_size", Int, false),
+        key!("grpc.http2.lookahead_bytes", Int, false),
+        key!("grpc.http2.bdp_probe", Int, false),
+        key!("grpc.enable_http_proxy", Int, true),
+        key!("grpc.http_proxy", Str, true),
+        key!("grpc.dns_min_time_between_resolutions_ms", Int, true),
     ]
 };
 

@@ -5,7 +5,7 @@
 
 use super::channel::Channel;
 use super::state::ConnectivityState;
-use crate::completion::Notifier;
+use crate::completion::{Notifier, Pending};
 use crate::rt::{self, RuntimeError};
 use crate::sync::lock;
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,10 @@ pub type ReadyCallback = Box<dyn FnOnce(ReadyOutcome) + Send>;
 
 struct Shared {
     result: watch::Sender<Option<ReadyOutcome>>,
-    cb: Mutex<Option<ReadyCallback>>,
+    /// The callback, with a count that keeps shutdown waiting until it has
+    /// run (the task that completes the future runs after the channels
+    /// closed).
+    cb: Mutex<Option<(ReadyCallback, Pending)>>,
     notifier: Notifier,
 }
 
@@ -45,8 +48,12 @@ impl Shared {
         if !first {
             return;
         }
-        if let Some(cb) = lock(&self.cb).take() {
-            self.notifier.deliver(move || cb(r));
+        let cb = lock(&self.cb).take();
+        if let Some((cb, pending)) = cb {
+            self.notifier.deliver(move || {
+                cb(r);
+                drop(pending);
+            });
         }
     }
 }
@@ -68,7 +75,7 @@ impl Channel {
         let h = rt::handle()?;
         let shared = Arc::new(Shared {
             result: watch::channel(None).0,
-            cb: Mutex::new(cb),
+            cb: Mutex::new(cb.map(|cb| (cb, Pending::new()))),
             notifier,
         });
         let (s2, ch) = (shared.clone(), self.clone());

@@ -35,12 +35,19 @@ impl ConnectivityState {
 
     /// The upper-case name, e.g. `"TRANSIENT_FAILURE"`.
     pub fn name(self) -> &'static str {
+        let s = self.name_with_nul();
+        &s[..s.len() - 1]
+    }
+
+    /// [`ConnectivityState::name`] followed by a NUL byte (static: a C
+    /// string needs no allocation).
+    pub fn name_with_nul(self) -> &'static str {
         match self {
-            ConnectivityState::Idle => "IDLE",
-            ConnectivityState::Connecting => "CONNECTING",
-            ConnectivityState::Ready => "READY",
-            ConnectivityState::TransientFailure => "TRANSIENT_FAILURE",
-            ConnectivityState::Shutdown => "SHUTDOWN",
+            ConnectivityState::Idle => "IDLE\0",
+            ConnectivityState::Connecting => "CONNECTING\0",
+            ConnectivityState::Ready => "READY\0",
+            ConnectivityState::TransientFailure => "TRANSIENT_FAILURE\0",
+            ConnectivityState::Shutdown => "SHUTDOWN\0",
         }
     }
 

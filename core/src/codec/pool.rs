@@ -57,7 +57,8 @@ pub fn vec(cap: usize) -> Vec<u8> {
 /// otherwise.
 pub fn give(v: Vec<u8>) {
     let cap = v.capacity();
-    if !(MIN_POOLED..=MAX_POOLED).contains(&cap) {
+    // After shutdown nothing is kept: the pool was emptied for good.
+    if !(MIN_POOLED..=MAX_POOLED).contains(&cap) || crate::rt::is_shut_down() {
         return;
     }
     let mut pool = lock(&POOL);
@@ -65,6 +66,12 @@ pub fn give(v: Vec<u8>) {
     if pool.len() < MAX_COUNT && total + cap <= MAX_TOTAL {
         pool.push(v);
     }
+}
+
+/// Frees every pooled buffer (shutdown; [`give`] keeps none afterwards).
+pub(crate) fn clear() {
+    let pool = std::mem::take(&mut *lock(&POOL));
+    drop(pool);
 }
 
 /// Owner of a pooled buffer behind a `Bytes`: the buffer goes back to the
