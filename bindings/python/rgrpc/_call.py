@@ -72,9 +72,10 @@ class _CallStats(ctypes.Structure):
 
 def read_stats(handle):
     """The call's ``rgrpc_call_get_stats`` as a dict (times in seconds, None
-    when not reached)."""
+    when not reached); ``handle`` is a Handle or a raw ``rgrpc_call *``."""
     out = _CallStats()
-    lib.rgrpc_call_get_stats(handle.ptr, ctypes.byref(out), ctypes.sizeof(out))
+    ptr = handle if isinstance(handle, int) else handle.ptr
+    lib.rgrpc_call_get_stats(ptr, ctypes.byref(out), ctypes.sizeof(out))
     d = {name: getattr(out, name) for name, _ in _CallStats._fields_}
     d["ended"] = bool(d["ended"])
     for k in ("pick_wait_us", "first_response_us", "total_us"):
@@ -380,9 +381,10 @@ class _CompletedCall(_Rendezvous):
     """The Call returned with the response by ``with_call``."""
 
 
-def inactive(code, details, initial=EMPTY, trailing=EMPTY):
+def inactive(code, details, initial=EMPTY, trailing=EMPTY, stats=None):
     """The error a blocking call raises for an RPC that already ended."""
     st = CallState(None)
+    st.stats = stats
     st.code, st.details, st.initial_md, st.trailing_md = code, details, initial, trailing
     st.callbacks = None
     return _InactiveRpcError(st)

@@ -32,10 +32,12 @@ from ._call import (
     _CompletedCall,
     _InactiveRpcError,
     _Rendezvous,
+    _keep_stats,
     abort,
     inactive,
     on_main_thread,
     raise_local,
+    read_stats,
     run_callbacks,
 )
 from ._invocation import LocalFailure, MultiCallable, deserialize, serialize_or_fail, start_error
@@ -154,6 +156,7 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
                     raise inactive(StatusCode.INTERNAL,
                                    "Exception deserializing response!") from None
             initial = initial_metadata_of(p)
+            stats = read_stats(p) if _keep_stats[0] else None
         except BaseException:
             if p is not None:
                 lib.rgrpc_call_cancel(p)
@@ -162,9 +165,11 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
             if p is not None:
                 _rgrpc_call_free(p)
         if code is not StatusCode.OK:
-            raise inactive(code, details, initial, trailing)
-        return _completed(self._deserializer, deadline, response_bytes, initial, trailing,
-                          details)
+            raise inactive(code, details, initial, trailing, stats)
+        response, completed = _completed(self._deserializer, deadline, response_bytes, initial,
+                                         trailing, details)
+        completed._state.stats = stats
+        return response, completed
 
     def _blocking_direct(self, data, opts, deadline, with_call):
         call = c_void_p()
@@ -207,6 +212,7 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
             else:
                 code, details, trailing = status_info(st.value)
             initial = initial_metadata_of(p)
+            stats = read_stats(p) if _keep_stats[0] else None
         finally:
             if st is not None and st.value:
                 _rgrpc_status_free(st.value)
@@ -216,9 +222,11 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
             code = StatusCode.UNIMPLEMENTED
             details = "received no response message for a call that expects one"
         if code is not StatusCode.OK:
-            raise inactive(code, details, initial, trailing)
-        return _completed(self._deserializer, deadline, response_bytes, initial, trailing,
-                          details)
+            raise inactive(code, details, initial, trailing, stats)
+        response, completed = _completed(self._deserializer, deadline, response_bytes, initial,
+                                         trailing, details)
+        completed._state.stats = stats
+        return response, completed
 
     def future(self, request, timeout=None, metadata=None, credentials=None,
                wait_for_ready=None, compression=None):

@@ -669,3 +669,30 @@ def test_rolling_restart_loses_no_call(make_server, pb, client, policy):
         (": " + repr(failures[:5])) if failures else ""))
     assert failures == []
     assert len(answers) >= 100
+
+
+def test_call_stats_count_attempts_and_retries(server, pb, records):
+    """rgrpc's extension (grpcio has none): a call's attempts and retries,
+    read while it runs (via the handle) or after its end when kept."""
+    import rgrpc
+
+    key, md = retry_md(("x-fail", "2:%d" % UNAVAILABLE))
+    rgrpc.keep_call_stats(True)
+    try:
+        with open_channel("rgrpc", server.target, service_config(retry_policy(4))) as ch:
+            stub = pb.test_pb2_grpc.TestServiceStub(ch)
+            _, call = stub.UnaryCall.with_call(simple(pb), metadata=md, timeout=10)
+            stats = rgrpc.call_stats(call)
+            _, plain = stub.UnaryCall.with_call(simple(pb), timeout=10)
+            plain_stats = rgrpc.call_stats(plain)
+    finally:
+        rgrpc.keep_call_stats(False)
+    print("stats: %s" % stats)
+    assert (stats["attempts"], stats["retries"], stats["transparent_retries"]) == (3, 2, 0)
+    assert stats["ended"] and stats["messages_received"] == 1
+    assert len(records(server.target, key)) == 3
+    assert (plain_stats["attempts"], plain_stats["retries"]) == (1, 0)
+    with open_channel("rgrpc", server.target) as ch:
+        _, call = pb.test_pb2_grpc.TestServiceStub(ch).UnaryCall.with_call(simple(pb), timeout=10)
+        with pytest.raises(ValueError):
+            rgrpc.call_stats(call)
