@@ -641,27 +641,22 @@ impl Attempt {
         // (one write for a unary request).
         stream.reserve_capacity(1);
         let mut failed = false;
-        while !first && stream.capacity() == 0 {
-            // A reader replacing the stream wakes this wait.
+        if !first && stream.capacity() == 0 {
+            // A reader replacing the stream wakes this wait. One waiter for
+            // the whole wait: h2 wakes it on every frame that may change
+            // the capacity (a SETTINGS flood is thousands).
             let replacing = self.replaced_notify.notified();
             tokio::pin!(replacing);
             replacing.as_mut().enable();
-            if self.swapping.load(Ordering::Acquire) {
-                failed = true;
-                break;
-            }
-            tokio::select! {
-                biased;
-                r = poll_fn(|cx| stream.poll_capacity(cx)) => match r {
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => {
-                        failed = true;
-                        break;
-                    }
-                },
-                _ = replacing => {
-                    failed = true;
-                    break;
+            failed = self.swapping.load(Ordering::Acquire);
+            while !failed && stream.capacity() == 0 {
+                tokio::select! {
+                    biased;
+                    r = poll_fn(|cx| stream.poll_capacity(cx)) => match r {
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => failed = true,
+                    },
+                    _ = &mut replacing => failed = true,
                 }
             }
         }

@@ -170,6 +170,13 @@ impl Connection {
 struct GoawayWatch<T> {
     io: T,
     seen: Arc<AtomicBool>,
+    /// The connection, once made: a GOAWAY(NO_ERROR) stops new streams on
+    /// it at once (as C-core does), not only when the server closes it, so
+    /// no request goes to a server that is shutting down.
+    drain: Arc<OnceLock<Arc<Shared>>>,
+    /// The first 8 bytes of a GOAWAY's payload (last stream id, error
+    /// code) while they are read.
+    goaway: Option<([u8; 8], usize)>,
     header: [u8; 9],
     have: usize,
     skip: usize,
@@ -219,6 +226,24 @@ impl<T> GoawayWatch<T> {
         while !bytes.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
+                if let Some((buf, have)) = self.goaway.as_mut() {
+                    let k = (8 - *have).min(n);
+                    buf[*have..*have + k].copy_from_slice(&bytes[..k]);
+                    *have += k;
+                    if *have == 8 {
+                        let code = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                        self.goaway = None;
+                        if code == 0 {
+                            if let Some(sh) = self.drain.get() {
+                                sh.finish(CloseReason {
+                                    message: "the server is closing the connection (GOAWAY)".into(),
+                                    graceful: true,
+                                    ..Default::default()
+                                });
+                            }
+                        }
+                    }
+                }
                 self.skip -= n;
                 bytes = &bytes[n..];
                 continue;
@@ -232,6 +257,9 @@ impl<T> GoawayWatch<T> {
                 self.skip = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
                 if h[3] == 0x7 {
                     self.seen.store(true, Ordering::Release);
+                    if self.skip >= 8 {
+                        self.goaway = Some(([0; 8], 0));
+                    }
                 }
                 if crate::log::on(crate::log::Tracer::Http) {
                     trace_frame(h, self.skip);
@@ -470,9 +498,12 @@ async fn handshake(
     max_header_list: u32,
 ) -> Result<Connection, Status> {
     let goaway_seen = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(OnceLock::new());
     let watched = GoawayWatch {
         io,
         seen: goaway_seen.clone(),
+        drain: drain.clone(),
+        goaway: None,
         header: [0; 9],
         have: 0,
         skip: 0,
@@ -498,6 +529,7 @@ async fn handshake(
         reason: Mutex::new(None),
         task: OnceLock::new(),
     });
+    let _ = drain.set(shared.clone());
     let sh = shared.clone();
     let rt =
         crate::rt::handle().map_err(|e| Status::new(Code::Unavailable, format!("runtime: {e}")))?;
