@@ -126,6 +126,12 @@ fn shutdown_closes_everything_joins_the_threads_and_is_final() {
         states.lock().unwrap().last(),
         Some(&ConnectivityState::Shutdown)
     );
+    // The threads have been joined; a joined thread's /proc/self/task
+    // entry can outlive the join by a moment (seen with worker threads).
+    let t0 = std::time::Instant::now();
+    while !library_threads().is_empty() && t0.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(library_threads(), Vec::<String>::new());
 
     // Final: everything that needs the runtime is refused; nothing starts
