@@ -356,10 +356,7 @@ impl Attempt {
                     {
                         unsent += 1;
                         pick.killer.mark_dead(&e.to_string(), goaway);
-                        owner.stats().transparent_retry();
-                        spec.channel
-                            .transparent_retries
-                            .fetch_add(1, Ordering::Relaxed);
+                        count_retry(owner, false);
                         crate::trace!(
                             crate::log::Tracer::Retry,
                             crate::log::Level::Debug,
@@ -405,15 +402,7 @@ impl Attempt {
             }
             p.counted
         };
-        if counted {
-            owner.stats().retry();
-            spec.channel.retries.fetch_add(1, Ordering::Relaxed);
-        } else {
-            owner.stats().transparent_retry();
-            spec.channel
-                .transparent_retries
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        count_retry(owner, counted);
         crate::trace!(
             crate::log::Tracer::Retry,
             crate::log::Level::Debug,
@@ -825,8 +814,7 @@ impl Attempt {
                         started += 1;
                         in_flight += 1;
                         opening.push(open(started));
-                        owner.stats().retry();
-                        spec.channel.retries.fetch_add(1, Ordering::Relaxed);
+                        count_retry(owner, true);
                         crate::trace!(
                             crate::log::Tracer::Retry,
                             crate::log::Level::Debug,
@@ -1167,6 +1155,19 @@ impl Attempt {
                 RecvPhase::Done => return Ok(None),
             }
         }
+    }
+}
+
+/// Counts a retry in the call's stats and the channel's totals (`counted`:
+/// by the retry or hedging policy, else transparent).
+fn count_retry(owner: &impl AttemptOwner, counted: bool) {
+    let ch = &owner.spec().channel;
+    if counted {
+        owner.stats().retry();
+        ch.retries.fetch_add(1, Ordering::Relaxed);
+    } else {
+        owner.stats().transparent_retry();
+        ch.transparent_retries.fetch_add(1, Ordering::Relaxed);
     }
 }
 
