@@ -498,7 +498,10 @@ static void test_channel_options(void) {
   OPT_STR("grpc.service_config", "{}", RGRPC_RESULT_OK);
   OPT_STR("grpc.service_config", "{\"methodConfig\": 5}", RGRPC_RESULT_INVALID_OPTION_VALUE);
   OPT_INT("grpc.dns_min_time_between_resolutions_ms", 1000, RGRPC_RESULT_OK);
-  OPT_INT("grpc.enable_retries", 1, RGRPC_RESULT_UNSUPPORTED);
+  OPT_INT("grpc.enable_retries", 0, RGRPC_RESULT_OK);
+  OPT_INT("grpc.enable_retries", 1, RGRPC_RESULT_OK);
+  OPT_INT("grpc.per_rpc_retry_buffer_size", 65536, RGRPC_RESULT_OK);
+  OPT_INT("grpc.http2.bdp_probe", 1, RGRPC_RESULT_UNSUPPORTED);
 #undef OPT_INT
 #undef OPT_STR
 
