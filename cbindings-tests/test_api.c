@@ -75,6 +75,8 @@ static void test_result_names(void) {
       {RGRPC_RESULT_PANIC, "RGRPC_RESULT_PANIC"},
       {RGRPC_RESULT_CANCELLED, "RGRPC_RESULT_CANCELLED"},
       {RGRPC_RESULT_SHUTDOWN, "RGRPC_RESULT_SHUTDOWN"},
+      {RGRPC_RESULT_QUEUE_EMPTY, "RGRPC_RESULT_QUEUE_EMPTY"},
+      {RGRPC_RESULT_QUEUE_SHUTDOWN, "RGRPC_RESULT_QUEUE_SHUTDOWN"},
   };
   size_t n = sizeof names / sizeof names[0];
   for (size_t i = 0; i < n; i++) {

@@ -164,6 +164,16 @@ enum rgrpc_result
    * The library was shut down (`rgrpc_shutdown`): nothing that needs its runtime works any more.
    */
   RGRPC_RESULT_SHUTDOWN = 7022,
+  /**
+   * `rgrpc_completion_queue_next`: no completion is waiting now.
+   */
+  RGRPC_RESULT_QUEUE_EMPTY = 7023,
+  /**
+   * The completion queue was shut down: it takes no new operations, and
+   * (from `rgrpc_completion_queue_next` and `_wait`) every completion
+   * has been delivered.
+   */
+  RGRPC_RESULT_QUEUE_SHUTDOWN = 7024,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -257,6 +267,71 @@ enum rgrpc_log_level
 typedef enum rgrpc_log_level rgrpc_log_level;
 #else
 typedef uint32_t rgrpc_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which operation a completion is for.
+ */
+enum rgrpc_op
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `rgrpc_call_start_cq`: the call's stream is open (its request
+   * headers handed to HTTP/2); `RGRPC_RESULT_CALL_ENDED` if the call
+   * ended first.
+   */
+  RGRPC_OP_START = 1,
+  /**
+   * `rgrpc_call_send_cq`, `rgrpc_call_send_buffer_cq`: the message was
+   * accepted (as `rgrpc_call_send` returns).
+   */
+  RGRPC_OP_SEND = 2,
+  /**
+   * `rgrpc_call_close_send_cq`: the call is half-closed.
+   */
+  RGRPC_OP_CLOSE_SEND = 3,
+  /**
+   * `rgrpc_call_recv_cq`: `message` holds the next message (result OK),
+   * or the stream ended (`RGRPC_RESULT_END_OF_STREAM`).
+   */
+  RGRPC_OP_RECV = 4,
+  /**
+   * `rgrpc_call_initial_metadata_cq`: the server's initial metadata has
+   * arrived (or the call ended without any); read it with
+   * `rgrpc_call_initial_metadata`, which no longer waits.
+   */
+  RGRPC_OP_INITIAL_METADATA = 5,
+  /**
+   * `rgrpc_call_finish_cq`: `status` holds the final status; the result
+   * is OK for an OK status, `RGRPC_RESULT_RPC_FAILED` otherwise.
+   */
+  RGRPC_OP_FINISH = 6,
+  /**
+   * `rgrpc_call_unary_cq`: `status` holds the status and, when it is OK,
+   * `message` the response (result OK or `RGRPC_RESULT_RPC_FAILED`).
+   */
+  RGRPC_OP_UNARY = 7,
+  /**
+   * `rgrpc_channel_watch_state_cq`: `state` is the channel's new state
+   * (result OK), or the timeout passed first (`RGRPC_RESULT_TIMEOUT`,
+   * `state` the current one).
+   */
+  RGRPC_OP_STATE_CHANGE = 8,
+  /**
+   * `rgrpc_channel_ready_future_cq`: the ready future's outcome in
+   * `result` (OK, `RGRPC_RESULT_CHANNEL_CLOSED`,
+   * `RGRPC_RESULT_CANCELLED`).
+   */
+  RGRPC_OP_READY = 9,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rgrpc_op rgrpc_op;
+#else
+typedef uint32_t rgrpc_op;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -607,6 +682,64 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
 typedef struct rgrpc_channel_options rgrpc_channel_options;
 
 /**
+ * A completion queue: asynchronous operations (`rgrpc_call_start_cq`,
+ * `rgrpc_call_send_cq`, `rgrpc_call_recv_cq`, ...) complete into it with
+ * the `tag` the caller gave, and the caller takes the completions out on
+ * its own thread, typically from its event loop:
+ *
+ * ```c
+ * int fd = rgrpc_completion_queue_fd(cq);   // watch it for reading
+ * ...when fd is readable:
+ * rgrpc_completion c;
+ * while (rgrpc_completion_queue_next(cq, &c) == RGRPC_RESULT_OK) {
+ *   handle(c.tag, c.op, c.result, c.message, c.status, c.state);
+ * }
+ * ```
+ *
+ * The descriptor is **level-triggered**: it is readable exactly while at
+ * least one completion waits (or the queue has finished, see below), so
+ * `poll`, `select`, epoll in either mode, libuv's `uv_poll` and asyncio's
+ * `add_reader` all work. Drain with `rgrpc_completion_queue_next` until it
+ * returns `RGRPC_RESULT_QUEUE_EMPTY`; with edge-triggered epoll you must
+ * drain that far before waiting again. Never read from or close the
+ * descriptor yourself.
+ *
+ * Or block: `rgrpc_completion_queue_wait(cq, timeout_ms, &c)`. With the
+ * default caller-driven runtime a thread blocked there does the
+ * connections' I/O itself while it waits, as a blocking call does.
+ *
+ * Who does the I/O while an event loop sleeps in `epoll_wait`: the
+ * library's one background thread (`rgrpc-driver` in the caller-driven
+ * mode, the workers with `rgrpc_runtime_set_worker_threads(n)`). The
+ * sockets' readiness is watched by the runtime's own poller, which cannot
+ * be nested in the application's, so the queue carries completions and
+ * that thread carries the I/O; it hands over to any thread that blocks in
+ * rgrpc (including `rgrpc_completion_queue_wait`).
+ *
+ * Every operation started on a queue completes exactly once, also when
+ * its call is cancelled or freed, its channel closed or the library shut
+ * down (then with `RGRPC_RESULT_SHUTDOWN`). An operation refused when
+ * started (its function returned a failure) never completes.
+ *
+ * Ending: `rgrpc_completion_queue_shutdown` refuses new operations; the
+ * ones started before still complete. Once every one has completed and
+ * been taken, `next` and `wait` return `RGRPC_RESULT_QUEUE_SHUTDOWN` and
+ * the descriptor stays readable; then free the queue. Freeing it earlier
+ * is safe: completions not yet taken (and those still to come) are
+ * dropped with their messages and statuses, their tags never seen.
+ *
+ * Threads: every function is thread-safe; several threads may take
+ * completions from one queue (each completion goes to one of them).
+ * Lifetime: reference-counted; `rgrpc_completion_queue_free` releases the
+ * application's reference, operations hold their own.
+ *
+ * Methods: `rgrpc_completion_queue_new`, `rgrpc_completion_queue_fd`,
+ * `rgrpc_completion_queue_next`, `rgrpc_completion_queue_wait`,
+ * `rgrpc_completion_queue_shutdown`, `rgrpc_completion_queue_free`.
+ */
+typedef struct rgrpc_completion_queue rgrpc_completion_queue;
+
+/**
  * Details of a failure reported by a function that creates an object
  * (there is no object yet to hold the message).
  *
@@ -802,6 +935,45 @@ typedef void (*rgrpc_log_cb)(void *user_data,
                              rgrpc_log_level level,
                              const char *tracer,
                              const char *message);
+
+/**
+ * One completion, written by `rgrpc_completion_queue_next` / `_wait`.
+ *
+ * `message` and `status` are owned by the caller when not NULL: free
+ * them with `rgrpc_buffer_free` and `rgrpc_status_free` (both accept
+ * NULL, so freeing both is always right).
+ */
+typedef struct {
+  /**
+   * The tag given when the operation started.
+   */
+  void *tag;
+  /**
+   * The operation.
+   */
+  rgrpc_op op;
+  /**
+   * `RGRPC_RESULT_OK` when it succeeded; otherwise the result the
+   * blocking function would have returned (`RGRPC_RESULT_CALL_ENDED`,
+   * `RGRPC_RESULT_END_OF_STREAM`, `RGRPC_RESULT_RPC_FAILED`,
+   * `RGRPC_RESULT_BUSY`, `RGRPC_RESULT_TIMEOUT`,
+   * `RGRPC_RESULT_SHUTDOWN`...). For a call, `rgrpc_call_finish_cq`
+   * gives the status that says why.
+   */
+  rgrpc_result result;
+  /**
+   * `RGRPC_OP_RECV` and `RGRPC_OP_UNARY`: the message, or NULL.
+   */
+  rgrpc_buffer *message;
+  /**
+   * `RGRPC_OP_FINISH` and `RGRPC_OP_UNARY`: the status, or NULL.
+   */
+  const rgrpc_status *status;
+  /**
+   * `RGRPC_OP_STATE_CHANGE`: the channel's state.
+   */
+  rgrpc_connectivity_state state;
+} rgrpc_completion;
 
 /**
  * Called once when a call started by `rgrpc_call_unary_async` ends.
@@ -1755,6 +1927,231 @@ rgrpc_result rgrpc_metadata_find(const rgrpc_metadata *md,
                                  const char *key,
                                  const uint8_t **value_out,
                                  size_t *value_len_out);
+
+/**
+ * Makes a completion queue.
+ *
+ * On success writes it to `*cq_out` (the application's reference,
+ * released with `rgrpc_completion_queue_free`). Returns
+ * `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (cq_out NULL) or
+ * `RGRPC_RESULT_RUNTIME` (the system refused a socket pair: out of file
+ * descriptors); on failure `*error_out` (when error_out is not NULL)
+ * receives an `rgrpc_error` saying why (free with `rgrpc_error_free`).
+ * Thread-safe.
+ */
+rgrpc_result rgrpc_completion_queue_new(rgrpc_completion_queue **cq_out, rgrpc_error **error_out);
+
+/**
+ * The queue's file descriptor: readable exactly while a completion waits
+ * or the queue has finished (level-triggered; see
+ * `rgrpc_completion_queue`). Owned by the queue: do not read, write or
+ * close it; valid until `rgrpc_completion_queue_free`. -1 for NULL.
+ */
+int rgrpc_completion_queue_fd(const rgrpc_completion_queue *cq);
+
+/**
+ * Takes the oldest completion without waiting.
+ *
+ * Returns `RGRPC_RESULT_OK` (`*out` written; free its message and
+ * status), `RGRPC_RESULT_QUEUE_EMPTY` (nothing waits now),
+ * `RGRPC_RESULT_QUEUE_SHUTDOWN` (shut down and every completion
+ * delivered: free the queue) or `RGRPC_RESULT_NULL_PARAMETER`. `*out` is
+ * written only on OK. Thread-safe; never blocks, never does I/O.
+ */
+rgrpc_result rgrpc_completion_queue_next(rgrpc_completion_queue *cq, rgrpc_completion *out);
+
+/**
+ * Waits up to `timeout_ms` (< 0: no limit; 0: do not wait) for a
+ * completion. In the caller-driven runtime the waiting thread does the
+ * library's I/O meanwhile (no thread hand-off).
+ *
+ * Returns `RGRPC_RESULT_OK` (`*out` written), `RGRPC_RESULT_TIMEOUT`,
+ * `RGRPC_RESULT_QUEUE_SHUTDOWN` (shut down and drained),
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_RUNTIME` (called on a
+ * library thread, where blocking is impossible) or
+ * `RGRPC_RESULT_SHUTDOWN` (after `rgrpc_shutdown`, once nothing is left to
+ * take). Thread-safe; holds its own reference to the queue while it
+ * waits.
+ */
+rgrpc_result rgrpc_completion_queue_wait(rgrpc_completion_queue *cq,
+                                         int64_t timeout_ms,
+                                         rgrpc_completion *out);
+
+/**
+ * Refuses new operations on the queue from now on (they fail with
+ * `RGRPC_RESULT_QUEUE_SHUTDOWN`); those already started still complete.
+ * Once the last has been taken, `next` and `wait` return
+ * `RGRPC_RESULT_QUEUE_SHUTDOWN`. Idempotent. Returns `RGRPC_RESULT_OK` or
+ * `RGRPC_RESULT_NULL_PARAMETER`. Thread-safe.
+ */
+rgrpc_result rgrpc_completion_queue_shutdown(rgrpc_completion_queue *cq);
+
+/**
+ * Releases the application's reference to the queue and shuts it down.
+ * Completions not taken yet, and those of operations still running, are
+ * dropped (messages and statuses freed by the library). NULL is a no-op;
+ * using the handle afterwards (also its descriptor) is undefined.
+ */
+void rgrpc_completion_queue_free(rgrpc_completion_queue *cq);
+
+/**
+ * Starts a call like `rgrpc_call_start` and opens its stream at once:
+ * an `RGRPC_OP_START` completion with `tag` comes when the stream is
+ * open (a connection picked, waiting for one as the call's
+ * wait-for-ready says, and the request headers handed to HTTP/2), with
+ * `RGRPC_RESULT_CALL_ENDED` if the call ended first. The call's other
+ * operations may be started before that completion.
+ *
+ * Writes the call to `*call_out` (the application's reference: see
+ * `rgrpc_call`). Returns `RGRPC_RESULT_OK` (the completion will come) or
+ * a failure as `rgrpc_call_start` does, or `RGRPC_RESULT_QUEUE_SHUTDOWN`
+ * (cq shut down), `RGRPC_RESULT_NULL_PARAMETER` (cq NULL) — then no
+ * completion comes; the reason is `rgrpc_channel_last_error(channel)`.
+ * Thread-safe.
+ */
+rgrpc_result rgrpc_call_start_cq(rgrpc_channel *channel,
+                                 const char *method,
+                                 const rgrpc_call_options *opts,
+                                 rgrpc_completion_queue *cq,
+                                 void *tag,
+                                 rgrpc_call **call_out);
+
+/**
+ * Sends one message (`data`/`len`, copied now) like `rgrpc_call_send`,
+ * completing into `cq` (`RGRPC_OP_SEND`) instead of blocking. Flags as
+ * `rgrpc_call_send`. One send-side operation (send or close-send) at a
+ * time per call: start the next from the completion of the previous.
+ *
+ * Returns `RGRPC_RESULT_OK` (the completion will come: OK, or the result
+ * `rgrpc_call_send` would have given), or without a completion:
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_ARGUMENT` (flags),
+ * `RGRPC_RESULT_BUSY` (a send-side operation of this call is still in
+ * progress), `RGRPC_RESULT_QUEUE_SHUTDOWN`, `RGRPC_RESULT_SHUTDOWN`; the
+ * reason is `rgrpc_call_last_error(call)`. Holds its own reference to the
+ * call until it completes. Thread-safe.
+ */
+rgrpc_result rgrpc_call_send_cq(rgrpc_call *call,
+                                const uint8_t *data,
+                                size_t len,
+                                uint32_t flags,
+                                rgrpc_completion_queue *cq,
+                                void *tag);
+
+/**
+ * `rgrpc_call_send_cq` with the message in a buffer, which the call takes
+ * in every case (one written in place goes out without a copy, as with
+ * `rgrpc_call_send_buffer`). Do not use `msg` afterwards.
+ */
+rgrpc_result rgrpc_call_send_buffer_cq(rgrpc_call *call,
+                                       rgrpc_buffer *msg,
+                                       uint32_t flags,
+                                       rgrpc_completion_queue *cq,
+                                       void *tag);
+
+/**
+ * Half-closes the call like `rgrpc_call_close_send`, completing into `cq`
+ * (`RGRPC_OP_CLOSE_SEND`). A send-side operation: not beside a send still
+ * in progress (`RGRPC_RESULT_BUSY`). Results and references as
+ * `rgrpc_call_send_cq`.
+ */
+rgrpc_result rgrpc_call_close_send_cq(rgrpc_call *call, rgrpc_completion_queue *cq, void *tag);
+
+/**
+ * Receives the next message like `rgrpc_call_recv`, completing into `cq`
+ * (`RGRPC_OP_RECV`): result OK with the message in the completion's
+ * `message` (owned by the caller), or `RGRPC_RESULT_END_OF_STREAM` (no
+ * more messages; `rgrpc_call_finish_cq` gives the status), or
+ * `RGRPC_RESULT_BUSY` (messages go to a message callback). One receive at
+ * a time per call: start the next from the completion of the previous.
+ *
+ * Returns `RGRPC_RESULT_OK` (the completion will come), or without one:
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_BUSY` (a receive of this
+ * call is still in progress), `RGRPC_RESULT_QUEUE_SHUTDOWN`,
+ * `RGRPC_RESULT_SHUTDOWN`; the reason is `rgrpc_call_last_error(call)`.
+ * Holds its own reference to the call until it completes. Thread-safe.
+ */
+rgrpc_result rgrpc_call_recv_cq(rgrpc_call *call, rgrpc_completion_queue *cq, void *tag);
+
+/**
+ * Completes into `cq` (`RGRPC_OP_INITIAL_METADATA`, result OK) once the
+ * server's initial metadata has arrived or the call ended without any;
+ * `rgrpc_call_initial_metadata` then returns it without waiting. Results
+ * and references as `rgrpc_call_recv_cq` (it may run beside a receive).
+ */
+rgrpc_result rgrpc_call_initial_metadata_cq(rgrpc_call *call,
+                                            rgrpc_completion_queue *cq,
+                                            void *tag);
+
+/**
+ * Waits for the call's final status like `rgrpc_call_finish` (unread
+ * messages are discarded), completing into `cq` (`RGRPC_OP_FINISH`) with
+ * the status in the completion's `status` (owned by the caller) and
+ * result OK for an OK status, `RGRPC_RESULT_RPC_FAILED` otherwise.
+ * Results and references as `rgrpc_call_recv_cq` (it may run beside a
+ * receive, which it then waits for).
+ */
+rgrpc_result rgrpc_call_finish_cq(rgrpc_call *call, rgrpc_completion_queue *cq, void *tag);
+
+/**
+ * A unary call (`request`/`request_len`, copied now) completing into `cq`
+ * (`RGRPC_OP_UNARY`) with the status in `status` and, when it is OK, the
+ * response in `message` (both owned by the caller); result OK or
+ * `RGRPC_RESULT_RPC_FAILED`.
+ *
+ * When `call_out` is not NULL it receives the call (the application's
+ * reference: cancel it with `rgrpc_call_cancel`, free it with
+ * `rgrpc_call_free`, which cancels it if active; the completion comes
+ * either way). Returns `RGRPC_RESULT_OK` (the completion will come), or
+ * without one the failures of `rgrpc_call_start`, or
+ * `RGRPC_RESULT_QUEUE_SHUTDOWN`; the reason is
+ * `rgrpc_channel_last_error(channel)`. Thread-safe.
+ */
+rgrpc_result rgrpc_call_unary_cq(rgrpc_channel *channel,
+                                 const char *method,
+                                 const rgrpc_call_options *opts,
+                                 const uint8_t *request,
+                                 size_t request_len,
+                                 rgrpc_completion_queue *cq,
+                                 void *tag,
+                                 rgrpc_call **call_out);
+
+/**
+ * Completes into `cq` (`RGRPC_OP_STATE_CHANGE`) when the channel's state
+ * differs from `last_observed` (result OK, `state` the new state), or
+ * with `RGRPC_RESULT_TIMEOUT` after `timeout_ms` (< 0: no limit), `state`
+ * then the current one. Does not start connecting (read the state with
+ * `rgrpc_channel_get_state(channel, true)` for that).
+ *
+ * Returns `RGRPC_RESULT_OK` (the completion will come), or without one
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_ARGUMENT`
+ * (`last_observed` is not a state), `RGRPC_RESULT_QUEUE_SHUTDOWN`,
+ * `RGRPC_RESULT_SHUTDOWN`; the reason is
+ * `rgrpc_channel_last_error(channel)`. Thread-safe; the operation holds
+ * its own reference to the channel.
+ */
+rgrpc_result rgrpc_channel_watch_state_cq(rgrpc_channel *channel,
+                                          uint32_t last_observed,
+                                          int64_t timeout_ms,
+                                          rgrpc_completion_queue *cq,
+                                          void *tag);
+
+/**
+ * Starts a ready future (as `rgrpc_channel_ready_future`) whose outcome
+ * completes into `cq` (`RGRPC_OP_READY`; `result` OK,
+ * `RGRPC_RESULT_CHANNEL_CLOSED` or, when cancelled or freed first,
+ * `RGRPC_RESULT_CANCELLED`). The channel starts connecting if IDLE.
+ *
+ * Writes the future to `*future_out` (owned: `rgrpc_ready_future_free`,
+ * which cancels it if pending; the completion still comes). Returns
+ * `RGRPC_RESULT_OK` (the completion will come), or without one
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_QUEUE_SHUTDOWN`,
+ * `RGRPC_RESULT_RUNTIME`, `RGRPC_RESULT_SHUTDOWN`; the reason is
+ * `rgrpc_channel_last_error(channel)`. Thread-safe.
+ */
+rgrpc_result rgrpc_channel_ready_future_cq(rgrpc_channel *channel,
+                                           rgrpc_completion_queue *cq,
+                                           void *tag,
+                                           rgrpc_ready_future **future_out);
 
 /**
  * Chooses how the library's runtime uses threads. Must be called before

@@ -2,7 +2,7 @@
 # Installs what the demo and the tests need, only when missing:
 # Debian packages (cmake, protobuf-c, the official test protos, valgrind,
 # pkg-config, abigail-tools for the ABI check, Node.js, tinyproxy for the
-# proxy tests, dnsmasq (dnsmasq-base: no system service) for the DNS tests), Python packages (grpcio for the test server; auditwheel for
+# proxy tests, dnsmasq (dnsmasq-base: no system service) for the DNS tests, libuv1-dev for the libuv example), Python packages (grpcio for the test server; auditwheel for
 # the wheel) and the Node.js client's npm package (koffi).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +22,7 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v tinyproxy >/dev/null || [ -x /usr/sbin/tinyproxy ] || need_apt+=(tinyproxy)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+[ -e /usr/include/uv.h ] || need_apt+=(libuv1-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

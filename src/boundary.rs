@@ -38,6 +38,13 @@ impl PanicDefault for i64 {
     }
 }
 
+impl PanicDefault for i32 {
+    /// -1: not a file descriptor.
+    fn panic_value() -> Self {
+        -1
+    }
+}
+
 impl PanicDefault for u32 {
     fn panic_value() -> Self {
         0

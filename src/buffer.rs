@@ -58,17 +58,46 @@ impl Buffer {
     /// Runs `f` with the buffer as a message to send: a written buffer
     /// becomes the frame itself, a received one is copied.
     pub(crate) fn with_message<R>(self, f: impl FnOnce(Message<'_>) -> R) -> R {
+        match self.outgoing() {
+            Outgoing::Copy(b) => f(Message::Copy(&b)),
+            Outgoing::InPlace(p) => f(Message::InPlace(p)),
+        }
+    }
+
+    /// The buffer as an owned message to send (for a task that sends it
+    /// later).
+    pub(crate) fn outgoing(self) -> Outgoing {
         match self {
-            Buffer::Received(b) => f(Message::Copy(&b)),
+            Buffer::Received(b) => Outgoing::Copy(b),
             Buffer::Writable { mut buf, len } => {
                 // SAFETY: the capacity is at least HEADER_LEN + len
                 // (rgrpc_buffer_new); the prefix room is initialised and the
                 // header requires the application to have written all `len`
                 // payload bytes through the pointer rgrpc_buffer_new gave it.
                 unsafe { buf.set_len(HEADER_LEN + len) };
-                let p = Prefixed::new(buf).expect("rgrpc_buffer_new checked the length");
-                f(Message::InPlace(p))
+                Outgoing::InPlace(Prefixed::new(buf).expect("rgrpc_buffer_new checked the length"))
             }
+        }
+    }
+}
+
+/// A message to send, owned: bytes to copy into a frame, or a frame
+/// written in place.
+pub(crate) enum Outgoing {
+    Copy(Bytes),
+    InPlace(Prefixed),
+}
+
+impl Outgoing {
+    /// Sends it on `call` (see `Call::send_message`).
+    pub(crate) async fn send(
+        self,
+        call: &rgrpc_core::Call,
+        flags: rgrpc_core::SendFlags,
+    ) -> Result<(), rgrpc_core::CallError> {
+        match self {
+            Outgoing::Copy(b) => call.send_message(Message::Copy(&b), flags).await,
+            Outgoing::InPlace(p) => call.send_message(Message::InPlace(p), flags).await,
         }
     }
 }

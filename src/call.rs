@@ -142,7 +142,11 @@ pub(crate) struct CallHandle {
     /// Set by `rgrpc_call_free`: the application's reference is gone, so
     /// nothing borrowed from the call may be handed out any more.
     freed: AtomicBool,
-    last_error: LastError,
+    pub(crate) last_error: LastError,
+    /// A send-side operation of a completion queue is in progress.
+    cq_sending: AtomicBool,
+    /// A receive of a completion queue is in progress.
+    cq_receiving: AtomicBool,
 }
 
 impl Castable for rgrpc_call {
@@ -155,10 +159,26 @@ pub(crate) fn call_handle(call: Call) -> *mut rgrpc_call {
         call,
         freed: AtomicBool::new(false),
         last_error: LastError::default(),
+        cq_sending: AtomicBool::new(false),
+        cq_receiving: AtomicBool::new(false),
     })) as *mut rgrpc_call
 }
 
 impl CallHandle {
+    /// The call.
+    pub(crate) fn call(&self) -> &Call {
+        &self.call
+    }
+
+    /// The flag of a completion queue operation in progress on one side.
+    pub(crate) fn cq_side(&self, send: bool) -> &AtomicBool {
+        if send {
+            &self.cq_sending
+        } else {
+            &self.cq_receiving
+        }
+    }
+
     /// Records why `e` happened and returns its result code.
     fn call_error(&self, e: CallError) -> rgrpc_result {
         let r = match e {
@@ -324,7 +344,7 @@ pub extern "C" fn rgrpc_call_send_buffer(
 }
 
 /// The send flags, or why they are refused (unknown bits).
-fn send_flags(flags: u32) -> Result<SendFlags, String> {
+pub(crate) fn send_flags(flags: u32) -> Result<SendFlags, String> {
     let known = RGRPC_SEND_LAST | RGRPC_SEND_NO_COMPRESS | RGRPC_SEND_BUFFER_HINT;
     if flags & !known != 0 {
         return Err(format!(

@@ -271,7 +271,7 @@ impl Castable for rgrpc_ready_future {
     type Rust = ReadyFuture;
 }
 
-fn ready_result(o: ReadyOutcome) -> rgrpc_result {
+pub(crate) fn ready_result(o: ReadyOutcome) -> rgrpc_result {
     match o {
         ReadyOutcome::Ready => rgrpc_result::Ok,
         ReadyOutcome::ChannelClosed => rgrpc_result::ChannelClosed,

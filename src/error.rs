@@ -66,6 +66,12 @@ pub enum rgrpc_result {
     Cancelled = 7021,
     /// The library was shut down (`rgrpc_shutdown`): nothing that needs its runtime works any more.
     Shutdown = 7022,
+    /// `rgrpc_completion_queue_next`: no completion is waiting now.
+    QueueEmpty = 7023,
+    /// The completion queue was shut down: it takes no new operations, and
+    /// (from `rgrpc_completion_queue_next` and `_wait`) every completion
+    /// has been delivered.
+    QueueShutdown = 7024,
 }
 
 use rgrpc_result as R;
@@ -74,7 +80,7 @@ use rgrpc_result as R;
 /// header spells it) and a one-sentence English message.
 /// `rgrpc_result_name`, `rgrpc_result_str` and the conversion from a number
 /// read it; the test below checks that it has every variant exactly once.
-const RESULTS: [(rgrpc_result, &CStr, &CStr); 23] = [
+const RESULTS: [(rgrpc_result, &CStr, &CStr); 25] = [
     (R::Ok, c"RGRPC_RESULT_OK", c"success"),
     (R::NullParameter, c"RGRPC_RESULT_NULL_PARAMETER", c"a required pointer argument was NULL"),
     (R::InvalidArgument, c"RGRPC_RESULT_INVALID_ARGUMENT", c"an argument is out of range or malformed"),
@@ -98,6 +104,8 @@ const RESULTS: [(rgrpc_result, &CStr, &CStr); 23] = [
     (R::Panic, c"RGRPC_RESULT_PANIC", c"internal error in rgrpc (caught panic)"),
     (R::Cancelled, c"RGRPC_RESULT_CANCELLED", c"cancelled by the application"),
     (R::Shutdown, c"RGRPC_RESULT_SHUTDOWN", c"the library was shut down (rgrpc_shutdown); it cannot be used again"),
+    (R::QueueEmpty, c"RGRPC_RESULT_QUEUE_EMPTY", c"no completion is waiting in the completion queue"),
+    (R::QueueShutdown, c"RGRPC_RESULT_QUEUE_SHUTDOWN", c"the completion queue is shut down (and drained, when returned by next or wait)"),
 ];
 
 impl rgrpc_result {
@@ -365,9 +373,11 @@ mod tests {
             R::Panic => 20,
             R::Cancelled => 21,
             R::Shutdown => 22,
+            R::QueueEmpty => 23,
+            R::QueueShutdown => 24,
         }
     }
-    const VARIANTS: usize = 23;
+    const VARIANTS: usize = 25;
 
     #[test]
     fn table_has_every_variant_once() {

@@ -27,6 +27,7 @@ pub mod handle;
 pub mod log;
 pub mod metadata;
 mod names;
+pub mod queue;
 pub mod runtime;
 pub mod status;
 pub mod unary;

@@ -98,6 +98,18 @@ impl Notifier {
         }
     }
 
+    /// Runs each job at once on the thread that completes it: for jobs
+    /// that only enqueue (a completion queue's).
+    pub fn immediate() -> Notifier {
+        struct Immediate;
+        impl CompletionSink for Immediate {
+            fn deliver(&self, job: Job) {
+                job()
+            }
+        }
+        Notifier::Sink(Arc::new(Immediate))
+    }
+
     /// Delivers `job`. A job that panics is caught (it must not unwind
     /// into the library). Without a runtime (it failed to start) the job
     /// runs on the calling thread.

@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod fuzzing;
 pub mod log;
 pub mod metadata;
+pub mod queue;
 pub mod rt;
 mod shutdown;
 pub mod status;

@@ -146,6 +146,14 @@ impl Call {
             .await
     }
 
+    /// Opens the call's stream now: picks a connection (waiting for one
+    /// as the call's wait-for-ready says) and hands the request headers to
+    /// HTTP/2. Otherwise the first send does it. `Err(Ended)` when the call
+    /// ended first (its status says why).
+    pub async fn open(&self) -> Result<(), CallError> {
+        self.shared.open().await
+    }
+
     /// Half-closes: tells the server no more messages follow.
     pub async fn close_send(&self) -> Result<(), CallError> {
         self.shared.close_send().await

@@ -279,6 +279,12 @@ impl CallShared {
         r
     }
 
+    /// Opens the call's stream now (picking a connection, waiting for one
+    /// if needed) instead of with the first send.
+    pub(super) async fn open(&self) -> Result<(), CallError> {
+        self.guarded(pin!(self.attempt.ensure_open(self))).await
+    }
+
     pub(super) async fn recv(&self) -> Result<Option<Bytes>, CallError> {
         self.recv_inner(true).await
     }
