@@ -24,13 +24,20 @@
  *   async_pool  the same with the default callbacks, which run on a
  *           library thread that may block (a hand-off per call);
  *   threads --concurrency application threads, each looping over the
- *           blocking rgrpc_call_unary.
+ *           blocking rgrpc_call_unary;
+ *   cq      one application thread with a completion queue, as an event
+ *           loop runs it: poll(2) on the queue's descriptor, drain it with
+ *           rgrpc_completion_queue_next, start the next call
+ *           (rgrpc_call_unary_cq) for each one that ended;
+ *   cq_wait the same, taking completions with the blocking
+ *           rgrpc_completion_queue_wait (the waiting thread does the I/O).
  * bench/README.md has the figures of each.
  */
 #define _GNU_SOURCE
 #include "bench_common.h"
 
 #include <grpc/testing/messages.pb-c.h>
+#include <poll.h>
 #include <pthread.h>
 #include <rgrpc.h>
 
@@ -358,10 +365,88 @@ static void *tput_thread(void *arg) {
   return NULL;
 }
 
+/* unary_tput through a completion queue, from this thread alone. */
+static int run_unary_tput_cq(bench_result *res, int use_wait) {
+  rgrpc_completion_queue *cq = NULL;
+  if (rgrpc_completion_queue_new(&cq, NULL) != RGRPC_RESULT_OK) return BENCH_EXIT_FAILED;
+  /* The waiting mode never polls the descriptor, so it does not ask for
+   * it (a queue whose descriptor is never handed out costs no system
+   * calls to keep it readable). */
+  struct pollfd pfd = {use_wait ? -1 : rgrpc_completion_queue_fd(cq), POLLIN, 0};
+  int n = A.concurrency;
+  tput_slot *slots = (tput_slot *)calloc((size_t)n, sizeof *slots);
+  pthread_mutex_lock(&T.mu);
+  for (int k = 0; k < n && T.issued < A.warmup + A.calls; k++) {
+    T.issued++;
+    T.inflight++;
+    slots[k].s = &T;
+    slots[k].t0 = bench_now_ns();
+    rgrpc_result rc = rgrpc_call_unary_cq(CH, M_UNARY, NULL, T.req, T.req_len, cq, &slots[k], NULL);
+    if (rc != RGRPC_RESULT_OK) {
+      report_status("UnaryCall (cq) start", rc, NULL);
+      T.inflight--;
+      T.failed = T.done = 1;
+      break;
+    }
+  }
+  int drained = 1; /* the last next() found the queue empty */
+  while (T.inflight > 0) {
+    rgrpc_completion c;
+    /* Wait (or poll) only once the queue is drained; take what waits
+     * with next() in between, as an event loop does. */
+    rgrpc_result rc = use_wait && drained ? rgrpc_completion_queue_wait(cq, 100, &c)
+                                          : rgrpc_completion_queue_next(cq, &c);
+    drained = rc != RGRPC_RESULT_OK;
+    if (use_wait && rc == RGRPC_RESULT_QUEUE_EMPTY) continue;
+    if (rc == RGRPC_RESULT_QUEUE_EMPTY) {
+      pthread_mutex_unlock(&T.mu);
+      (void)poll(&pfd, 1, 100);
+      pthread_mutex_lock(&T.mu);
+      rc = RGRPC_RESULT_TIMEOUT;
+    }
+    if (rc == RGRPC_RESULT_TIMEOUT) {
+      if (T.measuring && !T.done && bench_expired(res, A.duration + 10, bench_now_ns())) {
+        fprintf(stderr, "rgrpc_bench: calls stopped completing\n");
+        T.failed = T.done = 1;
+        bench_stop(res);
+        break;
+      }
+      continue;
+    }
+    if (rc != RGRPC_RESULT_OK) {
+      report_status("completion queue", rc, NULL);
+      T.failed = T.done = 1;
+      break;
+    }
+    tput_slot *slot = (tput_slot *)c.tag;
+    int ok = c.result == RGRPC_RESULT_OK;
+    if (!ok) report_status("UnaryCall (cq)", c.result, c.status);
+    else if (check_response(rgrpc_buffer_data(c.message), rgrpc_buffer_len(c.message))) ok = 0;
+    rgrpc_buffer_free(c.message);
+    rgrpc_status_free(c.status);
+    uint64_t now = bench_now_ns();
+    if (tput_complete_locked(slot->t0, now, ok)) {
+      slot->t0 = now;
+      if (rgrpc_call_unary_cq(CH, M_UNARY, NULL, T.req, T.req_len, cq, slot, NULL) != RGRPC_RESULT_OK) {
+        T.inflight--;
+        T.failed = T.done = 1;
+      }
+    }
+  }
+  int stuck = T.inflight > 0;
+  pthread_mutex_unlock(&T.mu);
+  if (!stuck) {
+    rgrpc_completion_queue_free(cq);
+    free(slots);
+  }
+  return T.failed ? BENCH_EXIT_FAILED : 0;
+}
+
 static int run_unary_tput(bench_result *res) {
   const char *mode = getenv("RGRPC_BENCH_TPUT");
   int threads = mode && !strcmp(mode, "threads");
-  if (!threads && !(mode && !strcmp(mode, "async_pool"))) {
+  int cq_mode = mode && !strcmp(mode, "cq") ? 1 : mode && !strcmp(mode, "cq_wait") ? 2 : 0;
+  if (!threads && !cq_mode && !(mode && !strcmp(mode, "async_pool"))) {
     T.opts = rgrpc_call_options_new();
     if (!T.opts || rgrpc_call_options_set_inline_callbacks(T.opts, true) != RGRPC_RESULT_OK) {
       fprintf(stderr, "rgrpc_bench: cannot set inline callbacks\n");
@@ -382,7 +467,9 @@ static int run_unary_tput(bench_result *res) {
     bench_start(res);
   }
   int ret = 0;
-  if (threads) {
+  if (cq_mode) {
+    ret = run_unary_tput_cq(res, cq_mode == 2);
+  } else if (threads) {
     pthread_t *th = (pthread_t *)calloc((size_t)n, sizeof *th);
     int started = 0;
     for (; started < n; started++)

@@ -57,6 +57,10 @@ struct State<T> {
     shutdown: bool,
     /// True while the signalling byte sits in the socket.
     signalled: bool,
+    /// True once the descriptor was handed out: until then nobody can poll
+    /// it, so no system call keeps it up to date (a queue used only with
+    /// [`CompletionQueue::wait`] costs none).
+    fd_used: bool,
 }
 
 impl<T> State<T> {
@@ -94,6 +98,7 @@ impl<T: Send + 'static> CompletionQueue<T> {
                 outstanding: 0,
                 shutdown: false,
                 signalled: false,
+                fd_used: false,
             }),
             changed: Notify::new(),
             read_end,
@@ -104,6 +109,11 @@ impl<T: Send + 'static> CompletionQueue<T> {
     /// The descriptor to poll for reading (owned by the queue: do not
     /// close it; valid until the queue is dropped).
     pub fn fd(&self) -> RawFd {
+        let mut st = lock(&self.state);
+        if !st.fd_used {
+            st.fd_used = true;
+            self.signal(&mut st);
+        }
         self.read_end.as_raw_fd()
     }
 
@@ -182,6 +192,9 @@ impl<T: Send + 'static> CompletionQueue<T> {
     /// Puts the signalling byte in or takes it out so that the descriptor
     /// is readable exactly when it should be. Called under the state lock.
     fn signal(&self, st: &mut State<T>) {
+        if !st.fd_used {
+            return;
+        }
         let want = st.readable();
         if want == st.signalled {
             return;
@@ -262,6 +275,7 @@ mod tests {
     #[test]
     fn descriptor_is_level_triggered() {
         let q = CompletionQueue::<u32>::new().unwrap();
+        q.fd();
         assert!(!readable(&q));
         let a = q.ticket(0).unwrap();
         let b = q.ticket(0).unwrap();
@@ -287,8 +301,20 @@ mod tests {
     }
 
     #[test]
+    fn descriptor_handed_out_late_shows_what_waits() {
+        let q = CompletionQueue::<u32>::new().unwrap();
+        q.ticket(0).unwrap().complete(3);
+        assert!(!readable(&q), "not kept up to date before it is handed out");
+        q.fd();
+        assert!(readable(&q), "brought up to date when handed out");
+        assert_eq!(q.next(), Next::Item(3));
+        assert!(!readable(&q));
+    }
+
+    #[test]
     fn shutdown_waits_for_outstanding_and_untaken() {
         let q = CompletionQueue::<u32>::new().unwrap();
+        q.fd();
         let t = q.ticket(0).unwrap();
         q.shutdown();
         assert!(q.ticket(0).is_err());

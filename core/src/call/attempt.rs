@@ -25,6 +25,7 @@ use crate::metadata::Metadata;
 use crate::rt::{self, Lend};
 use crate::status::{self, Code, Status};
 use crate::sync::{lock, AsyncMutex, AsyncMutexGuard};
+use smallvec::SmallVec;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::client::ResponseFuture;
@@ -90,8 +91,9 @@ struct SendState {
 /// What the call keeps for retries and hedges until it commits.
 #[derive(Default)]
 struct Kept {
-    /// Every frame handed to h2, to replay on the next stream.
-    frames: Vec<Bytes>,
+    /// Every frame handed to h2, to replay on the next stream. The first
+    /// is kept inline: a unary request costs no allocation here.
+    frames: SmallVec<[Bytes; 1]>,
     /// The end of the request was sent (a replay ends it too).
     closed: bool,
     /// Hedging before the commit: every stream in flight, by attempt
@@ -442,7 +444,7 @@ impl Attempt {
     fn keep(&self, owner: &impl AttemptOwner, k: &mut Kept, frame: &Bytes) {
         if self.committed.load(Ordering::Acquire) {
             if !k.frames.is_empty() {
-                k.frames = Vec::new();
+                k.frames = SmallVec::new();
                 self.release_kept(owner);
             }
             return;
@@ -467,7 +469,7 @@ impl Attempt {
             owner.spec().uri.path()
         );
         self.commit();
-        k.frames = Vec::new();
+        k.frames = SmallVec::new();
         self.release_kept(owner);
     }
 
@@ -973,9 +975,13 @@ impl Attempt {
         if let Some(mut s) = pending {
             s.send_reset(reason);
         }
-        let hedges = std::mem::take(&mut lock(&self.kept).hedges);
-        for (_, mut s) in hedges {
-            s.send_reset(h2::Reason::CANCEL);
+        {
+            let mut k = lock(&self.kept);
+            if !k.hedges.is_empty() {
+                for (_, mut s) in std::mem::take(&mut k.hedges) {
+                    s.send_reset(h2::Reason::CANCEL);
+                }
+            }
         }
         match self.send.try_lock() {
             Some(mut g) => {

@@ -392,31 +392,29 @@ impl CallShared {
             if self.ended() {
                 return Ok(self.initial_md.get_or_init(Metadata::new));
             }
-            // Drive the response headers ourselves if no one is receiving.
-            if let Ok(_busy) = BusyGuard::acquire(&self.recv_busy, "") {
-                let r = self
-                    .guarded(pin!(async {
-                        self.attempt.ensure_open(self).await?;
-                        let mut st = self.attempt.lock_recv().await;
-                        // Only as far as the headers: a message that comes
-                        // later is left for recv.
-                        while st.before_body() {
-                            self.attempt.recv_locked(self, &mut st, true).await?;
-                        }
-                        Ok(())
-                    }))
-                    .await;
-                if let Err(e) = r {
-                    if e != CallError::Ended {
-                        return Err(e);
+            // Drive the response headers ourselves, unless a receiver
+            // holds the response side: then its reading brings them (the
+            // notification), and it is not refused for our sake.
+            let r = self
+                .guarded(pin!(async {
+                    self.attempt.ensure_open(self).await?;
+                    let mut st = tokio::select! {
+                        biased;
+                        _ = notified.as_mut() => return Ok(()),
+                        st = self.attempt.lock_recv() => st,
+                    };
+                    // Only as far as the headers: a message that comes
+                    // later is left for recv.
+                    while st.before_body() {
+                        self.attempt.recv_locked(self, &mut st, true).await?;
                     }
+                    Ok(())
+                }))
+                .await;
+            if let Err(e) = r {
+                if e != CallError::Ended {
+                    return Err(e);
                 }
-                continue;
-            }
-            let mut rx = self.status_tx.subscribe();
-            tokio::select! {
-                _ = notified => {}
-                _ = rx.wait_for(|s| s.is_some()) => {}
             }
         }
     }
