@@ -165,8 +165,8 @@ def install_as_grpc(force=False):
     """Makes ``import grpc`` (and ``grpc.experimental``, ``grpc._utilities``,
     ``grpc.compression``, ``grpc.aio``, ``grpc.experimental.aio``) give
     rgrpc, for code (such as grpcio-tools generated ``*_pb2_grpc.py``
-    modules) that cannot be edited. Call it before importing that code. Refuses when the real grpc is already
-    imported, unless ``force``."""
+    modules) that cannot be edited. Call it before importing that code.
+    Refuses when the real grpc is already imported, unless ``force``."""
     current = _sys.modules.get("grpc")
     if current is not None and current is not _sys.modules[__name__] and not force:
         raise RuntimeError("grpc is already imported; call install_as_grpc() earlier")
