@@ -86,6 +86,10 @@ class _Call(_base.Call):
 
     _unary_response = False
     _streaming_response = False
+    # Unary-unary: the headers are read once the call has ended (they come
+    # with the response; rgrpc_call_initial_metadata_cq beside
+    # rgrpc_call_unary_cq can stall the call, see initial_metadata()).
+    _md_after_done = False
 
     def __init__(self, loop, queue, channel, deadline, deserializer):
         self._loop = loop
@@ -289,6 +293,14 @@ class _Call(_base.Call):
     async def initial_metadata(self):
         if self._initial is not None:
             return self._initial
+        if self._md_after_done:
+            await self._wait_done()
+            return self._initial if self._initial is not None else Metadata()
+        if self._started_fut is not None and not self._started_fut.done():
+            # librgrpc: an rgrpc_call_initial_metadata_cq started before the
+            # call's stream is open keeps a later receive from completing
+            # (see README.md, "rgrpc.aio"): ask only once it is open.
+            await asyncio.shield(self._started_fut)
         p = self._ptr
         if self._md_fut is None and p is not None and self._code is None:
             fut = self._md_fut = self._loop.create_future()
@@ -330,7 +342,7 @@ class _Call(_base.Call):
         if fut is not None:
             await asyncio.shield(fut)
         elif self._code is None:
-            await self.initial_metadata()
+            await self._wait_done()  # unary-unary: no separate start
         if self._code is not None and self._code is not StatusCode.OK:
             await self._raise_for_status()
 
@@ -588,6 +600,7 @@ class _UnaryResponse(object):
 
 class UnaryUnaryCall(_UnaryResponse, _Call, _base.UnaryUnaryCall):
     _unary_response = False
+    _md_after_done = True
 
     def __init__(self, loop, queue, channel, native_channel, method, opts, deadline, data,
                  deserializer):
