@@ -177,16 +177,18 @@ class Channel(_base.Channel):
         self._queues = {}  # loop -> Queue this channel holds a reference on
         self._active = weakref.WeakSet()
         self._uu, self._us, self._su, self._ss = [], [], [], []
+        # An interceptor implementing several kinds runs for each of them
+        # (grpcio's aio registers it for the first kind only).
         for i in interceptors or ():
-            if isinstance(i, UnaryUnaryClientInterceptor):
-                self._uu.append(i)
-            elif isinstance(i, UnaryStreamClientInterceptor):
-                self._us.append(i)
-            elif isinstance(i, StreamUnaryClientInterceptor):
-                self._su.append(i)
-            elif isinstance(i, StreamStreamClientInterceptor):
-                self._ss.append(i)
-            else:
+            kinds = 0
+            for cls, chain in ((UnaryUnaryClientInterceptor, self._uu),
+                               (UnaryStreamClientInterceptor, self._us),
+                               (StreamUnaryClientInterceptor, self._su),
+                               (StreamStreamClientInterceptor, self._ss)):
+                if isinstance(i, cls):
+                    chain.append(i)
+                    kinds += 1
+            if not kinds:
                 raise ValueError(
                     "Interceptor %r must be UnaryUnaryClientInterceptor or "
                     "UnaryStreamClientInterceptor or StreamUnaryClientInterceptor or "
