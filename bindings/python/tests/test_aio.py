@@ -431,8 +431,9 @@ def test_channel_ready_get_state_wait_for_state_change(target, pb):
         assert not watch.done()
         await ch.close()
         await asyncio.wait_for(watch, 10)
+        assert ch.get_state() is ChannelConnectivity.SHUTDOWN
         with pytest.raises(aio.UsageError):
-            ch.get_state()
+            await ch.channel_ready()
 
     run(main())
 

@@ -248,6 +248,8 @@ class Channel(_base.Channel):
     # -- connectivity -------------------------------------------------------
 
     def get_state(self, try_to_connect=False):
+        if self._closed:
+            return ChannelConnectivity.SHUTDOWN
         n = lib.rgrpc_channel_get_state(self._native(), bool(try_to_connect))
         return CONNECTIVITY_BY_NUMBER.get(n, ChannelConnectivity.SHUTDOWN)
 
