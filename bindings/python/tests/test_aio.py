@@ -217,6 +217,55 @@ def test_deadline_exceeded(target, pb):
     run(main())
 
 
+def test_unavailable_and_wait_for_ready(pb):
+    from conftest import free_port
+
+    async def main():
+        async with aio.insecure_channel("127.0.0.1:%d" % free_port()) as ch:
+            stub = stub_of(ch, pb)
+            with pytest.raises(aio.AioRpcError) as ei:
+                await stub.EmptyCall(pb.empty_pb2.Empty(), timeout=10)
+            assert ei.value.code() is StatusCode.UNAVAILABLE
+            t0 = time.monotonic()
+            with pytest.raises(aio.AioRpcError) as ei:
+                await stub.EmptyCall(pb.empty_pb2.Empty(), timeout=0.5, wait_for_ready=True)
+            assert ei.value.code() is StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - t0 >= 0.4
+            call = stub.FullDuplexCall(timeout=10)
+            with pytest.raises(aio.AioRpcError) as ei:
+                await call.read()
+            assert ei.value.code() is StatusCode.UNAVAILABLE
+
+    run(main())
+
+
+def test_failing_request_iterator_and_deserializer(target, pb):
+    def requests():
+        yield in_req(pb, 1)
+        raise RuntimeError("boom")
+
+    async def main():
+        async with aio.insecure_channel(target) as ch:
+            stub = stub_of(ch, pb)
+            call = stub.StreamingInputCall(requests())
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert await call.code() is StatusCode.CANCELLED
+
+            def bad(_data):
+                raise ValueError("cannot")
+
+            mc = ch.unary_unary("/grpc.testing.TestService/EmptyCall",
+                                request_serializer=pb.empty_pb2.Empty.SerializeToString,
+                                response_deserializer=bad)
+            with pytest.raises(aio.AioRpcError) as ei:
+                await mc(pb.empty_pb2.Empty())
+            assert ei.value.code() is StatusCode.INTERNAL
+            assert "deserializ" in ei.value.details()
+
+    run(main())
+
+
 # --- cancellation ---------------------------------------------------------------
 
 
@@ -728,6 +777,29 @@ def test_call_credentials_refused_on_insecure_channel(target, pb):
             with pytest.raises(aio.AioRpcError) as ei:
                 await stub_of(ch, pb).EmptyCall(pb.empty_pb2.Empty(), credentials=creds)
             assert ei.value.code() is StatusCode.UNAUTHENTICATED
+
+    run(main())
+
+
+def test_secure_channel_with_local_and_call_credentials(server, pb):
+    target = "127.0.0.1:%d" % server.port
+    creds = rgrpc.composite_channel_credentials(rgrpc.local_channel_credentials(),
+                                                rgrpc.access_token_call_credentials("chan"))
+    echo = [("x-rgrpc-echo-all", "1")]
+
+    async def main():
+        async with aio.secure_channel(target, creds) as ch:
+            stub = stub_of(ch, pb)
+            call = stub.EmptyCall(pb.empty_pb2.Empty(), metadata=echo)
+            await call
+            assert (await call.initial_metadata()).get_all("x-echo-authorization") == \
+                ["Bearer chan"]
+            call = stub.StreamingOutputCall(
+                out_req(pb, [1]), metadata=echo,
+                credentials=rgrpc.access_token_call_credentials("percall"))
+            assert len([x async for x in call]) == 1
+            assert (await call.initial_metadata()).get_all("x-echo-authorization") == \
+                ["Bearer chan", "Bearer percall"]
 
     run(main())
 
