@@ -157,9 +157,9 @@ class _Call(_base.Call):
         if cancelled:
             self._locally_cancelled = True
         if self._initial is None:
-            p = self._ptr
-            self._initial = _initial_metadata_now(p) if p is not None and not cancelled \
-                else Metadata()
+            # (The completions of ended calls read it first: here the call
+            # may still be running, so its headers are not read.)
+            self._initial = Metadata()
         if not self._done_fut.done():
             self._done_fut.set_result(None)
         for w in self._read_waiters:
@@ -624,6 +624,8 @@ class UnaryUnaryCall(_UnaryResponse, _Call, _base.UnaryUnaryCall):
                                        % result_name(result), ())
         else:
             code, details, trailing = status
+        if self._code is None and self._ptr is not None:
+            self._initial = _initial_metadata_now(self._ptr)  # ended: does not wait
         if code is StatusCode.OK:
             if data is None:
                 code, details = StatusCode.UNIMPLEMENTED, _NO_RESPONSE
