@@ -150,6 +150,42 @@ def test_metadata_in_and_out(target, pb):
     run(main())
 
 
+def test_initial_metadata_beside_reads(target, pb):
+    """initial_metadata() awaited while reads are in progress (and the other
+    way round), on fresh channels and with headers that come late: every
+    message arrives (librgrpc refuses a receive beside a pending
+    initial-metadata operation with BUSY; the binding orders them)."""
+    md = [("x-grpc-test-echo-initial", "v"), ("x-rgrpc-sleep-ms", "300")]
+
+    async def main():
+        for md_first in (True, False):
+            async with aio.insecure_channel(target) as ch:
+                stub = stub_of(ch, pb)
+                call = stub.StreamingOutputCall(out_req(pb, [1, 2, 3]), metadata=md)
+                if md_first:
+                    await call.wait_for_connection()  # the stream is open
+                    m = asyncio.ensure_future(call.initial_metadata())
+                    await asyncio.sleep(0)
+                    r = asyncio.ensure_future(call.read())
+                else:
+                    r = asyncio.ensure_future(call.read())
+                    await asyncio.sleep(0)
+                    m = asyncio.ensure_future(call.initial_metadata())
+                assert len((await r).payload.body) == 1
+                assert (await m)["x-grpc-test-echo-initial"] == "v"
+                assert len((await call.read()).payload.body) == 2
+                assert len((await call.read()).payload.body) == 3
+                assert await call.read() is aio.EOF
+            # unary-unary: headers first, on a fresh channel
+            async with aio.insecure_channel(target) as ch:
+                call = stub_of(ch, pb).UnaryCall(pb.messages_pb2.SimpleRequest(response_size=1),
+                                                 metadata=md[:1])
+                assert (await call.initial_metadata())["x-grpc-test-echo-initial"] == "v"
+                assert (await call).payload.body == bytes(1)
+
+    run(main())
+
+
 # --- errors -------------------------------------------------------------------
 
 

@@ -49,6 +49,7 @@ _LOGGER = logging.getLogger("rgrpc")
 _OK = Result.OK
 _CALL_ENDED = Result.CALL_ENDED
 _END_OF_STREAM = Result.END_OF_STREAM
+_BUSY = Result.BUSY
 
 LOCAL_CANCELLATION = "Locally cancelled by application!"
 GC_CANCELLATION = "Cancelled upon garbage collection!"
@@ -109,6 +110,8 @@ class _Call(_base.Call):
         self._done_fut = loop.create_future()
         self._started_fut = None
         self._md_fut = None
+        self._md_pending = False  # an rgrpc_call_initial_metadata_cq in progress
+        self._recv_deferred = False  # a receive to start once it completes
         self._finishing = False
         # response side (streams)
         self._msgs = collections.deque()
@@ -297,22 +300,28 @@ class _Call(_base.Call):
             await self._wait_done()
             return self._initial if self._initial is not None else Metadata()
         if self._started_fut is not None and not self._started_fut.done():
-            # librgrpc: an rgrpc_call_initial_metadata_cq started before the
-            # call's stream is open keeps a later receive from completing
-            # (see README.md, "rgrpc.aio"): ask only once it is open.
-            await asyncio.shield(self._started_fut)
+            await asyncio.shield(self._started_fut)  # the stream is open first
         p = self._ptr
         if self._md_fut is None and p is not None and self._code is None:
             fut = self._md_fut = self._loop.create_future()
 
             def on_md(op, result, data, status, state):
+                self._md_pending = False
                 if self._initial is None and self._ptr is not None:
                     self._initial = _initial_metadata_now(self._ptr)
                 if not fut.done():
                     fut.set_result(None)
+                if self._recv_deferred:
+                    self._recv_deferred = False
+                    self._pump()
 
             rc = self._queue.start(lambda cq, tag: _initial_metadata_cq(p, cq, tag), on_md)
-            if rc != _OK:
+            if rc == _OK:
+                # librgrpc: a receive started while this is in progress
+                # completes with RGRPC_RESULT_BUSY (see README.md), so
+                # receives wait for it (the headers come first anyway).
+                self._md_pending = True
+            else:
                 self._request_status()
                 fut.set_result(None)
         if self._md_fut is not None:
@@ -374,6 +383,9 @@ class _Call(_base.Call):
         """Starts a receive if none is in progress and more may come."""
         if self._recv_pending or self._eos:
             return
+        if self._md_pending:
+            self._recv_deferred = True
+            return
         p = self._ptr
         if p is None:
             self._eos = True
@@ -388,6 +400,10 @@ class _Call(_base.Call):
 
     def _on_recv(self, op, result, data, status, state):
         self._recv_pending = False
+        if result == _BUSY:
+            # Not a message nor the end (see _md_pending): try again.
+            self._loop.call_later(0.001, self._pump)
+            return
         if result == _OK and data is not None:
             if self._unary_response:
                 if self._response_bytes is None:
