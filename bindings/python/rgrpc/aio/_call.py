@@ -39,7 +39,7 @@ from ctypes import byref, c_void_p
 
 from .._api import StatusCode
 from .._invocation import LocalFailure, deserialize, serialize_or_fail, start_error
-from .._lib import SEND_LAST, Op, Result, call_error, lib, result_name
+from .._lib import SEND_LAST, Result, call_error, lib, result_name
 from .._results import read_metadata
 from . import _base
 from ._metadata import Metadata

@@ -15,8 +15,7 @@ import time
 import weakref
 from ctypes import byref, c_void_p
 
-from .. import _api
-from .._api import CONNECTIVITY_BY_NUMBER, ChannelConnectivity, StatusCode
+from .._api import CONNECTIVITY_BY_NUMBER, ChannelConnectivity
 from .._channel import Channel as _SyncChannel
 from .._invocation import LocalFailure, MultiCallable, serialize_or_fail
 from .._lib import Result, channel_error, lib, result_str
