@@ -424,7 +424,12 @@ class _Call(_base.Call):
         """The next response's bytes, or None at the end."""
         while True:
             if self._msgs:
-                return self._msgs.popleft()
+                data = self._msgs.popleft()
+                if not self._msgs:
+                    # Keep one receive in flight while the application
+                    # handles this message (one message of read-ahead).
+                    self._pump()
+                return data
             if self._eos or self._code is not None:
                 return None
             self._pump()
