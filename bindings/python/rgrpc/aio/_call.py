@@ -5,9 +5,12 @@ How each pattern maps onto librgrpc's ``_cq`` operations (include/rgrpc.h):
 * unary-unary: one ``rgrpc_call_unary_cq``; its completion carries the
   status and the response.
 * unary-stream: ``rgrpc_call_start_cq`` + ``rgrpc_call_send_cq`` (the
-  request, ``RGRPC_SEND_LAST``); responses are received on demand, one
-  ``rgrpc_call_recv_cq`` per ``read()`` (the library allows one receive at
-  a time; HTTP/2 flow control holds the server back meanwhile).
+  request, ``RGRPC_SEND_LAST``); responses are received as the application
+  reads, ``rgrpc_call_recv_cq`` one message ahead of it at most (the
+  library allows one receive at a time; HTTP/2 flow control holds the
+  server back meanwhile). No receive starts while an
+  ``rgrpc_call_initial_metadata_cq`` is in progress (librgrpc completes it
+  with BUSY then).
 * stream-unary: ``rgrpc_call_start_cq``; requests by ``write()`` or a task
   consuming the request iterator (``rgrpc_call_send_cq`` one at a time,
   then ``rgrpc_call_close_send_cq``); the response is received at once.
