@@ -638,6 +638,30 @@ def test_interceptor_replacing_the_response(target, pb):
     run(main())
 
 
+def test_interceptor_returning_a_response_iterator(target, pb):
+    class Doubling(aio.UnaryStreamClientInterceptor):
+        async def intercept_unary_stream(self, continuation, details, request):
+            call = await continuation(details, request)
+
+            async def doubled():
+                async for response in call:
+                    yield len(response.payload.body) * 2
+
+            return doubled()
+
+    async def main():
+        async with aio.insecure_channel(target, interceptors=[Doubling()]) as ch:
+            stub = stub_of(ch, pb)
+            call = stub.StreamingOutputCall(out_req(pb, [1, 2, 3]))
+            assert [n async for n in call] == [2, 4, 6]
+            assert await call.code() is StatusCode.OK
+            call = stub.StreamingOutputCall(out_req(pb, [5]))
+            assert await call.read() == 10
+            assert await call.read() is aio.EOF
+
+    run(main())
+
+
 def test_cancel_through_interceptor(target, pb):
     log = []
 
@@ -742,6 +766,58 @@ def test_queue_is_freed_with_the_last_channel(target, pb):
             assert _cq._queues[loop] is not q
 
     run(main())
+
+
+def test_queue_is_freed_with_its_loop(target, pb):
+    """Channels left open: the queue goes when the loop is collected."""
+    import gc
+
+    box = []
+
+    async def main():
+        ch = aio.insecure_channel(target)
+        await stub_of(ch, pb).EmptyCall(pb.empty_pb2.Empty())
+        box.append((ch, _cq._queues[asyncio.get_running_loop()]))
+
+    asyncio.run(main())
+    ch, q = box.pop()
+    gc.collect()
+    assert q.ptr is None and q.fd >= 0
+    run(ch.close())  # closing it later (on another loop) is harmless
+    assert ch.get_state() is rgrpc.ChannelConnectivity.SHUTDOWN
+
+
+def test_ctrl_c_interrupts_asyncio_run(target, pb):
+    code = textwrap.dedent("""
+        import asyncio, sys, time
+        sys.path.insert(0, %(pkg)r)
+        from rgrpc import aio
+        async def main():
+            async with aio.insecure_channel(%(target)r) as ch:
+                mc = ch.unary_unary("/grpc.testing.TestService/EmptyCall")
+                await mc(b"")
+                print("READY", flush=True)
+                await mc(b"", metadata=[("x-rgrpc-sleep-ms", "30000")])
+        t0 = time.monotonic()
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            print("INTERRUPTED %%.1f" %% (time.monotonic() - t0), flush=True)
+    """) % {"pkg": PKG_ROOT, "target": target}
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert out.startswith("INTERRUPTED"), (out, err)
+    assert float(out.split()[1]) < 20
 
 
 def test_one_queue_per_loop_in_threads(target, pb):

@@ -173,7 +173,10 @@ class Channel(_base.Channel):
     def __init__(self, sync_channel, interceptors):
         self._sync = sync_channel
         self._closed = False
-        self._queues = {}  # loop -> Queue this channel holds a reference on
+        # loop -> the Queue this channel holds a reference on (weak: a
+        # channel left open does not keep a finished loop, whose collection
+        # frees its queue)
+        self._queues = weakref.WeakKeyDictionary()
         self._active = weakref.WeakSet()
         self._uu, self._us, self._su, self._ss = [], [], [], []
         # An interceptor implementing several kinds runs for each of them
@@ -218,8 +221,8 @@ class Channel(_base.Channel):
         self._active.discard(call)
 
     def _release_queues(self):
-        queues, self._queues = self._queues, {}
-        for q in queues.values():
+        queues, self._queues = list(self._queues.values()), weakref.WeakKeyDictionary()
+        for q in queues:
             q.release()
 
     # -- multi-callables ----------------------------------------------------
