@@ -783,7 +783,14 @@ def test_queue_is_freed_with_its_loop(target, pb):
     ch, q = box.pop()
     gc.collect()
     assert q.ptr is None and q.fd >= 0
-    run(ch.close())  # closing it later (on another loop) is harmless
+
+    async def again():  # the channel on a second loop, with its own queue
+        r = await stub_of(ch, pb).UnaryCall(pb.messages_pb2.SimpleRequest(response_size=2))
+        assert r.payload.body == bytes(2)
+        assert _cq._queues[asyncio.get_running_loop()] is not q
+        await ch.close()
+
+    run(again())
     assert ch.get_state() is rgrpc.ChannelConnectivity.SHUTDOWN
 
 
