@@ -163,19 +163,21 @@ def set_worker_threads(n):
 
 def install_as_grpc(force=False):
     """Makes ``import grpc`` (and ``grpc.experimental``, ``grpc._utilities``,
-    ``grpc.compression``) give rgrpc, for code (such as grpcio-tools
-    generated ``*_pb2_grpc.py`` modules) that cannot be edited. Call it
-    before importing that code. Refuses when the real grpc is already
-    imported, unless ``force``."""
+    ``grpc.compression``, ``grpc.aio``, ``grpc.experimental.aio``) give
+    rgrpc, for code (such as grpcio-tools generated ``*_pb2_grpc.py``
+    modules) that cannot be edited. Call it before importing that code.
+    Refuses when the real grpc is already imported, unless ``force``."""
     current = _sys.modules.get("grpc")
     if current is not None and current is not _sys.modules[__name__] and not force:
         raise RuntimeError("grpc is already imported; call install_as_grpc() earlier")
-    from . import _utilities, compression, experimental
+    from . import _utilities, aio, compression, experimental
 
     _sys.modules["grpc"] = _sys.modules[__name__]
     _sys.modules["grpc._utilities"] = _utilities
     _sys.modules["grpc.experimental"] = experimental
     _sys.modules["grpc.compression"] = compression
+    _sys.modules["grpc.aio"] = aio
+    _sys.modules["grpc.experimental.aio"] = aio
 
 
 _SERVER_NAMES = frozenset((
@@ -196,7 +198,7 @@ def __getattr__(name):
             "rgrpc is a gRPC client library: grpc.%s (server side) is not provided; "
             "use grpcio for servers" % name
         )
-    if name in ("compression", "experimental", "_utilities"):
+    if name in ("compression", "experimental", "_utilities", "aio"):
         import importlib
 
         return importlib.import_module("." + name, __name__)

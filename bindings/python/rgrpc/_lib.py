@@ -21,6 +21,7 @@ from ctypes import (
     POINTER,
     c_bool,
     c_char_p,
+    c_int,
     c_int64,
     c_size_t,
     c_uint32,
@@ -60,6 +61,10 @@ class Result:
     RPC_FAILED = 7016
     NOT_FOUND = 7017
     CANCELLED = 7021
+    SEND_CLOSED = 7013
+    SHUTDOWN = 7022
+    QUEUE_EMPTY = 7023
+    QUEUE_SHUTDOWN = 7024
 
 
 # rgrpc_call_send flags (checked against the header's #defines).
@@ -75,6 +80,35 @@ LOG_CB = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p, c_char_p)
 
 _vp = c_void_p
 _pvp = POINTER(c_void_p)
+
+
+class Completion(ctypes.Structure):
+    """``rgrpc_completion`` (include/rgrpc.h), in its order: written by
+    ``rgrpc_completion_queue_next``; ``message`` and ``status`` are then
+    owned by the reader."""
+
+    _fields_ = [
+        ("tag", c_void_p),
+        ("op", c_uint32),
+        ("result", c_uint32),
+        ("message", c_void_p),
+        ("status", c_void_p),
+        ("state", c_uint32),
+    ]
+
+
+# rgrpc_op values (the operation a completion is for).
+class Op:
+    START = 1
+    SEND = 2
+    CLOSE_SEND = 3
+    RECV = 4
+    INITIAL_METADATA = 5
+    FINISH = 6
+    UNARY = 7
+    STATE_CHANGE = 8
+    READY = 9
+
 
 # name: (restype, argtypes), for every function the binding calls. Each must
 # match include/rgrpc.h exactly (a wrong prototype is a crash, not an error);
@@ -163,6 +197,27 @@ _PROTOTYPES = {
     # rgrpc_channel_subscribe(channel, cb, user_data, try_to_connect, &subscription)
     "rgrpc_channel_subscribe": (c_uint32, [_vp, CONNECTIVITY_CB, _vp, c_bool, POINTER(c_uint64)]),
     "rgrpc_channel_unsubscribe": (c_uint32, [_vp, c_uint64]),
+    # completion queue (rgrpc.aio)
+    "rgrpc_completion_queue_new": (c_uint32, [_pvp, _pvp]),
+    "rgrpc_completion_queue_fd": (c_int, [_vp]),
+    "rgrpc_completion_queue_next": (c_uint32, [_vp, POINTER(Completion)]),
+    "rgrpc_completion_queue_shutdown": (c_uint32, [_vp]),
+    "rgrpc_completion_queue_free": (None, [_vp]),
+    # rgrpc_call_start_cq(channel, method, opts, cq, tag, &call)
+    "rgrpc_call_start_cq": (c_uint32, [_vp, c_char_p, _vp, _vp, _vp, _pvp]),
+    # rgrpc_call_send_cq(call, data, len, flags, cq, tag)
+    "rgrpc_call_send_cq": (c_uint32, [_vp, c_char_p, c_size_t, c_uint32, _vp, _vp]),
+    "rgrpc_call_close_send_cq": (c_uint32, [_vp, _vp, _vp]),
+    "rgrpc_call_recv_cq": (c_uint32, [_vp, _vp, _vp]),
+    "rgrpc_call_initial_metadata_cq": (c_uint32, [_vp, _vp, _vp]),
+    "rgrpc_call_finish_cq": (c_uint32, [_vp, _vp, _vp]),
+    # rgrpc_call_unary_cq(channel, method, opts, request, len, cq, tag, &call)
+    "rgrpc_call_unary_cq": (c_uint32, [_vp, c_char_p, _vp, c_char_p, c_size_t, _vp, _vp, _pvp]),
+    # rgrpc_channel_watch_state_cq(channel, last_observed, timeout_ms, cq, tag)
+    "rgrpc_channel_watch_state_cq": (c_uint32, [_vp, c_uint32, c_int64, _vp, _vp]),
+    # rgrpc_channel_ready_future_cq(channel, cq, tag, &future)
+    "rgrpc_channel_ready_future_cq": (c_uint32, [_vp, _vp, _vp, _pvp]),
+    "rgrpc_ready_future_free": (None, [_vp]),
 }
 
 

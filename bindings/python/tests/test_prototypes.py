@@ -18,7 +18,7 @@ from conftest import REPO
 
 HEADER = os.path.join(REPO, "include", "rgrpc.h")
 
-_INT_WIDTH = {"uint32_t": 4, "int32_t": 4, "uint64_t": 8, "int64_t": 8, "size_t": 8,
+_INT_WIDTH = {"int": 4, "uint32_t": 4, "int32_t": 4, "uint64_t": 8, "int64_t": 8, "size_t": 8,
               "rgrpc_result": 4, "rgrpc_status_code": 4, "rgrpc_compression": 4,
               "rgrpc_connectivity_state": 4}
 

@@ -32,4 +32,22 @@ with rgrpc.insecure_channel(target) as channel:
     replies = list(stream(bytes([0x12, 2, 0x08, 1, 0x12, 2, 0x08, 2, 0x12, 2, 0x08, 3]), timeout=10))
     assert len(replies) == 3, replies
 
-print(f"wheel OK: {rgrpc.library_version} from {lib}; unary and server streaming")
+# rgrpc.aio is in the wheel and works on the bundled library.
+import asyncio  # noqa: E402
+
+from rgrpc import aio  # noqa: E402
+
+
+async def aio_calls():
+    async with aio.insecure_channel(target) as channel:
+        reply = await channel.unary_unary("/grpc.testing.TestService/UnaryCall")(
+            b"\x10\x2a", timeout=10)
+        assert len(reply) >= 42, reply
+        call = channel.unary_stream("/grpc.testing.TestService/StreamingOutputCall")(
+            bytes([0x12, 2, 0x08, 1, 0x12, 2, 0x08, 2]), timeout=10)
+        assert len([r async for r in call]) == 2
+
+
+asyncio.run(aio_calls())
+
+print(f"wheel OK: {rgrpc.library_version} from {lib}; unary and server streaming, also aio")

@@ -101,3 +101,11 @@ def stream_stream(request_iterator, target, method, request_serializer=None,
                  response_deserializer, options, channel_credentials, insecure,
                  call_credentials, compression, wait_for_ready, timeout, metadata,
                  _registered_method)
+
+
+def __getattr__(name):
+    if name == "aio":  # grpcio's older name of grpc.aio
+        from .. import aio
+
+        return aio
+    raise AttributeError("module 'rgrpc.experimental' has no attribute %r" % name)
