@@ -311,6 +311,63 @@ static void test_bidi_and_client_streaming(void) {
   rgrpc_channel_free(ch);
 }
 
+/* Waiting for the initial metadata does not take the receive side: a
+ * receive started beside it waits for the message (it was refused with
+ * BUSY), and a unary call on a connecting channel with its metadata asked
+ * for at once still completes (its own receive was refused and it hung). */
+static void test_initial_metadata_beside_receive(void) {
+  rgrpc_channel *ch = tu_channel(NULL, NULL);
+  rgrpc_completion_queue *cq = new_cq();
+  rgrpc_call_options *o = tu_opts_md("x-rgrpc-sleep-ms", "300");
+  rgrpc_call *call = NULL;
+  CHECK_OK(rgrpc_call_start_cq(ch, M_SERVER_STREAM, o, cq, TAG(0), &call));
+  int32_t size = 7;
+  tu_pb req = tu_streaming_output_request(&size, NULL, 1, 0, 0, NULL);
+  CHECK_OK(rgrpc_call_send_cq(call, req.data, req.len, RGRPC_SEND_LAST, cq, TAG(1)));
+  tu_pb_free(&req);
+  CHECK_OK(rgrpc_call_initial_metadata_cq(call, cq, TAG(2)));
+  CHECK_OK(rgrpc_call_recv_cq(call, cq, TAG(3)));
+  int seen = 0;
+  while (seen != 0xf) {
+    rgrpc_completion c = take(cq);
+    int idx = (int)((int *)c.tag - tags);
+    CHECK(idx >= 0 && idx < 4);
+    CHECK_MSG(c.result == RGRPC_RESULT_OK, "op %u: %s", (unsigned)c.op, rgrpc_result_name(c.result));
+    if (idx == 3) {
+      CHECK_EQ_INT(tu_buffer_body_len(c.message), 7);
+      rgrpc_buffer_free(c.message);
+    }
+    seen |= 1 << idx;
+  }
+  rgrpc_call_free(call);
+  rgrpc_channel_free(ch);
+
+  /* A fresh channel (still connecting): unary, then its metadata at once. */
+  ch = tu_channel(NULL, NULL);
+  req = tu_simple_request(5, 0, 0, NULL);
+  CHECK_OK(rgrpc_call_unary_cq(ch, M_UNARY, o, req.data, req.len, cq, TAG(4), &call));
+  tu_pb_free(&req);
+  CHECK_OK(rgrpc_call_initial_metadata_cq(call, cq, TAG(5)));
+  bool unary = false, md = false;
+  while (!unary || !md) {
+    rgrpc_completion c = take(cq);
+    CHECK_OK(c.result);
+    if (c.tag == TAG(4)) {
+      CHECK_EQ_INT(tu_buffer_body_len(c.message), 5);
+      rgrpc_buffer_free(c.message);
+      rgrpc_status_free(c.status);
+      unary = true;
+    } else {
+      CHECK(c.tag == TAG(5));
+      md = true;
+    }
+  }
+  rgrpc_call_free(call);
+  rgrpc_call_options_free(o);
+  end_cq(cq);
+  rgrpc_channel_free(ch);
+}
+
 /* Pending operations complete when their call is cancelled or freed. */
 static void test_cancel_and_free_complete_pending(void) {
   rgrpc_channel *ch = tu_channel(NULL, NULL);
@@ -460,6 +517,7 @@ int main(void) {
   RUN_TEST(test_unary_failures);
   RUN_TEST(test_server_streaming);
   RUN_TEST(test_bidi_and_client_streaming);
+  RUN_TEST(test_initial_metadata_beside_receive);
   RUN_TEST(test_cancel_and_free_complete_pending);
   RUN_TEST(test_shutdown_delivers_outstanding);
   RUN_TEST(test_connectivity);

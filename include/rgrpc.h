@@ -1944,8 +1944,11 @@ rgrpc_result rgrpc_completion_queue_new(rgrpc_completion_queue **cq_out, rgrpc_e
 /**
  * The queue's file descriptor: readable exactly while a completion waits
  * or the queue has finished (level-triggered; see
- * `rgrpc_completion_queue`). Owned by the queue: do not read, write or
- * close it; valid until `rgrpc_completion_queue_free`. -1 for NULL.
+ * `rgrpc_completion_queue`). It is kept up to date from the first call of
+ * this function on (a queue only used with `rgrpc_completion_queue_wait`
+ * never asks for it and costs no system calls for it). Owned by the
+ * queue: do not read, write or close it; valid until
+ * `rgrpc_completion_queue_free`. -1 for NULL.
  */
 int rgrpc_completion_queue_fd(const rgrpc_completion_queue *cq);
 

@@ -222,8 +222,11 @@ pub extern "C" fn rgrpc_completion_queue_new(
 
 /// The queue's file descriptor: readable exactly while a completion waits
 /// or the queue has finished (level-triggered; see
-/// `rgrpc_completion_queue`). Owned by the queue: do not read, write or
-/// close it; valid until `rgrpc_completion_queue_free`. -1 for NULL.
+/// `rgrpc_completion_queue`). It is kept up to date from the first call of
+/// this function on (a queue only used with `rgrpc_completion_queue_wait`
+/// never asks for it and costs no system calls for it). Owned by the
+/// queue: do not read, write or close it; valid until
+/// `rgrpc_completion_queue_free`. -1 for NULL.
 #[no_mangle]
 pub extern "C" fn rgrpc_completion_queue_fd(cq: *const rgrpc_completion_queue) -> c_int {
     boundary(|| {
@@ -293,7 +296,16 @@ pub extern "C" fn rgrpc_completion_queue_wait(
         if timeout_ms == 0 {
             return rgrpc_result::Timeout;
         }
-        match block(with_timeout(timeout_ms, q.wait())) {
+        // Once a completion is in, one more turn of the runtime lets the
+        // tasks woken with it (a read often ends many calls) complete too,
+        // so the caller drains them with `next` and starts its next
+        // operations together: their frames then leave in one write.
+        let waited = async {
+            let n = q.wait().await;
+            tokio::task::yield_now().await;
+            n
+        };
+        match block(with_timeout(timeout_ms, waited)) {
             Ok(Some(n)) => deliver(n, out),
             Ok(None) => rgrpc_result::Timeout,
             Err(r) => r,
@@ -356,18 +368,16 @@ fn call_error_code(e: &CallError) -> rgrpc_result {
     }
 }
 
-/// Spawns `op` on the runtime; its output becomes the ticket's completion.
-/// Without a runtime (shut down) the ticket completes with SHUTDOWN.
+/// Spawns `op` on the runtime (batched with the other operations the
+/// application starts in a burst: `rt::spawn_batched`); its output becomes
+/// the ticket's completion.
 fn spawn_op<F>(t: Ticket<Done>, op: F)
 where
     F: std::future::Future<Output = Done> + Send + 'static,
 {
-    match rgrpc_core::rt::handle() {
-        Ok(h) => {
-            h.spawn(async move { t.complete(op.await) });
-        }
-        Err(_) => drop(t),
-    }
+    // Without a runtime (shut down) the future is dropped, and with it
+    // the ticket: it completes with SHUTDOWN.
+    let _ = rgrpc_core::rt::spawn_batched(async move { t.complete(op.await) });
 }
 
 /// Which side of a call an operation on the queue holds: one send-side

@@ -282,6 +282,54 @@ pub(crate) fn stop() {
     // Outside the lock: a worker in a callback that tries to block finds
     // no runtime and returns, so that the drop can join it.
     drop(rt);
+    // Futures submitted but never started: dropping them lets what they
+    // hold report the end (a completion queue's tickets complete).
+    let unstarted = std::mem::take(&mut *lock(&SUBMITTED));
+    drop(unstarted);
+}
+
+/// A future handed in from outside the runtime by [`spawn_batched`].
+type Submitted = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Futures handed in from outside the runtime, not yet started by the pump.
+static SUBMITTED: Mutex<Vec<Submitted>> = Mutex::new(Vec::new());
+/// Wakes the pump when [`SUBMITTED`] stops being empty.
+static PUMP: Notify = Notify::const_new();
+static PUMP_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Spawns `fut` on the runtime, batching what threads outside the runtime
+/// submit: tokio runs tasks spawned from outside one by one between the
+/// tasks they wake (the connection's writer among them), so each would
+/// cost a write of its own. Futures submitted in a burst (an event loop
+/// starting the next operations for a batch of completions) are instead
+/// started together by one pump task, inside the runtime: their frames
+/// leave in one write, and the runtime is woken once per burst, not once
+/// per operation. From inside the runtime it is a plain spawn.
+pub fn spawn_batched(fut: impl Future<Output = ()> + Send + 'static) -> Result<(), RuntimeError> {
+    let h = handle()?;
+    if Handle::try_current().is_ok() {
+        h.spawn(fut);
+        return Ok(());
+    }
+    let first = {
+        let mut v = lock(&SUBMITTED);
+        v.push(Box::pin(fut));
+        v.len() == 1
+    };
+    if !PUMP_STARTED.swap(true, Ordering::AcqRel) {
+        h.spawn(async {
+            loop {
+                PUMP.notified().await;
+                let batch = std::mem::take(&mut *lock(&SUBMITTED));
+                for f in batch {
+                    tokio::spawn(f);
+                }
+            }
+        });
+    }
+    if first {
+        PUMP.notify_one();
+    }
+    Ok(())
 }
 
 /// The background driver of the caller-driven runtime: drives it whenever

@@ -988,9 +988,6 @@ def test_names_mirror_grpcio_aio():
 # --- the C contract rgrpc.aio works around ---------------------------------------
 
 
-@pytest.mark.xfail(reason="librgrpc: a receive beside a pending rgrpc_call_initial_metadata_cq "
-                          "completes with RGRPC_RESULT_BUSY (README.md, 'Library bugs found "
-                          "by the binding'); rgrpc.aio orders the two", strict=False)
 def test_c_recv_cq_beside_pending_initial_metadata_cq(target):
     """At the C level (ctypes), no aio code: the header says
     rgrpc_call_initial_metadata_cq "may run beside a receive"."""
