@@ -523,7 +523,12 @@ typedef struct rgrpc_buffer rgrpc_buffer;
  * `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_get_stats`,
  * `rgrpc_call_last_error`,
  * `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
- * `rgrpc_call_unary_async`.
+ * `rgrpc_call_unary_async`; with a completion queue (each completes into
+ * the queue with a tag instead of blocking; see the queue's doc):
+ * `rgrpc_call_start_cq`, `rgrpc_call_send_cq`, `rgrpc_call_send_buffer_cq`,
+ * `rgrpc_call_close_send_cq`, `rgrpc_call_recv_cq`,
+ * `rgrpc_call_initial_metadata_cq`, `rgrpc_call_finish_cq`,
+ * `rgrpc_call_unary_cq`.
  */
 typedef struct rgrpc_call rgrpc_call;
 
@@ -612,7 +617,9 @@ typedef struct rgrpc_call_options rgrpc_call_options;
  * `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
  * `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
  * `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
- * `rgrpc_channel_snapshot`, `rgrpc_channel_last_error`.
+ * `rgrpc_channel_snapshot`, `rgrpc_channel_last_error`; with a
+ * completion queue: `rgrpc_channel_watch_state_cq`,
+ * `rgrpc_channel_ready_future_cq`.
  */
 typedef struct rgrpc_channel rgrpc_channel;
 

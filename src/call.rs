@@ -131,7 +131,12 @@ pub type rgrpc_message_cb =
 /// `rgrpc_call_response_encoding`, `rgrpc_call_peer`, `rgrpc_call_get_stats`,
 /// `rgrpc_call_last_error`,
 /// `rgrpc_call_free`, `rgrpc_call_unary`, `rgrpc_call_unary_buffer`,
-/// `rgrpc_call_unary_async`.
+/// `rgrpc_call_unary_async`; with a completion queue (each completes into
+/// the queue with a tag instead of blocking; see the queue's doc):
+/// `rgrpc_call_start_cq`, `rgrpc_call_send_cq`, `rgrpc_call_send_buffer_cq`,
+/// `rgrpc_call_close_send_cq`, `rgrpc_call_recv_cq`,
+/// `rgrpc_call_initial_metadata_cq`, `rgrpc_call_finish_cq`,
+/// `rgrpc_call_unary_cq`.
 pub struct rgrpc_call {
     _private: [u8; 0],
 }

@@ -307,7 +307,9 @@ pub extern "C" fn rgrpc_channel_options_free(opts: *mut rgrpc_channel_options) {
 /// `rgrpc_channel_unsubscribe`, `rgrpc_channel_wait_for_ready`,
 /// `rgrpc_channel_wait_for_state_change`, `rgrpc_channel_ready_future`,
 /// `rgrpc_channel_reset_connect_backoff`, `rgrpc_channel_authority`,
-/// `rgrpc_channel_snapshot`, `rgrpc_channel_last_error`.
+/// `rgrpc_channel_snapshot`, `rgrpc_channel_last_error`; with a
+/// completion queue: `rgrpc_channel_watch_state_cq`,
+/// `rgrpc_channel_ready_future_cq`.
 pub struct rgrpc_channel {
     _private: [u8; 0],
 }
