@@ -492,6 +492,11 @@ pub extern "C" fn rgrpc_call_initial_metadata(
                 .last_error
                 .fail(rgrpc_result::NullParameter, c"md_out is NULL");
         }
+        // Already in (or the call ended): no need to enter the runtime.
+        if let Some(md) = c.call.initial_metadata_now() {
+            write_out!(md_out, md as *const Metadata as *const rgrpc_metadata);
+            return rgrpc_result::Ok;
+        }
         match c.block(c.call.initial_metadata()) {
             Ok(Ok(_)) if c.freed.load(Ordering::Acquire) => c.last_error.fail(
                 rgrpc_result::Cancelled,

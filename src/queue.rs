@@ -380,6 +380,33 @@ where
     let _ = rgrpc_core::rt::spawn_batched(async move { t.complete(op.await) });
 }
 
+/// [`spawn_op`] for operations that often have their result already (a
+/// message received ahead, a status in): from a thread outside the
+/// runtime `op` is first polled once right here, and when it is ready its
+/// completion is queued at once, with no task and no hand-off to the
+/// thread driving the I/O (a server stream's messages then cost no wake-up
+/// each). Otherwise it goes on as a task.
+fn start_op<F>(t: Ticket<Done>, op: F)
+where
+    F: std::future::Future<Output = Done> + Send + 'static,
+{
+    use std::task::{Context, Poll, Waker};
+    let Ok(h) = rgrpc_core::rt::handle() else {
+        return drop(t);
+    };
+    let mut op = Box::pin(op);
+    if tokio::runtime::Handle::try_current().is_err() {
+        // Inside the runtime's context (timers, spawns), on this thread; a
+        // pending operation registers the no-op waker, then the task's.
+        let _in = h.enter();
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(d) = op.as_mut().poll(&mut cx) {
+            return t.complete(d);
+        }
+    }
+    let _ = rgrpc_core::rt::spawn_batched(async move { t.complete(op.await) });
+}
+
 /// Which side of a call an operation on the queue holds: one send-side
 /// (send, close-send) and one receive-side (receive) operation at a time.
 #[derive(Clone, Copy)]
@@ -662,7 +689,7 @@ pub extern "C" fn rgrpc_call_recv_cq(
             Err(r) => return r,
         };
         let tag = UserData(tag);
-        spawn_op(t, async move {
+        start_op(t, async move {
             let r = c.call().recv().await;
             drop(guard);
             let mut d = Done::new(tag, rgrpc_op::Recv, rgrpc_result::Ok);
@@ -693,7 +720,7 @@ pub extern "C" fn rgrpc_call_initial_metadata_cq(
             Err(r) => return r,
         };
         let tag = UserData(tag);
-        spawn_op(t, async move {
+        start_op(t, async move {
             let r = match c.call().initial_metadata().await {
                 Ok(_) => rgrpc_result::Ok,
                 Err(e) => call_error_code(&e),
@@ -722,7 +749,7 @@ pub extern "C" fn rgrpc_call_finish_cq(
             Err(r) => return r,
         };
         let tag = UserData(tag);
-        spawn_op(t, async move {
+        start_op(t, async move {
             let mut d = Done::new(tag, rgrpc_op::Finish, rgrpc_result::Ok);
             match c.call().finish().await {
                 Ok(st) => {

@@ -181,6 +181,18 @@ impl Call {
         self.shared.initial_metadata().await
     }
 
+    /// The server's initial metadata if it has arrived, or empty metadata
+    /// if the call ended without any; `None` while it may still come.
+    pub fn initial_metadata_now(&self) -> Option<&Metadata> {
+        match self.shared.initial_md.get() {
+            Some(md) => Some(md),
+            None if self.shared.status().is_some() => {
+                Some(self.shared.initial_md.get_or_init(Metadata::new))
+            }
+            None => None,
+        }
+    }
+
     /// Cancels the call (idempotent; safe from any thread). Returns true if
     /// this call ended it.
     pub fn cancel(&self) -> bool {

@@ -47,7 +47,7 @@ pub(crate) struct CallShared {
     /// A reader is advancing the response (`ensure_progress` or a unary
     /// driver).
     pub(super) driving: AtomicBool,
-    initial_md: OnceLock<Metadata>,
+    pub(super) initial_md: OnceLock<Metadata>,
     initial_notify: Notify,
     callbacks: Mutex<Vec<DoneCallback>>,
     pub(super) deadline_task: Mutex<Option<tokio::task::AbortHandle>>,
