@@ -58,7 +58,9 @@ step "install and link like a C library (cmake --install, DESTDIR, find_package,
 python3 cbindings-tests/consumer_test.py --build-dir build-test
 
 step "Python binding (pytest, against grpcio and tonic servers)"
-RGRPC_LIBRARY="$PWD/build-test/lib/librgrpc.so" python3 -m pytest bindings/python/tests -q
+RGRPC_LIBRARY="$PWD/build-test/lib/librgrpc.so" \
+  RGRPC_TONIC_SERVER="$target_dir/debug/tonic-interop-server" \
+  python3 -m pytest bindings/python/tests -q
 
 step "Node.js client through koffi (unary, streaming, async; librgrpc found by its soname)"
 LD_LIBRARY_PATH="$PWD/build-test/lib" \
