@@ -178,3 +178,12 @@ class Channel(_api.Channel):
 
     def __repr__(self):
         return "<rgrpc.Channel %s%s>" % (self._target, " (closed)" if self._closed else "")
+
+
+# More of the names grpcio's grpc._channel has, for code that imports them
+# (install_as_grpc makes this module grpc._channel). grpcio's streaming
+# calls and futures are _MultiThreadedRendezvous; every rgrpc call object
+# (and the error raised) is a _Rendezvous. The multi-callables' classes
+# (_UnaryUnaryMultiCallable, ...) are imported above.
+_MultiThreadedRendezvous = _call._Rendezvous
+_SingleThreadedRendezvous = _call._Rendezvous

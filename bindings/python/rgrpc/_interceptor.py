@@ -361,3 +361,7 @@ def intercept_channel(channel, *interceptors):
             )
         channel = _InterceptedChannel(channel, interceptor)
     return channel
+
+
+# grpcio's names in grpc._interceptor (install_as_grpc makes this module it).
+_Channel = _InterceptedChannel

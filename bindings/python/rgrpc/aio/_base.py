@@ -14,7 +14,7 @@ from .. import _api
 # Exceptions and EOF
 
 
-class BaseError(Exception):
+class BaseError(_api._Exception):
     """The base of rgrpc.aio's own exceptions (grpcio's ``aio.BaseError``)."""
 
 
