@@ -216,6 +216,7 @@ def install_as_grpc(force=False):
     for name, mod in aio_subs.items():
         _sys.modules["grpc.aio." + name] = mod
         _sys.modules["grpc.experimental.aio." + name] = mod
+    aio._base_call = _aio_base
     _sys.modules["grpc.experimental.aio"] = aio
     experimental.aio = aio
 

@@ -61,7 +61,7 @@ class AioRpcError(_api.RpcError):
 
     def __init__(self, code, initial_metadata=None, trailing_metadata=None, details=None,
                  debug_error_string=None):
-        super().__init__()
+        Exception.__init__(self)  # not super(): patch_grpcio() puts grpcio's AioRpcError in the MRO
         self._code = code
         self._details = details
         self._initial_metadata = initial_metadata

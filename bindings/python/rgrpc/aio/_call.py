@@ -41,6 +41,7 @@ from collections.abc import AsyncIterable
 from ctypes import byref, c_void_p
 
 from .._api import StatusCode
+from ._base import AioRpcError  # noqa: F401  (grpcio's grpc.aio._call has it)
 from .._invocation import LocalFailure, deserialize, serialize_or_fail, start_error
 from .._lib import SEND_LAST, Result, call_error, lib, result_name
 from .._results import read_metadata
