@@ -87,6 +87,19 @@ def _local_type(grpc_creds, target):
     return getattr(_api.LocalConnectionType, kind)
 
 
+class _InContext(object):
+    __slots__ = ("plugin", "ctx", "__name__")
+
+    def __init__(self, plugin, ctx):
+        self.plugin = plugin
+        self.ctx = ctx
+        self.__name__ = getattr(plugin, "__name__", None) or type(plugin).__name__
+
+    def __call__(self, context, callback):
+        # a copy: one context cannot be entered by two threads at once
+        self.ctx.copy().run(self.plugin, context, callback)
+
+
 def _call_plugins_from_cython(cy):
     """rgrpc CallCredentials of a grpcio cygrpc call credentials object."""
     from . import _credentials
@@ -104,6 +117,11 @@ def _call_plugins_from_cython(cy):
         cname = cy._name
         if isinstance(cname, bytes):
             cname = cname.decode("utf-8", "replace")
+        ctx = getattr(wrapper, "_stored_ctx", None)
+        if ctx is not None:
+            # grpcio runs the plugin in the contextvars context of the
+            # credentials' creation (its thread may be one of C-core's)
+            plugin = _InContext(plugin, ctx)
         return _credentials.metadata_call_credentials(plugin, cname or None)
     raise TypeError("rgrpc cannot use grpcio call credentials of kind %s" % name)
 
