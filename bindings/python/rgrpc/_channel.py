@@ -121,6 +121,12 @@ class Channel(_api.Channel):
         return p
 
     # multi-callables
+    def _get_registered_call_handle(self, method):
+        """grpcio's: a handle for a method registered with the C core, passed
+        back as ``_registered_method`` (grpcio's single-call functions do it).
+        librgrpc needs no registration: the method itself does."""
+        return method
+
     def unary_unary(self, method, request_serializer=None, response_deserializer=None,
                     _registered_method=False):
         return _UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer)

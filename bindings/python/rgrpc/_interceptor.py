@@ -294,6 +294,9 @@ class _InterceptedChannel(_api.Channel):
     def unsubscribe(self, callback):
         self._channel.unsubscribe(callback)
 
+    def _get_registered_call_handle(self, method):  # grpcio's, see Channel
+        return method
+
     def unary_unary(self, method, request_serializer=None, response_deserializer=None,
                     _registered_method=False):
         def thunk(m):

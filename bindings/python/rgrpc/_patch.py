@@ -177,8 +177,12 @@ def _make_entry_points(grpc, orig):
     from .aio import _channel as _aio_channel
 
     def secure_channel(target, credentials, options=None, compression=None):
-        return _credentials.secure_channel(target, channel_credentials(credentials, target),
-                                           options, compression)
+        creds = channel_credentials(credentials, target)
+        if isinstance(creds._credentials, _credentials._Insecure):
+            # grpcio takes insecure_channel_credentials() here (its
+            # experimental single-call functions rely on it)
+            return _insecure_channel(target, options, compression)
+        return _credentials.secure_channel(target, creds, options, compression)
 
     def intercept_channel(channel, *interceptors):
         if _is_rgrpc(channel):
@@ -197,8 +201,10 @@ def _make_entry_points(grpc, orig):
 
     def aio_secure_channel(target, credentials, options=None, compression=None,
                            interceptors=None):
-        return _aio_channel.secure_channel(target, channel_credentials(credentials, target),
-                                           options, compression, interceptors)
+        creds = channel_credentials(credentials, target)
+        if isinstance(creds._credentials, _credentials._Insecure):
+            return _aio_channel.insecure_channel(target, options, compression, interceptors)
+        return _aio_channel.secure_channel(target, creds, options, compression, interceptors)
 
     for f in (secure_channel, intercept_channel, channel_ready_future, local_channel_credentials,
               aio_secure_channel):

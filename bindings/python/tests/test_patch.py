@@ -136,6 +136,24 @@ def test_four_patterns_with_grpcio_server_in_process(pb):
     """)
 
 
+def test_experimental_single_calls_go_through_rgrpc(pb):
+    """grpcio's grpc.experimental.unary_unary (what generated static methods
+    use) makes its channels with grpc.secure_channel and grpcio's insecure
+    credentials: patched, they are rgrpc channels."""
+    run_script(pb, """
+        r = test_pb2_grpc.TestService.UnaryCall(
+            messages_pb2.SimpleRequest(response_size=6), target, insecure=True, timeout=10)
+        assert r.payload.body == bytes(6)
+        from grpc import _simple_stubs
+        cache = _simple_stubs.ChannelCache.get()
+        chans = [v[0] for v in cache._mapping.values()]
+        assert chans and all(is_rgrpc(c) for c in chans), chans
+        got = list(test_pb2_grpc.TestService.StreamingOutputCall(
+            out_req(1, 2), target, insecure=True, timeout=10))
+        assert [len(m.payload.body) for m in got] == [1, 2]
+    """)
+
+
 def test_errors_are_grpcio_types(pb):
     run_script(pb, """
         ch = grpc.insecure_channel(target)
