@@ -249,6 +249,12 @@ def _register_abcs(grpc, aio):
         g = getattr(aio, n, None)
         if g is not None:
             getattr(aio_interceptor, n).register(g)
+    from .aio import _metadata
+
+    # grpcio's Metadata.__eq__ takes another Metadata of its class (isinstance)
+    # and compares the same _metadata (key -> list of values) that rgrpc's has
+    if hasattr(aio, "Metadata") and hasattr(aio.Metadata, "register"):
+        aio.Metadata.register(_metadata.Metadata)
     for n in _AIO_ABC_NAMES:
         g, r = getattr(aio, n, None), getattr(_base, n, None)
         if g is not None and r is not None and hasattr(g, "register"):

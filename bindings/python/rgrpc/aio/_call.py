@@ -160,7 +160,8 @@ class _Call(_base.Call):
         self._code = code
         self._details = details
         self._trailing = Metadata.from_tuple(trailing)
-        self._debug = "%s:%s" % (code.name, details) if code is not StatusCode.OK else None
+        # "" for OK, as grpcio's aio calls
+        self._debug = "%s:%s" % (code.name, details) if code is not StatusCode.OK else ""
         if cancelled:
             self._locally_cancelled = True
         if self._initial is None:

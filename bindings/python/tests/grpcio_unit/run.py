@@ -5,7 +5,7 @@ their client calls go through rgrpc. Not part of the pytest suite: it needs
 a snapshot of the grpc repository (a bare git directory, e.g. the one the
 search tool's ``fetch`` brings to /work/.mirror/).
 
-    python3 tests/grpcio_unit/run.py [--git-dir DIR] [--rev REV]
+    python3 tests/grpcio_unit/run.py [--git-dir DIR] [--rev REV] [--aio]
         [--no-patch] [--timeout S] [--markdown] [FILE ...]
 
 It extracts ``src/python/grpcio_tests/tests/unit`` from the snapshot into a
@@ -14,6 +14,10 @@ its own test loader), then runs each file in a fresh interpreter with
 unittest and prints, per file, the tests passed / failed / errors / skipped
 and the most frequent failure reasons (the exception's last line).
 ``--no-patch`` runs the same files on plain grpcio (the baseline).
+
+``--aio`` runs ``tests_aio/unit`` instead (grpc.aio clients against grpcio
+aio servers on the same event loop); their stubs are generated from the
+snapshot's ``src/proto/grpc/testing`` protos with grpcio-tools.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ DEFAULT_GIT_DIRS = (
     "/work/.mirror/asheshvidyut+grpc/repo",
 )
 UNIT = "src/python/grpcio_tests/tests/unit"
+AIO_UNIT = "src/python/grpcio_tests/tests_aio/unit"
+PROTOS = ("src/proto/grpc/testing/empty.proto", "src/proto/grpc/testing/messages.proto",
+          "src/proto/grpc/testing/test.proto")
 
 #: The client-facing test files (each starts grpcio servers in process).
 DEFAULT_FILES = (
@@ -67,6 +74,30 @@ DEFAULT_FILES = (
     "_session_cache_test.py",
     "_api_test.py",
     "_dns_resolver_test.py",  # resolves loopback46.unittest.grpc.io: needs DNS
+)
+
+#: grpc.aio's client-facing test files (grpcio aio servers in process).
+DEFAULT_AIO_FILES = (
+    "call_test.py",
+    "channel_test.py",
+    "channel_argument_test.py",
+    "channel_ready_test.py",
+    "close_channel_test.py",
+    "compatibility_test.py",
+    "compression_test.py",
+    "connectivity_test.py",
+    "done_callback_test.py",
+    "metadata_test.py",
+    "secure_call_test.py",
+    "timeout_test.py",
+    "wait_for_connection_test.py",
+    "wait_for_ready_test.py",
+    "abort_test.py",
+    "client_unary_unary_interceptor_test.py",
+    "client_unary_stream_interceptor_test.py",
+    "client_stream_unary_interceptor_test.py",
+    "client_stream_stream_interceptor_test.py",
+    "multithread_test.py",
 )
 
 # Run in the child: patch, then unittest on one module; a JSON summary on
@@ -105,8 +136,14 @@ def reason(text):
     return lines[-1][:200] if lines else "?"
 
 
+def tid(t):
+    return getattr(t, "test_case", t).id()  # subtests count as their test
+
+
+bad = set(tid(t) for t, _ in res.failures + res.errors)
 out = {
     "run": res.testsRun,
+    "bad_tests": len(bad),
     "failures": [[str(t), reason(tb)] for t, tb in res.failures],
     "errors": [[str(t), reason(tb)] for t, tb in res.errors],
     "skipped": len(res.skipped),
@@ -130,19 +167,26 @@ def find_git_dir(explicit):
     sys.exit("no grpc snapshot: fetch github:grpc/grpc (or a fork) and pass --git-dir")
 
 
-def extract(git_dir, rev, dest):
-    data = subprocess.run(["git", "-C", git_dir, "archive", "--format=tar", rev, UNIT],
+def extract(git_dir, rev, dest, aio=False):
+    paths = [UNIT] + ([AIO_UNIT] + list(PROTOS) if aio else [])
+    data = subprocess.run(["git", "-C", git_dir, "archive", "--format=tar", rev] + paths,
                           check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest)
     root = os.path.join(dest, "src", "python", "grpcio_tests")
-    with open(os.path.join(root, "tests", "__init__.py"), "w") as f:
-        f.write("")
+    # grpcio's package __init__ files import its own test loader
+    for pkg in ("tests", "tests_aio") if aio else ("tests",):
+        with open(os.path.join(root, pkg, "__init__.py"), "w") as f:
+            f.write("")
+    if aio:
+        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", dest,
+                        "--python_out=" + root, "--grpc_python_out=" + root] + list(PROTOS),
+                       check=True)
     return root
 
 
-def run_file(root, name, patch, timeout):
-    module = "tests.unit." + name[:-3]
+def run_file(root, name, patch, timeout, aio=False):
+    module = ("tests_aio.unit." if aio else "tests.unit.") + name[:-3]
     code = CHILD % {"pkg": PKG_ROOT, "root": root, "patch": patch, "module": module}
     try:
         p = subprocess.run(["nice", sys.executable, "-c", code], capture_output=True, text=True,
@@ -163,6 +207,7 @@ def main():
     ap.add_argument("--git-dir")
     ap.add_argument("--rev", default="HEAD")
     ap.add_argument("--no-patch", action="store_true")
+    ap.add_argument("--aio", action="store_true", help="run tests_aio/unit")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
     ap.add_argument("--keep", action="store_true", help="keep the extracted files")
@@ -175,14 +220,15 @@ def main():
     tmp = tempfile.mkdtemp(prefix="rgrpc-grpcio-unit-")
     rows = []
     try:
-        root = extract(git_dir, args.rev, tmp)
+        root = extract(git_dir, args.rev, tmp, args.aio)
         print("grpc tests from %s at %s, %s" % (git_dir, commit[:12],
               "plain grpcio" if args.no_patch else "rgrpc.patch_grpcio()"), flush=True)
-        for name in args.files or DEFAULT_FILES:
-            if not os.path.exists(os.path.join(root, "tests", "unit", name)):
+        for name in args.files or (DEFAULT_AIO_FILES if args.aio else DEFAULT_FILES):
+            if not os.path.exists(os.path.join(root, "tests_aio" if args.aio else "tests",
+                                               "unit", name)):
                 print("%s: not in this snapshot" % name, flush=True)
                 continue
-            s = run_file(root, name, not args.no_patch, args.timeout)
+            s = run_file(root, name, not args.no_patch, args.timeout, args.aio)
             if args.logs:
                 os.makedirs(args.logs, exist_ok=True)
                 with open(os.path.join(args.logs, name + ".log"), "w") as f:
@@ -193,7 +239,8 @@ def main():
                 rows.append((name, "-", "-", "-", "-", what + ": " + last[0][:150]))
             else:
                 nf, ne = len(s["failures"]), len(s["errors"])
-                passed = s["run"] - nf - ne - s["skipped"] - s["expected_failures"]
+                passed = s["run"] - s.get("bad_tests", nf + ne) - s["skipped"] - s[
+                    "expected_failures"]
                 reasons = collections.Counter(r for _, r in s["failures"] + s["errors"])
                 why = "; ".join("%s (%d)" % (r, n) for r, n in reasons.most_common(3))
                 rows.append((name, passed, nf, ne, s["skipped"], why))
