@@ -286,6 +286,10 @@ def patch_grpcio():
     keeps grpcio's function)."""
     global _state
     import grpc
+
+    if getattr(grpc, "_rgrpc_alias", False):
+        raise RuntimeError("grpc is rgrpc already (install_as_grpc()): there is no "
+                           "grpcio to patch")
     import grpc.aio
 
     from . import _api

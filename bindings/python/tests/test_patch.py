@@ -494,6 +494,11 @@ def test_install_as_grpc_submodule_aliases(pb, target):
                 assert e.code() is grpc.StatusCode.UNIMPLEMENTED
         # installing again is allowed (the grpc module is already rgrpc's)
         rgrpc.install_as_grpc()
+        try:
+            rgrpc.patch_grpcio()
+            raise AssertionError("patched rgrpc's own grpc module")
+        except RuntimeError as e:
+            assert "install_as_grpc" in str(e)
         print("OK")
     """) % {"pkg": PKG_ROOT, "gen": str(pb.cache_dir), "target": target}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

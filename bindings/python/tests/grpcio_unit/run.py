@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import os
 import shutil
@@ -31,7 +32,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import io
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PKG_ROOT = os.path.dirname(os.path.dirname(HERE))
