@@ -58,8 +58,15 @@ from ._credentials import (
 )
 from ._interceptor import intercept_channel
 from ._log import set_trace, set_verbosity
+from ._patch import is_patched, patch_grpcio, patched_grpcio, unpatch_grpcio
 
 from ._version import VERSION as __version__  # from Cargo.toml
+
+#: What ``grpc.__version__`` says when rgrpc is installed as ``grpc``
+#: (:func:`install_as_grpc`): the grpcio release whose client API this
+#: binding follows (libraries check it: google-auth warns below 1.83).
+#: Kept here, not in _version.py, which built packages rewrite.
+GRPCIO_API_VERSION = "1.85.0"
 
 #: Path of the librgrpc that was loaded.
 library_path = _lib.library_path
@@ -162,22 +169,56 @@ def set_worker_threads(n):
 
 
 def install_as_grpc(force=False):
-    """Makes ``import grpc`` (and ``grpc.experimental``, ``grpc._utilities``,
-    ``grpc.compression``, ``grpc.aio``, ``grpc.experimental.aio``) give
-    rgrpc, for code (such as grpcio-tools generated ``*_pb2_grpc.py``
-    modules) that cannot be edited. Call it before importing that code.
-    Refuses when the real grpc is already imported, unless ``force``."""
-    current = _sys.modules.get("grpc")
-    if current is not None and current is not _sys.modules[__name__] and not force:
-        raise RuntimeError("grpc is already imported; call install_as_grpc() earlier")
-    from . import _utilities, aio, compression, experimental
+    """Makes ``import grpc`` give rgrpc, for code (such as grpcio-tools
+    generated ``*_pb2_grpc.py`` modules) that cannot be edited. Call it
+    before importing that code. Refuses when the real grpc is already
+    imported, unless ``force``.
 
-    _sys.modules["grpc"] = _sys.modules[__name__]
-    _sys.modules["grpc._utilities"] = _utilities
-    _sys.modules["grpc.experimental"] = experimental
-    _sys.modules["grpc.compression"] = compression
-    _sys.modules["grpc.aio"] = aio
+    ``grpc`` is then a module of its own whose attributes are rgrpc's, with
+    ``grpc.__version__`` the grpcio API level rgrpc implements
+    (:data:`GRPCIO_API_VERSION`; ``rgrpc.__version__`` stays rgrpc's), and
+    the ``grpc.*`` submodules grpcio users import are rgrpc's modules:
+    ``grpc.aio``, ``grpc.experimental``, ``grpc.experimental.aio``,
+    ``grpc.compression``, ``grpc._utilities``, ``grpc._channel``,
+    ``grpc._common``, ``grpc._interceptor``, ``grpc.aio._call``,
+    ``grpc.aio._base_call``, ``grpc.aio._channel``,
+    ``grpc.aio._interceptor``; so ``grpc._channel._InactiveRpcError`` is the
+    class rgrpc raises."""
+    import types
+
+    current = _sys.modules.get("grpc")
+    if current is not None and not getattr(current, "_rgrpc_alias", False) and not force:
+        raise RuntimeError("grpc is already imported; call install_as_grpc() earlier")
+    from . import (_channel, _common, _interceptor, _utilities, aio, compression,
+                   experimental)
+    from .aio import _base as _aio_base, _call as _aio_call, _channel as _aio_channel
+    from .aio import _interceptor as _aio_interceptor
+
+    me = _sys.modules[__name__]
+    grpc = types.ModuleType("grpc", me.__doc__)
+    for k, v in vars(me).items():
+        if k not in ("__name__", "__spec__", "__loader__", "__path__", "__file__",
+                     "__package__", "__getattr__"):
+            grpc.__dict__[k] = v
+    grpc.__version__ = GRPCIO_API_VERSION
+    grpc.__getattr__ = __getattr__
+    grpc._rgrpc_alias = True
+    subs = {
+        "_utilities": _utilities, "experimental": experimental, "compression": compression,
+        "aio": aio, "_channel": _channel, "_common": _common, "_interceptor": _interceptor,
+    }
+    aio_subs = {"_call": _aio_call, "_base_call": _aio_base, "_channel": _aio_channel,
+                "_interceptor": _aio_interceptor}
+    _sys.modules["grpc"] = grpc
+    for name, mod in subs.items():
+        _sys.modules["grpc." + name] = mod
+        setattr(grpc, name, mod)
+    for name, mod in aio_subs.items():
+        _sys.modules["grpc.aio." + name] = mod
+        _sys.modules["grpc.experimental.aio." + name] = mod
+    aio._base_call = _aio_base
     _sys.modules["grpc.experimental.aio"] = aio
+    experimental.aio = aio
 
 
 _SERVER_NAMES = frozenset((
@@ -198,7 +239,7 @@ def __getattr__(name):
             "rgrpc is a gRPC client library: grpc.%s (server side) is not provided; "
             "use grpcio for servers" % name
         )
-    if name in ("compression", "experimental", "_utilities", "aio"):
+    if name in ("compression", "experimental", "_utilities", "aio", "_common"):
         import importlib
 
         return importlib.import_module("." + name, __name__)
@@ -218,6 +259,7 @@ __all__ = (
     "composite_channel_credentials", "insecure_channel", "intercept_channel",
     "local_channel_credentials", "metadata_call_credentials", "secure_channel",
     "ssl_channel_credentials", "install_as_grpc", "set_worker_threads", "channel_snapshot",
-    "call_stats", "keep_call_stats",
+    "call_stats", "keep_call_stats", "patch_grpcio", "unpatch_grpcio", "patched_grpcio",
+    "is_patched", "GRPCIO_API_VERSION",
     "set_trace", "set_verbosity",
 )

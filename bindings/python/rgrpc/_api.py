@@ -11,7 +11,14 @@ import enum
 # Exceptions
 
 
-class RpcError(Exception):
+class _Exception(Exception):
+    """An empty base of rgrpc's exception classes. ``patch_grpcio()``
+    replaces it by grpcio's class in their ``__bases__``, which Python
+    allows only from a base of the same layout as the new one (a Python
+    class), not from ``Exception`` itself."""
+
+
+class RpcError(_Exception):
     """Raised by RPC invocations that end with a non-OK status.
 
     Every instance raised by rgrpc is also a :class:`Call` (``code()``,
@@ -19,11 +26,11 @@ class RpcError(Exception):
     """
 
 
-class FutureTimeoutError(Exception):
+class FutureTimeoutError(_Exception):
     """A :class:`Future` did not complete within the given timeout."""
 
 
-class FutureCancelledError(Exception):
+class FutureCancelledError(_Exception):
     """The computation of a :class:`Future` was cancelled."""
 
 

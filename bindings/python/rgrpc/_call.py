@@ -313,6 +313,8 @@ class _Rendezvous(_api.RpcError, _api.Call, _api.Future):
     def debug_error_string(self):
         self._state.wait_done()
         st = self._state
+        if st.code is StatusCode.OK:
+            return ""  # as grpcio (its unit tests check it)
         return "%s:%s" % (st.code.name, st.details)
 
     # Future
@@ -388,6 +390,22 @@ def inactive(code, details, initial=EMPTY, trailing=EMPTY, stats=None):
     st.code, st.details, st.initial_md, st.trailing_md = code, details, initial, trailing
     st.callbacks = None
     return _InactiveRpcError(st)
+
+
+def failed_state(exc):
+    """For a LocalFailure found while starting a call that grpcio would
+    return rather than raise (``future()``, response streams: grpcio raises
+    only for a request that does not serialize): the state of a call that
+    already ended with it, to wrap in that call's class. Other exceptions
+    are raised."""
+    if not isinstance(exc, LocalFailure):
+        raise exc
+    st = CallState(None)
+    st.code, st.details, st.initial_md, st.trailing_md = exc.code, exc.details, EMPTY, EMPTY
+    st.callbacks = None
+    st.eos = True
+    st.recv_lock = threading.Lock()
+    return st
 
 
 def raise_local(exc):

@@ -121,6 +121,12 @@ class Channel(_api.Channel):
         return p
 
     # multi-callables
+    def _get_registered_call_handle(self, method):
+        """grpcio's: a handle for a method registered with the C core, passed
+        back as ``_registered_method`` (grpcio's single-call functions do it).
+        librgrpc needs no registration: the method itself does."""
+        return method
+
     def unary_unary(self, method, request_serializer=None, response_deserializer=None,
                     _registered_method=False):
         return _UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer)
@@ -178,3 +184,12 @@ class Channel(_api.Channel):
 
     def __repr__(self):
         return "<rgrpc.Channel %s%s>" % (self._target, " (closed)" if self._closed else "")
+
+
+# More of the names grpcio's grpc._channel has, for code that imports them
+# (install_as_grpc makes this module grpc._channel). grpcio's streaming
+# calls and futures are _MultiThreadedRendezvous; every rgrpc call object
+# (and the error raised) is a _Rendezvous. The multi-callables' classes
+# (_UnaryUnaryMultiCallable, ...) are imported above.
+_MultiThreadedRendezvous = _call._Rendezvous
+_SingleThreadedRendezvous = _call._Rendezvous

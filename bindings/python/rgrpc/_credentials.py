@@ -165,7 +165,10 @@ def secure_channel(target, credentials, options=None, compression=None):
     from ._channel import Channel
 
     if not isinstance(credentials, _api.ChannelCredentials):
-        raise TypeError("credentials must be grpc.ChannelCredentials")
+        # grpcio's own credentials objects are translated (see _patch)
+        from ._patch import channel_credentials
+
+        credentials = channel_credentials(credentials, target)
     base = credentials._credentials
     plugins = None
     if isinstance(base, _Composite):
@@ -261,7 +264,11 @@ def apply_call_credentials(channel, method, per_call, metadata, timeout):
         plugins += channel._call_credentials
     if per_call is not None:
         if not isinstance(per_call, _api.CallCredentials):
-            raise TypeError("credentials must be grpc.CallCredentials")
+            from ._patch import call_credentials
+
+            per_call = call_credentials(per_call)  # grpcio's, translated
+            if per_call is None:
+                raise TypeError("credentials must be grpc.CallCredentials")
         plugins += _plugins_of(per_call)
     if not plugins:
         return metadata

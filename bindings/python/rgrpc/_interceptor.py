@@ -294,6 +294,9 @@ class _InterceptedChannel(_api.Channel):
     def unsubscribe(self, callback):
         self._channel.unsubscribe(callback)
 
+    def _get_registered_call_handle(self, method):  # grpcio's, see Channel
+        return method
+
     def unary_unary(self, method, request_serializer=None, response_deserializer=None,
                     _registered_method=False):
         def thunk(m):
@@ -361,3 +364,7 @@ def intercept_channel(channel, *interceptors):
             )
         channel = _InterceptedChannel(channel, interceptor)
     return channel
+
+
+# grpcio's names in grpc._interceptor (install_as_grpc makes this module it).
+_Channel = _InterceptedChannel

@@ -26,7 +26,8 @@ from ctypes import byref, c_void_p
 
 from . import _api
 from ._api import StatusCode
-from ._call import CallState, _Rendezvous, abort, on_main_thread, raise_local, run_callbacks
+from ._call import (CallState, _Rendezvous, abort, failed_state, on_main_thread, raise_local,
+                    run_callbacks)
 from ._invocation import LocalFailure, MultiCallable, deserialize, serialize, serialize_or_fail
 from ._lib import SEND_LAST, Result, call_error, lib, result_name
 from ._results import EMPTY, initial_metadata_of, read_metadata, status_info, take_buffer
@@ -287,11 +288,14 @@ class _UnaryStreamMultiCallable(MultiCallable, _api.UnaryStreamMultiCallable):
                  wait_for_ready=None, compression=None):
         try:
             data = serialize_or_fail(self._serializer, request)
+        except LocalFailure as e:
+            raise_local(e)
+        try:
             opts, deadline = self._options(timeout, metadata, credentials, wait_for_ready,
                                            compression)
             h = self._start(opts)
         except LocalFailure as e:
-            raise_local(e)
+            return _StreamCall(failed_state(e))  # as grpcio: a failed stream
         state = CallState(deadline, self._deserializer)
         state.handle = h
         if on_main_thread():
@@ -326,7 +330,7 @@ class _StreamStreamMultiCallable(MultiCallable, _api.StreamStreamMultiCallable):
                                            compression)
             h = self._start(opts)
         except LocalFailure as e:
-            raise_local(e)
+            return _StreamCall(failed_state(e))  # as grpcio: a failed stream
         state = CallState(deadline, self._deserializer)
         state.handle = h
         if on_main_thread():

@@ -36,6 +36,7 @@ from ._call import (
     abort,
     inactive,
     on_main_thread,
+    failed_state,
     raise_local,
     read_stats,
     run_callbacks,
@@ -232,10 +233,13 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
                wait_for_ready=None, compression=None):
         try:
             data = serialize_or_fail(self._serializer, request)
+        except LocalFailure as e:
+            raise_local(e)
+        try:
             opts, deadline = self._options(timeout, metadata, credentials, wait_for_ready,
                                            compression)
         except LocalFailure as e:
-            raise_local(e)
+            return _UnaryFuture(failed_state(e))  # as grpcio: a failed future
         state = CallState(deadline, self._deserializer)
         state.md_after_done = True
         sink = _UnarySink(state)
@@ -400,7 +404,10 @@ class _StreamUnaryMultiCallable(MultiCallable, _api.StreamUnaryMultiCallable):
 
     def future(self, request_iterator, timeout=None, metadata=None, credentials=None,
                wait_for_ready=None, compression=None):
-        state = self._begin(request_iterator, timeout, metadata, credentials, wait_for_ready,
-                            compression)
+        try:
+            state = self._begin(request_iterator, timeout, metadata, credentials,
+                                wait_for_ready, compression)
+        except _InactiveRpcError as e:
+            return _UnaryFuture(e._state)  # as grpcio: a failed future
         return _UnaryFuture(state)
 

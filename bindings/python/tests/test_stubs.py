@@ -53,10 +53,11 @@ def test_install_as_grpc_runs_generated_module_unchanged(target, pb):
         import rgrpc
         rgrpc.install_as_grpc()
         import grpc
-        assert grpc is rgrpc
+        assert grpc.insecure_channel is rgrpc.insecure_channel
+        assert grpc.__version__ == rgrpc.GRPCIO_API_VERSION
         sys.path.insert(0, %(gen)r)
         from rgrpc_testing import test_pb2_grpc, messages_pb2, empty_pb2
-        assert test_pb2_grpc.grpc is rgrpc
+        assert test_pb2_grpc.grpc is grpc
         with grpc.insecure_channel(%(target)r) as ch:
             stub = test_pb2_grpc.TestServiceStub(ch)
             r = stub.UnaryCall(messages_pb2.SimpleRequest(response_size=4))

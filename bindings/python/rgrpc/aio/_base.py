@@ -14,7 +14,7 @@ from .. import _api
 # Exceptions and EOF
 
 
-class BaseError(Exception):
+class BaseError(_api._Exception):
     """The base of rgrpc.aio's own exceptions (grpcio's ``aio.BaseError``)."""
 
 
@@ -61,7 +61,7 @@ class AioRpcError(_api.RpcError):
 
     def __init__(self, code, initial_metadata=None, trailing_metadata=None, details=None,
                  debug_error_string=None):
-        super().__init__()
+        Exception.__init__(self)  # not super(): patch_grpcio() puts grpcio's AioRpcError in the MRO
         self._code = code
         self._details = details
         self._initial_metadata = initial_metadata

@@ -41,6 +41,7 @@ from collections.abc import AsyncIterable
 from ctypes import byref, c_void_p
 
 from .._api import StatusCode
+from ._base import AioRpcError  # noqa: F401  (grpcio's grpc.aio._call has it)
 from .._invocation import LocalFailure, deserialize, serialize_or_fail, start_error
 from .._lib import SEND_LAST, Result, call_error, lib, result_name
 from .._results import read_metadata
@@ -159,7 +160,8 @@ class _Call(_base.Call):
         self._code = code
         self._details = details
         self._trailing = Metadata.from_tuple(trailing)
-        self._debug = "%s:%s" % (code.name, details) if code is not StatusCode.OK else None
+        # "" for OK, as grpcio's aio calls
+        self._debug = "%s:%s" % (code.name, details) if code is not StatusCode.OK else ""
         if cancelled:
             self._locally_cancelled = True
         if self._initial is None:

@@ -77,6 +77,10 @@ class _MultiCallable(object):
         base = MultiCallable(ch._sync, method, None, None)
         md = details.metadata
         md = tuple(md) if md else None
+        if details.credentials is not None and not ch._sync._secure:
+            # grpcio's aio refuses it when the call is made (its sync API
+            # fails the call with UNAUTHENTICATED, as rgrpc's does)
+            raise _base.UsageError("Call credentials are only valid on secure channels")
         opts, deadline = base._options(details.timeout, md, details.credentials,
                                        details.wait_for_ready, compression)
         return loop, queue, native, method, opts, deadline
@@ -252,7 +256,13 @@ class Channel(_base.Channel):
     def get_state(self, try_to_connect=False):
         if self._closed:
             return ChannelConnectivity.SHUTDOWN
-        n = lib.rgrpc_channel_get_state(self._native(), bool(try_to_connect))
+        native = self._native()
+        n = lib.rgrpc_channel_get_state(native, False)
+        if try_to_connect and n == 0:
+            # grpcio returns the state before connecting starts (IDLE), as
+            # C-core's check_connectivity_state does; librgrpc's answers
+            # after (CONNECTING)
+            lib.rgrpc_channel_get_state(native, True)
         return CONNECTIVITY_BY_NUMBER.get(n, ChannelConnectivity.SHUTDOWN)
 
     async def wait_for_state_change(self, last_observed_state):

@@ -104,7 +104,7 @@ class UnaryUnaryCallResponse(_base.UnaryUnaryCall):
         return StatusCode.OK
 
     async def details(self):
-        return None
+        return ""  # as grpcio
 
     async def debug_error_string(self):
         return None
