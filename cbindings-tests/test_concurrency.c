@@ -195,7 +195,10 @@ static void test_cancel_some_of_many(void) {
   async_slot *slots = calloc(N, sizeof *slots);
   rgrpc_call **calls = calloc(N, sizeof *calls);
   CHECK(slots != NULL && calls != NULL);
-  rgrpc_call_options *o = tu_opts_md("x-rgrpc-sleep-ms", "500");
+  /* The server holds each call 2 s: long enough that every call is still
+   * pending when the cancels come, also under valgrind on a loaded machine
+   * (with 500 ms an early call once finished first). */
+  rgrpc_call_options *o = tu_opts_md("x-rgrpc-sleep-ms", "2000");
   for (int i = 0; i < N; i++) {
     slots[i].latch = &latch;
     slots[i].expected = 8;
