@@ -186,12 +186,7 @@ impl CallHandle {
 
     /// Records why `e` happened and returns its result code.
     fn call_error(&self, e: CallError) -> rgrpc_result {
-        let r = match e {
-            CallError::Ended => rgrpc_result::CallEnded,
-            CallError::SendClosed => rgrpc_result::SendClosed,
-            CallError::Busy(_) => rgrpc_result::Busy,
-            CallError::Runtime(_) => runtime_failure(),
-        };
+        let r = super::queue::call_error_code(&e);
         let text = match (&e, self.call.status()) {
             (CallError::Ended, Some(st)) => format!("{e} ({})", status_text(&st)),
             _ => e.to_string(),

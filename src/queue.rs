@@ -359,7 +359,7 @@ fn ticket(
 
 /// The result code of a call operation's failure (no per-thread message:
 /// it completes on a library thread).
-fn call_error_code(e: &CallError) -> rgrpc_result {
+pub(crate) fn call_error_code(e: &CallError) -> rgrpc_result {
     match e {
         CallError::Ended => rgrpc_result::CallEnded,
         CallError::SendClosed => rgrpc_result::SendClosed,
@@ -445,13 +445,7 @@ fn call_op(
     if shut_down() {
         return Err(c.last_error.fail(rgrpc_result::Shutdown, SHUT_DOWN));
     }
-    let t = ticket(cq, tag, op).map_err(|r| {
-        let text = match r {
-            rgrpc_result::NullParameter => "cq is NULL",
-            _ => "the completion queue is shut down",
-        };
-        c.last_error.fail(r, text)
-    })?;
+    let t = ticket(cq, tag, op).map_err(|r| c.last_error.fail(r, queue_refusal(r)))?;
     let guard = match side {
         Some(s) => {
             if c.cq_side(matches!(s, Side::Send))
