@@ -192,11 +192,19 @@ def test_errors_are_grpcio_types(pb):
         except grpc.RpcError as e:
             assert e.code() is grpc.StatusCode.FAILED_PRECONDITION and e.details() == "late"
         assert len(got) == 2
-        # deadline
+        # deadline: the request stream stays open (held below), so only the
+        # deadline can end the call
+        gate = threading.Event()
+        def held():
+            gate.wait(10)
+            return
+            yield
         try:
-            stub.FullDuplexCall(iter(()), timeout=0.001).next()
+            stub.FullDuplexCall(held(), timeout=0.05).next()
+            raise AssertionError("no error")
         except grpc.RpcError as e:
             assert e.code() is grpc.StatusCode.DEADLINE_EXCEEDED, e.code()
+        gate.set()
         # future timeout and cancel
         f = stub.FullDuplexCall(iter([out_req(1)]))
         next(f)
