@@ -54,6 +54,9 @@ pub(crate) trait AttemptOwner {
     /// Makes sure somebody reads the response (a sender whose stream
     /// failed needs the reader to decide on a retry).
     fn read_on(&self);
+    /// Runs once before the first attempt (the interceptors' start hooks);
+    /// an error ends the call without a stream.
+    fn before_first_attempt(&self) -> impl std::future::Future<Output = Result<(), Status>> + Send;
 }
 
 enum RecvPhase {
@@ -259,6 +262,7 @@ impl Attempt {
     }
 
     async fn open_first(&self, owner: &impl AttemptOwner) -> Result<Arc<dyn Lend>, Status> {
+        owner.before_first_attempt().await?;
         lock(&self.progress).counted = 1;
         loop {
             match self.open_stream(owner, 0).await {

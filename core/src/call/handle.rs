@@ -17,8 +17,7 @@ use tokio::time::Instant;
 
 impl Channel {
     /// Starts a call. Nothing is sent until the first operation.
-    pub fn start_call(&self, method: &str, mut opts: CallOptions) -> Result<Call, StartError> {
-        protocol::validate_method(method).map_err(StartError::InvalidMethod)?;
+    pub fn start_call(&self, method: &str, opts: CallOptions) -> Result<Call, StartError> {
         let inner = &self.inner;
         if inner.is_closed() {
             return Err(StartError::ChannelClosed);
@@ -26,49 +25,7 @@ impl Channel {
         let handle = inner
             .rt_handle()
             .map_err(|e| StartError::Runtime(e.to_string()))?;
-        let uri = http::Uri::builder()
-            .scheme("http")
-            .authority(inner.authority.clone())
-            .path_and_query(method)
-            .build()
-            .map_err(|e| StartError::InvalidMethod(format!("{method:?}: {e}")))?;
-        let compression = opts.compression.unwrap_or(inner.opts.default_compression);
-        // The service config's method settings (gRPC's service_config.md):
-        // the smaller deadline and limits win; the call's wait_for_ready,
-        // when it set one, wins.
-        let mc = inner.method_config(method);
-        if let Some(t) = mc.and_then(|m| m.timeout) {
-            let d = Instant::now() + t;
-            opts.deadline = Some(opts.deadline.map_or(d, |x| x.min(d)));
-        }
-        let lower = |a: Option<usize>, b: Option<usize>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let spec = CallSpec {
-            wait_for_ready: opts
-                .wait_for_ready
-                .or(mc.and_then(|m| m.wait_for_ready))
-                .unwrap_or(false),
-            max_send: lower(
-                inner.opts.max_send_message_length,
-                mc.and_then(|m| m.max_request_message_bytes),
-            ),
-            max_recv: lower(
-                inner.opts.max_receive_message_length,
-                mc.and_then(|m| m.max_response_message_bytes),
-            ),
-            retry: mc
-                .filter(|m| {
-                    inner.opts.enable_retries
-                        && (m.retry_policy.is_some() || m.hedging_policy.is_some())
-                })
-                .cloned(),
-            channel: inner.clone(),
-            uri,
-            opts,
-            compression,
-        };
+        let spec = build_spec(inner, method, opts)?;
         let shared = Arc::new_cyclic(|me| CallShared::new(me.clone(), spec));
         let as_active: Arc<dyn crate::channel::ActiveCall> = shared.clone();
         let id = inner
@@ -88,27 +45,91 @@ impl Channel {
             }
         );
         if let Some(deadline) = shared.spec.opts.deadline {
-            if deadline <= Instant::now() {
-                shared.terminate_local(protocol::deadline_status());
-            } else {
-                let weak = Arc::downgrade(&shared);
-                let task = handle.spawn(async move {
-                    tokio::time::sleep_until(deadline).await;
-                    if let Some(s) = weak.upgrade() {
-                        s.terminate_local(protocol::deadline_status());
-                    }
-                });
-                *lock(&shared.deadline_task) = Some(task.abort_handle());
-                // The call may have terminated between the check and now.
-                if shared.status().is_some() {
-                    task.abort();
-                }
-            }
+            arm_deadline(&shared, handle, deadline);
         }
         Ok(Call {
             shared,
             cancel_on_drop: true,
         })
+    }
+}
+
+/// The call's definition from its method and options, with the service
+/// config's method settings applied.
+pub(super) fn build_spec(
+    inner: &Arc<crate::channel::ChannelInner>,
+    method: &str,
+    mut opts: CallOptions,
+) -> Result<CallSpec, StartError> {
+    protocol::validate_method(method).map_err(StartError::InvalidMethod)?;
+    let uri = http::Uri::builder()
+        .scheme("http")
+        .authority(inner.authority.clone())
+        .path_and_query(method)
+        .build()
+        .map_err(|e| StartError::InvalidMethod(format!("{method:?}: {e}")))?;
+    let compression = opts.compression.unwrap_or(inner.opts.default_compression);
+    // The service config's method settings (gRPC's service_config.md):
+    // the smaller deadline and limits win; the call's wait_for_ready,
+    // when it set one, wins.
+    let mc = inner.method_config(method);
+    if let Some(t) = mc.and_then(|m| m.timeout) {
+        let d = Instant::now() + t;
+        opts.deadline = Some(opts.deadline.map_or(d, |x| x.min(d)));
+    }
+    let lower = |a: Option<usize>, b: Option<usize>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(CallSpec {
+        wait_for_ready: opts
+            .wait_for_ready
+            .or(mc.and_then(|m| m.wait_for_ready))
+            .unwrap_or(false),
+        max_send: lower(
+            inner.opts.max_send_message_length,
+            mc.and_then(|m| m.max_request_message_bytes),
+        ),
+        max_recv: lower(
+            inner.opts.max_receive_message_length,
+            mc.and_then(|m| m.max_response_message_bytes),
+        ),
+        retry: mc
+            .filter(|m| {
+                inner.opts.enable_retries
+                    && (m.retry_policy.is_some() || m.hedging_policy.is_some())
+            })
+            .cloned(),
+        channel: inner.clone(),
+        uri,
+        opts,
+        compression,
+    })
+}
+
+/// Ends the call at `deadline` (replacing an earlier timer).
+pub(super) fn arm_deadline(
+    shared: &Arc<CallShared>,
+    handle: &tokio::runtime::Handle,
+    deadline: Instant,
+) {
+    if deadline <= Instant::now() {
+        shared.terminate_local(protocol::deadline_status());
+        return;
+    }
+    let weak = Arc::downgrade(shared);
+    let task = handle.spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        if let Some(s) = weak.upgrade() {
+            s.terminate_local(protocol::deadline_status());
+        }
+    });
+    if let Some(old) = lock(&shared.deadline_task).replace(task.abort_handle()) {
+        old.abort();
+    }
+    // The call may have terminated between the check and now.
+    if shared.status().is_some() {
+        task.abort();
     }
 }
 
@@ -141,6 +162,9 @@ impl Call {
     /// [`Call::send`] with the message as a [`Message`] (one written in
     /// place goes out without a copy).
     pub async fn send_message(&self, msg: Message<'_>, flags: SendFlags) -> Result<(), CallError> {
+        if self.shared.hooks().send_message {
+            return self.shared.send_intercepted(msg, flags).await;
+        }
         self.shared
             .send(self.shared.encode(msg, flags)?, flags)
             .await
@@ -213,7 +237,7 @@ impl Call {
     /// Time left before the deadline (None = no deadline; zero when passed).
     pub fn time_remaining(&self) -> Option<Duration> {
         self.shared
-            .spec
+            .spec_now()
             .opts
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()))

@@ -17,6 +17,7 @@
 //!   mapping, message decompression limits.
 //! * [`handle`] — [`Call`], the public handle, and `Channel::start_call`.
 //! * [`unary`] — the unary helpers (`Channel::unary*`).
+//! * [`intercept`] — the channel's interceptors around each call.
 //!
 //! Life of a call: `Channel::start_call` registers it with the channel (and
 //! a deadline timer); the first operation opens the attempt's stream
@@ -37,6 +38,7 @@
 pub(crate) mod attempt;
 pub mod error;
 mod handle;
+pub mod intercept;
 pub mod options;
 pub mod protocol;
 pub(crate) mod retry;
@@ -46,6 +48,7 @@ mod unary;
 
 pub use error::{CallError, StartError};
 pub use handle::{Call, DoneCallback};
+pub use intercept::{CallContext, CallStart, Hooks, Interceptor, Interceptors, Reply};
 pub use options::{CallOptions, Message, SendFlags, CORK_LIMIT};
 pub use protocol::validate_method;
 pub use stats::CallStatsSnapshot;

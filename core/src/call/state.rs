@@ -55,6 +55,8 @@ pub(crate) struct CallShared {
     pub(super) stash: Mutex<VecDeque<Bytes>>,
     /// Counts and times for `Call::stats`.
     pub(super) stats: super::stats::CallStats,
+    /// The channel's interceptors for this call (None without any).
+    pub(super) icept: Option<Box<super::intercept::Intercepted>>,
 }
 
 /// Clears a busy flag when dropped.
@@ -77,7 +79,14 @@ impl Drop for BusyGuard<'_> {
 
 impl AttemptOwner for CallShared {
     fn spec(&self) -> &CallSpec {
-        &self.spec
+        self.spec_now()
+    }
+
+    async fn before_first_attempt(&self) -> Result<(), Status> {
+        match &self.icept {
+            Some(i) if i.hooks.start => self.started(i).await,
+            _ => Ok(()),
+        }
     }
 
     fn end(&self, status: Status, from_server: bool) {
@@ -90,6 +99,10 @@ impl AttemptOwner for CallShared {
 
     fn has_ended(&self) -> bool {
         self.ended()
+            || self
+                .icept
+                .as_ref()
+                .is_some_and(|i| i.ending.load(Ordering::Acquire))
     }
 
     fn read_on(&self) {
@@ -129,6 +142,7 @@ impl CallShared {
     pub(super) fn new(me: std::sync::Weak<CallShared>, spec: CallSpec) -> CallShared {
         let max_recv = spec.max_recv;
         let retries = spec.channel.opts.enable_retries;
+        let icept = spec.channel.opts.interceptors.for_call(spec.uri.path());
         CallShared {
             me,
             spec,
@@ -147,7 +161,111 @@ impl CallShared {
             deadline_task: Mutex::new(None),
             stash: Mutex::new(VecDeque::new()),
             stats: super::stats::CallStats::new(),
+            icept,
         }
+    }
+
+    /// The call's definition: as it started, or as the interceptors' start
+    /// hooks changed it once they have run.
+    #[inline]
+    pub(super) fn spec_now(&self) -> &CallSpec {
+        match &self.icept {
+            Some(i) => i.started.get().unwrap_or(&self.spec),
+            None => &self.spec,
+        }
+    }
+
+    /// The hooks of the channel's interceptors (none without any).
+    #[inline]
+    pub(super) fn hooks(&self) -> super::intercept::Hooks {
+        match &self.icept {
+            Some(i) => i.hooks,
+            None => super::intercept::Hooks::default(),
+        }
+    }
+
+    /// Runs the start hooks once (before the first attempt, or before the
+    /// send hooks see the first message).
+    async fn started(&self, i: &super::intercept::Intercepted) -> Result<(), Status> {
+        i.start_done
+            .get_or_init(|| self.run_start_hooks(i))
+            .await
+            .clone()
+    }
+
+    /// Runs the start hooks before the first attempt and applies what they
+    /// changed: a new definition (method, metadata, compression,
+    /// wait-for-ready, the service config's settings for the method) and
+    /// a new deadline timer.
+    async fn run_start_hooks(&self, i: &super::intercept::Intercepted) -> Result<(), Status> {
+        let start = super::intercept::CallStart {
+            method: self.spec.uri.path().to_string(),
+            opts: self.spec.opts.clone(),
+        };
+        let s = i.start(start).await?;
+        let old_deadline = self.spec.opts.deadline;
+        let spec =
+            super::handle::build_spec(&self.spec.channel, &s.method, s.opts).map_err(|e| {
+                Status::new(Code::Internal, format!("an interceptor's start hook: {e}"))
+            })?;
+        let deadline = spec.opts.deadline;
+        let _ = i.started.set(spec);
+        if deadline != old_deadline {
+            match deadline {
+                Some(d) => {
+                    if let (Some(me), Ok(h)) = (self.me.upgrade(), self.spec.channel.rt_handle()) {
+                        super::handle::arm_deadline(&me, h, d);
+                    }
+                }
+                None => {
+                    if let Some(t) = crate::sync::lock(&self.deadline_task).take() {
+                        t.abort();
+                    }
+                }
+            }
+            if self.ended() {
+                return Err(protocol::deadline_status());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one message through the interceptors' send hooks.
+    pub(super) async fn send_intercepted(
+        &self,
+        msg: Message<'_>,
+        flags: SendFlags,
+    ) -> Result<(), CallError> {
+        if self.ended() {
+            return Err(CallError::Ended);
+        }
+        let Some(i) = &self.icept else {
+            return self.send(self.encode(msg, flags)?, flags).await;
+        };
+        let payload = match &msg {
+            Message::Copy(b) => Bytes::copy_from_slice(b),
+            Message::InPlace(p) => Bytes::copy_from_slice(p.payload()),
+        };
+        // Bounded by the call's end (its deadline, a cancel) like any
+        // operation.
+        let m = self
+            .guarded(pin!(async {
+                let r = match i.hooks.start {
+                    true => self.started(i).await,
+                    false => Ok(()),
+                };
+                let r = match r {
+                    Ok(()) => i.send_message(payload).await,
+                    Err(st) => Err(st),
+                };
+                r.map_err(|st| {
+                    self.terminate_local(st);
+                    CallError::Ended
+                })
+            }))
+            .await?;
+        self.send(self.encode(Message::Copy(&m), flags)?, flags)
+            .await
     }
 
     /// Where the call's done callbacks run (never under the call's locks).
@@ -193,8 +311,7 @@ impl CallShared {
         // would run its timer is kept busy (a peer flooding the connection
         // this caller drives): each time the operation is polled, the
         // deadline is also checked here.
-        let deadline = self.spec.opts.deadline;
-        let overdue = std::future::poll_fn(|_| match deadline {
+        let overdue = std::future::poll_fn(|_| match self.spec_now().opts.deadline {
             Some(d) if Instant::now() >= d => std::task::Poll::Ready(()),
             _ => std::task::Poll::Pending,
         });
@@ -222,13 +339,14 @@ impl CallShared {
             Message::Copy(b) => *b,
             Message::InPlace(p) => p.payload(),
         };
-        if let Some(max) = self.spec.max_send {
+        let spec = self.spec_now();
+        if let Some(max) = spec.max_send {
             if payload.len() > max {
                 self.terminate(protocol::send_too_large(payload.len(), max), false);
                 return Err(CallError::Ended);
             }
         }
-        let compression = self.spec.compression;
+        let compression = spec.compression;
         if compression != Compression::Identity && !flags.no_compress {
             let z = compression.compress(payload);
             crate::trace!(
@@ -289,6 +407,23 @@ impl CallShared {
         self.recv_inner(true).await
     }
 
+    /// A message just read from the stream, through the interceptors'
+    /// receive hooks (each message once: what readers keep for `recv` has
+    /// been through them). A hook's error ends the call.
+    #[inline]
+    async fn received(&self, m: Option<Bytes>) -> Result<Option<Bytes>, CallError> {
+        match (&self.icept, m) {
+            (Some(i), Some(m)) if i.hooks.recv_message => match i.recv_message(m).await {
+                Ok(m) => Ok(Some(m)),
+                Err(st) => {
+                    self.terminate_local(st);
+                    Err(CallError::Ended)
+                }
+            },
+            (_, m) => Ok(m),
+        }
+    }
+
     /// The next message. `use_stash`: first take messages that internal
     /// readers kept for the application (false when `finish` drains the
     /// stream: those stay for `recv`). After the call has ended there are
@@ -313,7 +448,8 @@ impl CallShared {
                         return Ok(Some(m));
                     }
                 }
-                self.attempt.recv_locked(self, &mut st, false).await
+                let m = self.attempt.recv_locked(self, &mut st, false).await?;
+                self.received(m).await
             }))
             .await
         {
@@ -344,7 +480,8 @@ impl CallShared {
                     me.attempt.ensure_open(&*me).await?;
                     let mut st = me.attempt.lock_recv().await;
                     if lock(&me.stash).is_empty() {
-                        if let Some(m) = me.attempt.recv_locked(&*me, &mut st, false).await? {
+                        let m = me.attempt.recv_locked(&*me, &mut st, false).await?;
+                        if let Some(m) = me.received(m).await? {
                             lock(&me.stash).push_back(m);
                         }
                     }
@@ -463,11 +600,14 @@ impl CallShared {
     /// CANCEL.
     fn terminate(&self, mut status: Status, from_server: bool) -> bool {
         if status.code() == Code::Cancelled {
-            if let Some(d) = self.spec.opts.deadline {
+            if let Some(d) = self.spec_now().opts.deadline {
                 if Instant::now() >= d {
                     status = protocol::deadline_status();
                 }
             }
+        }
+        if let Some(i) = self.icept.as_ref().filter(|i| i.hooks.status) {
+            return self.terminate_intercepted(i, status, from_server);
         }
         self.stats.ended();
         let st = Arc::new(status);
@@ -482,6 +622,47 @@ impl CallShared {
         if !first {
             return false;
         }
+        self.stop_wire(&st, from_server);
+        self.announce(st);
+        true
+    }
+
+    /// `terminate` with status hooks: the wire side stops now; the status
+    /// the hooks answer becomes the call's.
+    fn terminate_intercepted(
+        &self,
+        i: &super::intercept::Intercepted,
+        status: Status,
+        from_server: bool,
+    ) -> bool {
+        if i.ending.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.stop_wire(&status, from_server);
+        let (Some(me), Ok(h)) = (self.me.upgrade(), self.spec.channel.rt_handle()) else {
+            // Being dropped (nobody can see the status any more), or the
+            // library was shut down: no hook can run.
+            let st = Arc::new(status);
+            self.status_tx.send_replace(Some(st.clone()));
+            self.announce(st);
+            return true;
+        };
+        h.spawn(async move {
+            let st = match &me.icept {
+                Some(i) => i.status(status).await,
+                None => status,
+            };
+            let st = Arc::new(st);
+            me.status_tx.send_replace(Some(st.clone()));
+            me.announce(st);
+        });
+        true
+    }
+
+    /// The wire side of the end: the deadline timer, the kept frames, the
+    /// retry throttle, the channel's registration and the stream.
+    fn stop_wire(&self, st: &Status, from_server: bool) {
+        self.stats.ended();
         if let Some(t) = lock(&self.deadline_task).take() {
             t.abort();
         }
@@ -491,23 +672,10 @@ impl CallShared {
                 t.success();
             }
         }
-        crate::trace!(
-            crate::log::Tracer::Call,
-            crate::log::Level::Debug,
-            "call {} ended: {}{}",
-            self.spec.uri.path(),
-            st,
-            match self.attempt.peer_with_nul() {
-                Some(p) => format!(" (peer {})", &p[..p.len() - 1]),
-                None => " (never sent)".to_string(),
-            }
-        );
         if let Some(id) = self.id.get() {
             let had_stream = self.attempt.uncount();
             self.spec.channel.unregister(*id, st.is_ok(), had_stream);
         }
-        let _ = self.initial_md.get_or_init(Metadata::new);
-        self.initial_notify.notify_waiters();
         // Reset the stream if our half is still open.
         let reason = if from_server && st.is_ok() {
             h2::Reason::NO_ERROR
@@ -521,6 +689,24 @@ impl CallShared {
                 h.spawn(async move { me.attempt.reset_when_free(reason).await });
             }
         }
+    }
+
+    /// The application's side of the end (the status is set): waiters
+    /// wake, done callbacks run.
+    fn announce(&self, st: Arc<Status>) {
+        crate::trace!(
+            crate::log::Tracer::Call,
+            crate::log::Level::Debug,
+            "call {} ended: {}{}",
+            self.spec_now().uri.path(),
+            st,
+            match self.attempt.peer_with_nul() {
+                Some(p) => format!(" (peer {})", &p[..p.len() - 1]),
+                None => " (never sent)".to_string(),
+            }
+        );
+        let _ = self.initial_md.get_or_init(Metadata::new);
+        self.initial_notify.notify_waiters();
         // Done callbacks run on a runtime thread, never under our locks.
         let cbs = std::mem::take(&mut *lock(&self.callbacks));
         if cbs.is_empty() {
@@ -534,6 +720,5 @@ impl CallShared {
                 finished.send_replace(true);
             });
         }
-        true
     }
 }

@@ -120,7 +120,11 @@ impl Channel {
 /// Runs a unary future: sends the request, keeps the response for `recv`,
 /// reads to the end.
 async fn drive_unary(shared: Arc<CallShared>, request: Bytes) {
-    if let Ok(frame) = shared.encode(Message::Copy(&request), SendFlags::default()) {
+    if shared.hooks().send_message {
+        let _ = shared
+            .send_intercepted(Message::Copy(&request), SendFlags::LAST)
+            .await;
+    } else if let Ok(frame) = shared.encode(Message::Copy(&request), SendFlags::default()) {
         let _ = shared.send(frame, SendFlags::LAST).await;
     }
     if let Ok(Some(m)) = shared.recv().await {

@@ -107,6 +107,8 @@ pub const DEFAULT_MAX_RECV: usize = 4 * 1024 * 1024;
 /// The settings of a channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelOptions {
+    /// Code wrapped around every call (not a key: set by the API).
+    pub interceptors: crate::call::Interceptors,
     /// Largest message accepted from the server (`None` = unlimited).
     /// Key `grpc.max_receive_message_length`, -1 = unlimited.
     pub max_receive_message_length: Option<usize>,
@@ -169,6 +171,7 @@ pub const DEFAULT_RETRY_BUFFER: usize = 64 << 20;
 impl Default for ChannelOptions {
     fn default() -> Self {
         ChannelOptions {
+            interceptors: Default::default(),
             max_receive_message_length: Some(DEFAULT_MAX_RECV),
             max_send_message_length: None,
             primary_user_agent: None,
