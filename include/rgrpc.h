@@ -60,6 +60,11 @@
 #define RGRPC_SEND_BUFFER_HINT 4
 
 /**
+ * Every hook kind, as bits (`rgrpc_interceptor_new`).
+ */
+#define RGRPC_HOOK_ALL 15
+
+/**
  * Whether an API function itself worked. `RGRPC_RESULT_OK` is 0 so
  * `if (rc)` tests for failure; every other value is 7000 or above so it
  * cannot be mistaken for a gRPC status code (`rgrpc_status_code`, 0..16),
@@ -249,89 +254,43 @@ typedef uint32_t rgrpc_connectivity_state;
 #endif // __cplusplus
 
 /**
- * A log line's level, numbered as C-core's `gpr_log_severity`; `NONE`
- * (for `rgrpc_log_set_verbosity` only) writes no line without its tracer.
+ * Which hook an `rgrpc_hook` is for; as bits, which hooks an interceptor
+ * wants (`rgrpc_interceptor_new`'s `hooks`).
  */
-enum rgrpc_log_level
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-  RGRPC_LOG_LEVEL_DEBUG = 0,
-  RGRPC_LOG_LEVEL_INFO = 1,
-  RGRPC_LOG_LEVEL_ERROR = 2,
-  RGRPC_LOG_LEVEL_NONE = 3,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum rgrpc_log_level rgrpc_log_level;
-#else
-typedef uint32_t rgrpc_log_level;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * Which operation a completion is for.
- */
-enum rgrpc_op
+enum rgrpc_hook_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * `rgrpc_call_start_cq`: the call's stream is open (its request
-   * headers handed to HTTP/2); `RGRPC_RESULT_CALL_ENDED` if the call
-   * ended first.
+   * Before the call's first attempt (when its first operation opens it;
+   * before the first message's hook): read or change the method,
+   * metadata, timeout, compression and wait-for-ready; or end the call
+   * before anything is sent.
    */
-  RGRPC_OP_START = 1,
+  RGRPC_HOOK_KIND_START = 1,
   /**
-   * `rgrpc_call_send_cq`, `rgrpc_call_send_buffer_cq`: the message was
-   * accepted (as `rgrpc_call_send` returns).
+   * Each message the application sends, before compression: read or
+   * replace it, or end the call.
    */
-  RGRPC_OP_SEND = 2,
+  RGRPC_HOOK_KIND_SEND_MESSAGE = 2,
   /**
-   * `rgrpc_call_close_send_cq`: the call is half-closed.
+   * Each message received, after decompression, before the application
+   * gets it: read or replace it, or end the call.
    */
-  RGRPC_OP_CLOSE_SEND = 3,
+  RGRPC_HOOK_KIND_RECV_MESSAGE = 4,
   /**
-   * `rgrpc_call_recv_cq`: `message` holds the next message (result OK),
-   * or the stream ended (`RGRPC_RESULT_END_OF_STREAM`).
+   * The final status and trailing metadata, before the application (or
+   * a done callback, or a completion queue) sees them: read or replace
+   * them.
    */
-  RGRPC_OP_RECV = 4,
-  /**
-   * `rgrpc_call_initial_metadata_cq`: the server's initial metadata has
-   * arrived (or the call ended without any); read it with
-   * `rgrpc_call_initial_metadata`, which no longer waits.
-   */
-  RGRPC_OP_INITIAL_METADATA = 5,
-  /**
-   * `rgrpc_call_finish_cq`: `status` holds the final status; the result
-   * is OK for an OK status, `RGRPC_RESULT_RPC_FAILED` otherwise.
-   */
-  RGRPC_OP_FINISH = 6,
-  /**
-   * `rgrpc_call_unary_cq`: `status` holds the status and, when it is OK,
-   * `message` the response (result OK or `RGRPC_RESULT_RPC_FAILED`).
-   */
-  RGRPC_OP_UNARY = 7,
-  /**
-   * `rgrpc_channel_watch_state_cq`: `state` is the channel's new state
-   * (result OK), or the timeout passed first (`RGRPC_RESULT_TIMEOUT`,
-   * `state` the current one).
-   */
-  RGRPC_OP_STATE_CHANGE = 8,
-  /**
-   * `rgrpc_channel_ready_future_cq`: the ready future's outcome in
-   * `result` (OK, `RGRPC_RESULT_CHANNEL_CLOSED`,
-   * `RGRPC_RESULT_CANCELLED`).
-   */
-  RGRPC_OP_READY = 9,
+  RGRPC_HOOK_KIND_STATUS = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum rgrpc_op rgrpc_op;
+typedef enum rgrpc_hook_kind rgrpc_hook_kind;
 #else
-typedef uint32_t rgrpc_op;
+typedef uint32_t rgrpc_hook_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -423,6 +382,93 @@ enum rgrpc_status_code
 typedef enum rgrpc_status_code rgrpc_status_code;
 #else
 typedef uint32_t rgrpc_status_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * A log line's level, numbered as C-core's `gpr_log_severity`; `NONE`
+ * (for `rgrpc_log_set_verbosity` only) writes no line without its tracer.
+ */
+enum rgrpc_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  RGRPC_LOG_LEVEL_DEBUG = 0,
+  RGRPC_LOG_LEVEL_INFO = 1,
+  RGRPC_LOG_LEVEL_ERROR = 2,
+  RGRPC_LOG_LEVEL_NONE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rgrpc_log_level rgrpc_log_level;
+#else
+typedef uint32_t rgrpc_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which operation a completion is for.
+ */
+enum rgrpc_op
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `rgrpc_call_start_cq`: the call's stream is open (its request
+   * headers handed to HTTP/2); `RGRPC_RESULT_CALL_ENDED` if the call
+   * ended first.
+   */
+  RGRPC_OP_START = 1,
+  /**
+   * `rgrpc_call_send_cq`, `rgrpc_call_send_buffer_cq`: the message was
+   * accepted (as `rgrpc_call_send` returns).
+   */
+  RGRPC_OP_SEND = 2,
+  /**
+   * `rgrpc_call_close_send_cq`: the call is half-closed.
+   */
+  RGRPC_OP_CLOSE_SEND = 3,
+  /**
+   * `rgrpc_call_recv_cq`: `message` holds the next message (result OK),
+   * or the stream ended (`RGRPC_RESULT_END_OF_STREAM`).
+   */
+  RGRPC_OP_RECV = 4,
+  /**
+   * `rgrpc_call_initial_metadata_cq`: the server's initial metadata has
+   * arrived (or the call ended without any); read it with
+   * `rgrpc_call_initial_metadata`, which no longer waits.
+   */
+  RGRPC_OP_INITIAL_METADATA = 5,
+  /**
+   * `rgrpc_call_finish_cq`: `status` holds the final status; the result
+   * is OK for an OK status, `RGRPC_RESULT_RPC_FAILED` otherwise.
+   */
+  RGRPC_OP_FINISH = 6,
+  /**
+   * `rgrpc_call_unary_cq`: `status` holds the status and, when it is OK,
+   * `message` the response (result OK or `RGRPC_RESULT_RPC_FAILED`).
+   */
+  RGRPC_OP_UNARY = 7,
+  /**
+   * `rgrpc_channel_watch_state_cq`: `state` is the channel's new state
+   * (result OK), or the timeout passed first (`RGRPC_RESULT_TIMEOUT`,
+   * `state` the current one).
+   */
+  RGRPC_OP_STATE_CHANGE = 8,
+  /**
+   * `rgrpc_channel_ready_future_cq`: the ready future's outcome in
+   * `result` (OK, `RGRPC_RESULT_CHANNEL_CLOSED`,
+   * `RGRPC_RESULT_CANCELLED`).
+   */
+  RGRPC_OP_READY = 9,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum rgrpc_op rgrpc_op;
+#else
+typedef uint32_t rgrpc_op;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -758,6 +804,41 @@ typedef struct rgrpc_completion_queue rgrpc_completion_queue;
 typedef struct rgrpc_error rgrpc_error;
 
 /**
+ * One step of one call given to an interceptor's callback (see
+ * `rgrpc_hook_kind`). Owned by the callback until it answers with
+ * `rgrpc_hook_proceed` (go on, with what the accessors changed) or
+ * `rgrpc_hook_fail` (end the call with a status of its own), either of
+ * which frees it; answer exactly once, from any thread. Box-owned; one
+ * thread at a time. Pointers it lends are valid until the next call that
+ * changes the same thing, or the answer.
+ *
+ * Methods: `rgrpc_hook_get_kind`, `rgrpc_hook_method`, `rgrpc_hook_set_method`,
+ * `rgrpc_hook_metadata`, `rgrpc_hook_add_metadata`,
+ * `rgrpc_hook_remove_metadata`, `rgrpc_hook_timeout_ms`,
+ * `rgrpc_hook_set_timeout_ms`, `rgrpc_hook_set_compression`,
+ * `rgrpc_hook_set_wait_for_ready`, `rgrpc_hook_message`,
+ * `rgrpc_hook_set_message`, `rgrpc_hook_status_code`,
+ * `rgrpc_hook_status_details`, `rgrpc_hook_set_status`,
+ * `rgrpc_hook_call_data`, `rgrpc_hook_set_call_data`,
+ * `rgrpc_hook_last_error`, `rgrpc_hook_proceed`, `rgrpc_hook_fail`.
+ */
+typedef struct rgrpc_hook rgrpc_hook;
+
+/**
+ * An interceptor: a callback wrapped around every call of the channels
+ * it is added to (`rgrpc_channel_options_add_interceptor`), like grpcio's
+ * client interceptors and `intercept_channel`.
+ *
+ * Behind it is an `Arc`: created by `rgrpc_interceptor_new`, released
+ * with `rgrpc_interceptor_free`; each channel using it keeps its own
+ * reference, and its `destroy` callback runs when the last one goes.
+ * Immutable; any thread.
+ *
+ * Methods: `rgrpc_interceptor_new`, `rgrpc_interceptor_free`.
+ */
+typedef struct rgrpc_interceptor rgrpc_interceptor;
+
+/**
  * Metadata received from the server (initial or trailing): an ordered
  * list of key/value pairs. Keys are lowercase ASCII; values of keys ending
  * in `-bin` are arbitrary bytes (already base64-decoded), other values
@@ -931,6 +1012,20 @@ typedef void (*rgrpc_metadata_plugin_cb)(void *user_data,
  * credentials is released, to free what `user_data` points to.
  */
 typedef void (*rgrpc_destroy_cb)(void *user_data);
+
+/**
+ * An interceptor's callback: `hook` is one step of one call, owned by the
+ * callback until it answers it with `rgrpc_hook_proceed` or
+ * `rgrpc_hook_fail` (each frees it) — now, or later from any thread; the
+ * call waits until then (bounded by its deadline for messages). Read
+ * `rgrpc_hook_get_kind(hook)` to see which step it is.
+ *
+ * Called on the thread running the call's operation: the application's
+ * (a blocking send or receive) or a library thread. It must not block for
+ * long (answer later instead), must not unwind, and must not wait for
+ * this call's own operations.
+ */
+typedef void (*rgrpc_hook_cb)(void *user_data, rgrpc_hook *hook);
 
 /**
  * Receives each log line: its level, its tracer's name (`""` for a line
@@ -1860,6 +1955,198 @@ const char *rgrpc_error_message(const rgrpc_error *error);
  * Frees an error. NULL is a no-op; freeing twice is undefined.
  */
 void rgrpc_error_free(rgrpc_error *error);
+
+/**
+ * Creates an interceptor: `cb` is called with `user_data` for each hook
+ * whose bit is in `hooks` (`RGRPC_HOOK_KIND_*` values or'ed, or
+ * `RGRPC_HOOK_ALL`); steps without a bit cost nothing. `destroy` (may be
+ * NULL) is called once with `user_data` when the interceptor's last
+ * reference goes (the application's and every channel's).
+ *
+ * Writes the interceptor to `*out` (owned: `rgrpc_interceptor_free`).
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` (cb or out
+ * NULL) or `RGRPC_RESULT_INVALID_ARGUMENT` (no hook bit, or an unknown
+ * bit). Any thread.
+ */
+rgrpc_result rgrpc_interceptor_new(uint32_t hooks,
+                                   rgrpc_hook_cb cb,
+                                   void *user_data,
+                                   rgrpc_destroy_cb destroy,
+                                   const rgrpc_interceptor **out);
+
+/**
+ * Releases the application's reference (channels keep theirs). NULL is
+ * ignored. Any thread.
+ */
+void rgrpc_interceptor_free(const rgrpc_interceptor *interceptor);
+
+/**
+ * Adds `interceptor` to the channels made with `opts`, inside those added
+ * before: the first added sees the application's start and messages first
+ * and the server's messages and status last (as grpcio's
+ * `intercept_channel(channel, a, b)`). Retries and hedges happen inside
+ * the chain: an interceptor sees one call, not its attempts. The options
+ * keep a reference (`interceptor` stays the caller's).
+ *
+ * Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`. `opts`: one
+ * thread at a time.
+ */
+rgrpc_result rgrpc_channel_options_add_interceptor(rgrpc_channel_options *opts,
+                                                   const rgrpc_interceptor *interceptor);
+
+/**
+ * Which step `hook` is; `RGRPC_HOOK_KIND_START` for NULL.
+ */
+rgrpc_hook_kind rgrpc_hook_get_kind(const rgrpc_hook *hook);
+
+/**
+ * The call's method (`/package.Service/Method`): in a START hook as it
+ * is now (after `rgrpc_hook_set_method`), in the others as the
+ * application started it. Borrowed from the hook; `""` for NULL.
+ */
+const char *rgrpc_hook_method(const rgrpc_hook *hook);
+
+/**
+ * START: calls `method` instead (`/package.Service/Method`, copied). The
+ * service config's settings for the new method apply. Returns
+ * `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+ * `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_ARGUMENT` (not a
+ * START hook, or not a method path).
+ */
+rgrpc_result rgrpc_hook_set_method(rgrpc_hook *hook, const char *method);
+
+/**
+ * START: the metadata the call will send; STATUS: the trailing metadata
+ * the application will see. Borrowed from the hook (valid until it is
+ * changed or answered); NULL for the other hooks and for NULL.
+ */
+const rgrpc_metadata *rgrpc_hook_metadata(const rgrpc_hook *hook);
+
+/**
+ * START: adds an entry to the metadata the call sends; STATUS: to the
+ * trailing metadata the application sees. Same key and value rules as
+ * `rgrpc_call_options_add_metadata` (copied). Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER`, `RGRPC_RESULT_INVALID_UTF8`,
+ * `RGRPC_RESULT_INVALID_METADATA` or `RGRPC_RESULT_INVALID_ARGUMENT`
+ * (another hook); why in `rgrpc_hook_last_error`.
+ */
+rgrpc_result rgrpc_hook_add_metadata(rgrpc_hook *hook,
+                                     const char *key,
+                                     const uint8_t *value,
+                                     size_t value_len);
+
+/**
+ * START / STATUS: removes every entry with `key` (as
+ * `rgrpc_hook_add_metadata`). Writes how many went to `*removed` (may be
+ * NULL). Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER`,
+ * `RGRPC_RESULT_INVALID_UTF8` or `RGRPC_RESULT_INVALID_ARGUMENT`.
+ */
+rgrpc_result rgrpc_hook_remove_metadata(rgrpc_hook *hook, const char *key, size_t *removed);
+
+/**
+ * START: milliseconds left before the call's deadline (0 when passed),
+ * or -1 without a deadline; -1 for other hooks and NULL.
+ */
+int64_t rgrpc_hook_timeout_ms(const rgrpc_hook *hook);
+
+/**
+ * START: gives the call a deadline `timeout_ms` from now (< 0: no
+ * deadline), replacing the one it had. Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER` or `RGRPC_RESULT_INVALID_ARGUMENT`.
+ */
+rgrpc_result rgrpc_hook_set_timeout_ms(rgrpc_hook *hook, int64_t timeout_ms);
+
+/**
+ * START: compresses the call's messages with `compression` (an
+ * `rgrpc_compression` value), as `rgrpc_call_options_set_compression`.
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT`.
+ */
+rgrpc_result rgrpc_hook_set_compression(rgrpc_hook *hook, uint32_t compression);
+
+/**
+ * START: sets wait-for-ready, as `rgrpc_call_options_set_wait_for_ready`.
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT`.
+ */
+rgrpc_result rgrpc_hook_set_wait_for_ready(rgrpc_hook *hook, bool wait);
+
+/**
+ * SEND_MESSAGE / RECV_MESSAGE: the message (serialized, uncompressed);
+ * writes its length to `*len` (may be NULL). Borrowed from the hook
+ * (valid until `rgrpc_hook_set_message` or the answer). NULL for other
+ * hooks and NULL (`*len` 0); an empty message is a non-NULL pointer.
+ */
+const uint8_t *rgrpc_hook_message(const rgrpc_hook *hook, size_t *len);
+
+/**
+ * SEND_MESSAGE / RECV_MESSAGE: replaces the message with `data[0..len]`
+ * (copied; NULL allowed when len is 0). Returns `RGRPC_RESULT_OK`,
+ * `RGRPC_RESULT_NULL_PARAMETER` or `RGRPC_RESULT_INVALID_ARGUMENT`.
+ */
+rgrpc_result rgrpc_hook_set_message(rgrpc_hook *hook, const uint8_t *data, size_t len);
+
+/**
+ * STATUS: the status code the application will see;
+ * `RGRPC_STATUS_CODE_UNKNOWN` for other hooks and NULL.
+ */
+rgrpc_status_code rgrpc_hook_status_code(const rgrpc_hook *hook);
+
+/**
+ * STATUS: the details text the application will see (UTF-8, borrowed
+ * until changed or answered); `""` for other hooks and NULL.
+ */
+const char *rgrpc_hook_status_details(const rgrpc_hook *hook);
+
+/**
+ * STATUS: replaces the code and details the application will see (the
+ * trailing metadata stays; change it with the metadata functions).
+ * `code` out of range becomes UNKNOWN; `details` NULL means none.
+ * Returns `RGRPC_RESULT_OK`, `RGRPC_RESULT_NULL_PARAMETER` or
+ * `RGRPC_RESULT_INVALID_ARGUMENT`.
+ */
+rgrpc_result rgrpc_hook_set_status(rgrpc_hook *hook, uint32_t code, const char *details);
+
+/**
+ * The interceptor's data for this call, as set by
+ * `rgrpc_hook_set_call_data` in an earlier hook of the same call (NULL
+ * until then, and for NULL). Each interceptor has its own.
+ */
+void *rgrpc_hook_call_data(const rgrpc_hook *hook);
+
+/**
+ * Keeps `data` with this call for this interceptor (readable from its
+ * later hooks with `rgrpc_hook_call_data`). `destroy` (may be NULL) is
+ * called once with `data` when the call is freed by the library (after
+ * its STATUS hook and the application's release), or when replaced by
+ * another `rgrpc_hook_set_call_data`, on any thread. Returns
+ * `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER` (hook NULL).
+ */
+rgrpc_result rgrpc_hook_set_call_data(rgrpc_hook *hook, void *data, rgrpc_destroy_cb destroy);
+
+/**
+ * Why the last refused call on `hook` was refused (`""` if none, or for
+ * NULL). Borrowed until the next call on `hook`.
+ */
+const char *rgrpc_hook_last_error(const rgrpc_hook *hook);
+
+/**
+ * Answers `hook`: the call goes on with what was read and changed.
+ * Frees `hook`. Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
+ * Any thread, once per hook.
+ */
+rgrpc_result rgrpc_hook_proceed(rgrpc_hook *hook);
+
+/**
+ * Answers `hook` by ending the call with `code` (out of range or OK:
+ * UNKNOWN, since a hook cannot end a call successfully) and `details`
+ * (UTF-8, may be NULL). From a START hook nothing is sent; from a message
+ * hook the stream is cancelled; from a STATUS hook this status replaces
+ * the call's (its trailing metadata stays; OK allowed there). Frees
+ * `hook`. Returns `RGRPC_RESULT_OK` or `RGRPC_RESULT_NULL_PARAMETER`.
+ * Any thread, once per hook.
+ */
+rgrpc_result rgrpc_hook_fail(rgrpc_hook *hook, uint32_t code, const char *details);
 
 /**
  * Sends every log line to `callback` instead of stderr (NULL: back to

@@ -63,6 +63,12 @@ impl<T> PanicDefault for *mut T {
     }
 }
 
+impl PanicDefault for crate::intercept::rgrpc_hook_kind {
+    fn panic_value() -> Self {
+        crate::intercept::rgrpc_hook_kind::Start
+    }
+}
+
 impl PanicDefault for crate::status::rgrpc_status_code {
     fn panic_value() -> Self {
         crate::status::rgrpc_status_code::Unknown

@@ -66,7 +66,7 @@ pub struct rgrpc_channel_options {
 }
 
 pub(crate) struct OptionsBuilder {
-    opts: ChannelOptions,
+    pub(crate) opts: ChannelOptions,
     last_error: CString,
 }
 

@@ -24,6 +24,7 @@ pub mod connectivity;
 pub mod credentials;
 pub mod error;
 pub mod handle;
+pub mod intercept;
 pub mod log;
 pub mod metadata;
 mod names;

@@ -162,6 +162,13 @@ impl Metadata {
         self.entries.iter().map(|(k, v)| (strip(k), v.as_ref()))
     }
 
+    /// Removes every entry with `key`; returns how many there were.
+    pub fn remove(&mut self, key: &str) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|(k, _)| strip(k) != key);
+        before - self.entries.len()
+    }
+
     /// Appends every entry of `other`.
     pub fn extend_from(&mut self, other: &Metadata) {
         self.entries.extend(other.entries.iter().cloned());
