@@ -32,6 +32,9 @@
  *   cq_wait the same, taking completions with the blocking
  *           rgrpc_completion_queue_wait (the waiting thread does the I/O).
  * bench/README.md has the figures of each.
+ *
+ * RGRPC_BENCH_INTERCEPT=N puts N pass-through interceptors (every hook,
+ * answered at once) on the channel.
  */
 #define _GNU_SOURCE
 #include "bench_common.h"
@@ -684,6 +687,12 @@ static int run_client_stream(bench_result *res) {
   return 0;
 }
 
+/* A pass-through interceptor hook (RGRPC_BENCH_INTERCEPT). */
+static void pass_hook(void *user_data, rgrpc_hook *hook) {
+  (void)user_data;
+  rgrpc_hook_proceed(hook);
+}
+
 int main(int argc, char **argv) {
   int rc = bench_parse_args(argc, argv, &A);
   if (rc) return rc;
@@ -714,6 +723,18 @@ int main(int argc, char **argv) {
   if (sc && rgrpc_channel_options_set_string(opts, "grpc.service_config", sc)) {
     fprintf(stderr, "rgrpc_bench: %s\n", rgrpc_channel_options_last_error(opts));
     return BENCH_EXIT_FAILED;
+  }
+  /* RGRPC_BENCH_INTERCEPT=N adds N interceptors with every hook, each
+   * answering at once (rgrpc_hook_proceed): what one costs a call. */
+  const char *ic = getenv("RGRPC_BENCH_INTERCEPT");
+  for (int i = 0; ic && i < atoi(ic); i++) {
+    const rgrpc_interceptor *it = NULL;
+    if (rgrpc_interceptor_new(RGRPC_HOOK_ALL, pass_hook, NULL, NULL, &it) ||
+        rgrpc_channel_options_add_interceptor(opts, it)) {
+      fprintf(stderr, "rgrpc_bench: cannot add an interceptor\n");
+      return BENCH_EXIT_FAILED;
+    }
+    rgrpc_interceptor_free(it);
   }
   rgrpc_error *err = NULL;
   uint64_t t0 = bench_now_ns();

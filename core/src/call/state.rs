@@ -638,6 +638,7 @@ impl CallShared {
         if i.ending.swap(true, Ordering::AcqRel) {
             return false;
         }
+        self.stats.ended();
         self.stop_wire(&status, from_server);
         let (Some(me), Ok(h)) = (self.me.upgrade(), self.spec.channel.rt_handle()) else {
             // Being dropped (nobody can see the status any more), or the
@@ -662,7 +663,6 @@ impl CallShared {
     /// The wire side of the end: the deadline timer, the kept frames, the
     /// retry throttle, the channel's registration and the stream.
     fn stop_wire(&self, st: &Status, from_server: bool) {
-        self.stats.ended();
         if let Some(t) = lock(&self.deadline_task).take() {
             t.abort();
         }
