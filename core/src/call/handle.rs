@@ -56,6 +56,7 @@ impl Channel {
 
 /// The call's definition from its method and options, with the service
 /// config's method settings applied.
+#[inline]
 pub(super) fn build_spec(
     inner: &Arc<crate::channel::ChannelInner>,
     method: &str,

@@ -78,6 +78,7 @@ impl Drop for BusyGuard<'_> {
 }
 
 impl AttemptOwner for CallShared {
+    #[inline]
     fn spec(&self) -> &CallSpec {
         self.spec_now()
     }
@@ -204,10 +205,29 @@ impl CallShared {
         };
         let s = i.start(start).await?;
         let old_deadline = self.spec.opts.deadline;
-        let spec =
+        let spec = if s.method == self.spec.uri.path() {
+            // Same method: its path and the service config's settings
+            // stay; the hooks' deadline, compression and wait-for-ready
+            // replace the call's.
+            let sp = &self.spec;
+            CallSpec {
+                channel: sp.channel.clone(),
+                uri: sp.uri.clone(),
+                compression: s
+                    .opts
+                    .compression
+                    .unwrap_or(sp.channel.opts.default_compression),
+                wait_for_ready: s.opts.wait_for_ready.unwrap_or(sp.wait_for_ready),
+                max_send: sp.max_send,
+                max_recv: sp.max_recv,
+                retry: sp.retry.clone(),
+                opts: s.opts,
+            }
+        } else {
             super::handle::build_spec(&self.spec.channel, &s.method, s.opts).map_err(|e| {
                 Status::new(Code::Internal, format!("an interceptor's start hook: {e}"))
-            })?;
+            })?
+        };
         let deadline = spec.opts.deadline;
         let _ = i.started.set(spec);
         if deadline != old_deadline {
@@ -449,6 +469,9 @@ impl CallShared {
                     }
                 }
                 let m = self.attempt.recv_locked(self, &mut st, false).await?;
+                if self.icept.is_none() {
+                    return Ok(m);
+                }
                 self.received(m).await
             }))
             .await
@@ -648,7 +671,7 @@ impl CallShared {
             self.announce(st);
             return true;
         };
-        h.spawn(async move {
+        let mut run = Box::pin(async move {
             let st = match &me.icept {
                 Some(i) => i.status(status).await,
                 None => status,
@@ -657,11 +680,17 @@ impl CallShared {
             me.status_tx.send_replace(Some(st.clone()));
             me.announce(st);
         });
+        // Hooks that answer at once finish here, on this thread (no hop to
+        // a runtime thread); one that answers later resumes in a task.
+        if futures_util::FutureExt::now_or_never(&mut run).is_none() {
+            h.spawn(run);
+        }
         true
     }
 
     /// The wire side of the end: the deadline timer, the kept frames, the
     /// retry throttle, the channel's registration and the stream.
+    #[inline]
     fn stop_wire(&self, st: &Status, from_server: bool) {
         if let Some(t) = lock(&self.deadline_task).take() {
             t.abort();
@@ -693,6 +722,7 @@ impl CallShared {
 
     /// The application's side of the end (the status is set): waiters
     /// wake, done callbacks run.
+    #[inline]
     fn announce(&self, st: Arc<Status>) {
         crate::trace!(
             crate::log::Tracer::Call,
