@@ -391,7 +391,12 @@ static void status_cb(void *ud, rgrpc_hook *h) {
     CHECK_OK(rgrpc_hook_proceed(h));
     return;
   }
-  CHECK_STR(rgrpc_hook_call_data(h), "per-call");
+  /* Only a call cancelled before its first operation opened it has had
+   * no START hook. */
+  if (rgrpc_hook_call_data(h) != NULL)
+    CHECK_STR(rgrpc_hook_call_data(h), "per-call");
+  else
+    CHECK_EQ_INT(rgrpc_hook_status_code(h), RGRPC_STATUS_CODE_CANCELLED);
   CHECK_OK(rgrpc_hook_add_metadata(h, "x-seen-by", (const uint8_t *)"interceptor", 11));
   if (rgrpc_hook_status_code(h) == RGRPC_STATUS_CODE_NOT_FOUND) {
     CHECK_STR(rgrpc_hook_status_details(h), "missing");
