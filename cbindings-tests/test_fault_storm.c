@@ -19,15 +19,18 @@
  *             DEADLINE_EXCEEDED (a call stuck behind the stall waits for
  *             its 1 s deadline; nothing is lost, so nothing else happens).
  *   - reset:  TCP RST to client and server.       promised: OK or
- *             UNAVAILABLE (the calls on the connection; no call outlives
- *             its deadline: reconnecting is quick).
+ *             UNAVAILABLE (the calls on the broken connection, and
+ *             fail-fast calls made while every connection is down: a lost
+ *             connection counts as failing until it is READY again).
  *   - cut:    a chunk cut short, then FIN.        promised: OK or
  *             UNAVAILABLE (the client never sees a cut frame whole, so
  *             it sees a broken connection, not bad data: no INTERNAL).
- *   - goaway: GOAWAY NO_ERROR, drained (the connection closes once the
- *             streams it kept have ended; later streams are refused).
- *             promised: all OK (refused streams are retried
- *             transparently; the others finish).
+ *   - goaway: GOAWAY NO_ERROR and a PING, drained (the connection closes
+ *             once the PING is acknowledged and the streams the GOAWAY
+ *             kept have ended; later streams are refused).
+ *             promised: OK (refused streams are retried transparently,
+ *             the others finish), or UNAVAILABLE for a call refused a
+ *             second time after its one transparent retry (gRFC A6).
  *   These five run without a retry policy, so each status shows what
  *   happened to the call itself.
  *   - storm:  all five at random, GOAWAY closing 20-300 ms later whatever
@@ -45,8 +48,13 @@
  *
  * Each phase prints its count of calls by status, and the end a table of
  * all; every fault kind must have been injected (the proxy's counts).
- * Under valgrind (tu_slow() > 1) deadlines and grace scale up and the
- * phases are shorter. */
+ * Under valgrind (tu_slow() > 1) deadlines and grace scale up (the phases
+ * keep their length; fewer calls fit in them).
+ *
+ * To look closer: RGRPC_STORM_PHASES=reset,goaway runs only those phases,
+ * RGRPC_STORM_VERBOSE=1 prints every failed call (when, status, attempts,
+ * peer, details), RGRPC_FAULT_SEED=<n> repeats the proxy's choices (its
+ * seed is printed on stderr). */
 #include "test_util.h"
 
 #define NCODES 17
