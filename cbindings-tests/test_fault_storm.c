@@ -501,9 +501,10 @@ static void run_phase(const phase *ph, phase_result *res) {
   fflush(stdout);
 
   /* Every call ran the promise's checks in load(); over the phase: */
-  /* (Under valgrind a thread makes a call or two a second.) */
-  CHECK_MSG(res->calls >= (slow > 1 ? 1L : 4L) * nworkers, "phase %s: only %ld calls", ph->profile,
-            res->calls);
+  /* (Under valgrind, beside other tests, a thread makes about a call a
+   * second in the delay and stall phases.) */
+  CHECK_MSG(res->calls >= (slow > 1 ? nworkers / 2 : 4L * nworkers), "phase %s: only %ld calls",
+            ph->profile, res->calls);
   for (int k = 0; k < 5 && ph->faults[k]; k++)
     CHECK_MSG(fault_count(ph->profile, ph->faults[k]) > 0,
               "phase %s: the proxy injected no %s: the phase tried nothing", ph->profile,
