@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run a command against a freshly started real gRPC interop server.
 
-    with_server.py --server grpcio|tonic [--valgrind] [--tls | --mtls] [--servers N] -- CMD [ARGS...]
+    with_server.py --server grpcio|tonic [--valgrind] [--tls | --mtls] [--servers N]
+                   [--fault-proxy PROFILES] -- CMD [ARGS...]
 
 Starts the server on a free loopback port (grpcio: cbindings-tests/interop_server.py;
 tonic: the tonic-interop-server binary, path from --tonic-server or
@@ -21,6 +22,15 @@ With --servers N (grpcio only), N servers run, on 127.0.0.1, 127.0.0.2, ...
 fill_server_id returns); RGRPC_TEST_TARGET is the first and CMD also gets
   RGRPC_TEST_TARGETS=ipv4:127.0.0.1:<p1>,127.0.0.2:<p2>,...
   RGRPC_TEST_SERVER_PIDS=<pid1>,<pid2>,...
+With --fault-proxy PROFILES (a comma-separated list, e.g. storm,safe),
+fault_proxy.py is started in front of the servers: for each profile one
+listener per server, on that server's host, that forwards to it and injects
+that profile's faults (see fault_proxy.py); CMD also gets, per profile,
+  RGRPC_TEST_FAULT_TARGETS_<PROFILE>=ipv4:127.0.0.1:<q1>,127.0.0.2:<q2>,...
+                                         (<PROFILE> upper case)
+  RGRPC_TEST_FAULT_COUNTS=<file>         the proxy's counts of injected
+                                         faults, "<profile> <what> <n>" lines
+The proxy's seed is printed on stderr; RGRPC_FAULT_SEED=<n> repeats it.
 With --valgrind, CMD runs under valgrind memcheck (suppressions:
 valgrind.supp); any error or definite / indirect leak fails the test.
 With --valgrind-strict (programs that call rgrpc_shutdown before they
@@ -87,6 +97,30 @@ def start_server(kind, tonic_path, extra):
     sys.exit(f"with_server.py: {kind} server did not start (last line {line!r})")
 
 
+def start_fault_proxy(profiles, addrs, counts_path):
+    """Starts fault_proxy.py in front of `addrs` with `profiles`; returns
+    (process, {profile: "ipv4:host:port,..."})."""
+    cmd = [sys.executable, os.path.join(HERE, "fault_proxy.py"), "--counts", counts_path]
+    for a in addrs:
+        cmd += ["--backend", a]
+    for p in profiles:
+        cmd += ["--profile", p]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    targets = {p: [None] * len(addrs) for p in profiles}
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("LISTENING"):
+            _, profile, index, hostport = line.split()
+            targets[profile][int(index)] = hostport
+        elif line.startswith("READY"):
+            return proc, {p: "ipv4:" + ",".join(t) for p, t in targets.items()}
+        elif not line and proc.poll() is not None:
+            break
+    proc.kill()
+    sys.exit("with_server.py: fault_proxy.py did not start")
+
+
 def make_certs():
     """Makes the test certificates in a new temporary directory; returns it
     (the caller removes it with remove_certs)."""
@@ -132,6 +166,8 @@ def main():
                     help="valgrind with every leak kind an error and no suppressions")
     ap.add_argument("--server-arg", action="append", default=[])
     ap.add_argument("--servers", type=int, default=1)
+    ap.add_argument("--fault-proxy", default=None, metavar="PROFILES",
+                    help="fault_proxy.py in front of the servers with these profiles (comma-separated)")
     tls = ap.add_mutually_exclusive_group()
     tls.add_argument("--tls", action="store_true", help="the server serves TLS with test certificates")
     tls.add_argument("--mtls", action="store_true", help="--tls, and client certificates are required")
@@ -140,6 +176,8 @@ def main():
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     if not cmd:
         ap.error("no command")
+    if a.fault_proxy and (a.tls or a.mtls):
+        ap.error("--fault-proxy speaks cleartext HTTP/2 only")
     certs = make_certs() if a.tls or a.mtls else None
     try:
         server_args = list(a.server_arg)
@@ -167,6 +205,21 @@ def main():
                    RGRPC_TEST_SERVER_KIND=a.server,
                    RGRPC_TEST_TARGETS="ipv4:" + ",".join(addrs),
                    RGRPC_TEST_SERVER_PIDS=",".join(str(p.pid) for p in procs))
+        if a.fault_proxy:
+            counts_dir = tempfile.mkdtemp(prefix="rgrpc-fault-proxy-")
+            counts = os.path.join(counts_dir, "counts")
+            try:
+                fault_proxy, fault_targets = start_fault_proxy(
+                    a.fault_proxy.split(","), addrs, counts)
+            except SystemExit:
+                for p in procs:
+                    stop(p)
+                shutil.rmtree(counts_dir, ignore_errors=True)
+                raise
+            procs.insert(0, fault_proxy)  # stopped first
+            env["RGRPC_TEST_FAULT_COUNTS"] = counts
+            for profile, t in fault_targets.items():
+                env["RGRPC_TEST_FAULT_TARGETS_" + profile.upper()] = t
         cmd = [c.replace("{target}", target) for c in cmd]
         if certs:
             env.update(RGRPC_TEST_CERTS_DIR=certs, RGRPC_TEST_TLS="mtls" if a.mtls else "tls")
@@ -183,6 +236,8 @@ def main():
         finally:
             for p in procs:
                 stop(p)
+            if a.fault_proxy:
+                shutil.rmtree(counts_dir, ignore_errors=True)
     finally:
         if certs:
             remove_certs(certs)
