@@ -21,6 +21,15 @@ fn opts(pairs: &[(&str, i64)]) -> ChannelOptions {
     o
 }
 
+/// `opts` plus string options.
+fn opts_with(pairs: &[(&str, i64)], strs: &[(&str, &str)]) -> ChannelOptions {
+    let mut o = opts(pairs);
+    for (k, v) in strs {
+        o.set(k, OptionValue::Str((*v).to_string())).unwrap();
+    }
+    o
+}
+
 /// Records every state a subscriber sees.
 struct Recorder {
     seen: Arc<Mutex<Vec<S>>>,
@@ -49,6 +58,24 @@ impl Recorder {
                 Instant::now() < end,
                 "never saw {want}: {:?}",
                 self.states()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until `want` has been seen after a `first` (bounded).
+    fn wait_for_after(&self, first: S, want: S, secs: u64) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.states();
+            if let Some(i) = v.iter().position(|s| *s == first) {
+                if v[i + 1..].contains(&want) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < end,
+                "never saw {want} after {first}: {v:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -110,10 +137,13 @@ fn server_restart_with_calls_in_flight() {
     srv.kill();
     let (_, st) = drain(&call);
     assert_code(&st, Code::Unavailable);
-    rec.wait_for(S::TransientFailure, 5);
-    // Fail fast while down.
+    // A lost connection is not a failure: IDLE (as C-core, gRFC A62) ...
+    rec.wait_for_after(S::Ready, S::Idle, 5);
+    // ... until a call wants a connection and none can be made: a
+    // fail-fast call fails once the new pass has failed.
     let (_, st) = unary(&ch, EMPTY, CallOptions::default(), &[]);
     assert_code(&st, Code::Unavailable);
+    rec.wait_for(S::TransientFailure, 5);
     // Back: the channel heals itself.
     let _srv = TestServer::start_with(ServerOptions {
         port: Some(port),
@@ -198,17 +228,26 @@ fn backoff_does_not_busy_loop_and_can_be_reset() {
 
 #[test]
 fn keepalive_detects_a_dead_server() {
+    for (policy, lost) in [("pick_first", S::Idle), ("round_robin", S::Connecting)] {
+        keepalive_detects_a_dead_server_with(policy, lost);
+    }
+}
+
+fn keepalive_detects_a_dead_server_with(policy: &str, lost: S) {
     let srv = TestServer::start();
     let proxy = Proxy::start(srv.addr());
     let ch = channel_with(
         &proxy.addr.to_string(),
-        opts(&[
-            ("grpc.keepalive_time_ms", 200),
-            ("grpc.keepalive_timeout_ms", 300),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0),
-            ("grpc.initial_reconnect_backoff_ms", 100),
-        ]),
+        opts_with(
+            &[
+                ("grpc.keepalive_time_ms", 200),
+                ("grpc.keepalive_timeout_ms", 300),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.max_pings_without_data", 0),
+                ("grpc.initial_reconnect_backoff_ms", 100),
+            ],
+            &[("grpc.lb_policy_name", policy)],
+        ),
     );
     let rec = Recorder::new(&ch, false);
     let call = ch.start_call(FULL_DUPLEX, CallOptions::default()).unwrap();
@@ -221,17 +260,14 @@ fn keepalive_detects_a_dead_server() {
     let (_, st) = drain(&call);
     assert_code(&st, Code::Unavailable);
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
-    rec.wait_for(S::TransientFailure, 5);
+    // The connection is lost, not failed: pick_first IDLE (gRFC A62),
+    // round_robin CONNECTING again (A61).
+    rec.wait_for_after(S::Ready, lost, 5);
     proxy.freeze(false);
-    let (_, st) = unary(
-        &ch,
-        EMPTY,
-        CallOptions {
-            wait_for_ready: Some(true),
-            ..timeout(5000)
-        },
-        &[],
-    );
+    // A fail-fast call waits for the new connection instead of failing
+    // (before, the lost connection left the channel TRANSIENT_FAILURE and
+    // this call failed UNAVAILABLE at once).
+    let (_, st) = unary(&ch, EMPTY, timeout(5000), &[]);
     assert_code(&st, Code::Ok);
     assert!(proxy.connections() >= 2);
     rec.check_legal();
@@ -536,7 +572,8 @@ fn too_many_pings_doubles_the_keepalive_time() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    rec.wait_for(S::TransientFailure, 5);
+    // The server's GOAWAY ends the connection: IDLE, not a failure.
+    rec.wait_for_after(S::Ready, S::Idle, 5);
     rec.check_legal();
     ch.close();
 }

@@ -11,9 +11,10 @@
 //!   stays so ("sticky": fail-fast calls fail, also in the CONNECTING of
 //!   later attempts) until one connects; each endpoint retries on its own
 //!   backoff, and a new resolution is requested.
-//! * The connection in use ends: GOAWAY → IDLE (and at once CONNECTING
-//!   when calls want a connection); breakage → TRANSIENT_FAILURE and a new
-//!   pass at once. Either way a new resolution is requested.
+//! * The connection in use ends (GOAWAY, or broken): IDLE, and at once
+//!   CONNECTING when calls want a connection, as C-core; a lost
+//!   connection is not a failure, so fail-fast calls wait for the new one.
+//!   A new resolution is requested.
 //! * New endpoints from the resolver: a connection to an endpoint still
 //!   listed is kept; otherwise a new pass starts over the new list.
 
@@ -261,26 +262,21 @@ impl Watcher for PickFirst {
             // The connection in use ended.
             g.selected = None;
             self.ctx.request_resolution();
+            // A lost connection is not a failure either (gRFC A62, as
+            // C-core): IDLE, and at once a new pass when calls want a
+            // connection; they wait for it instead of failing. (After a
+            // GOAWAY the streams the server accepted finish on the old
+            // connection.)
             let closed = change.closed.unwrap_or_default();
-            if closed.graceful {
-                // GOAWAY is not a failure: IDLE, and at once a new pass
-                // when calls want a connection (the streams the server
-                // accepted finish on the old one).
-                g.idle = true;
-                self.ctx.publish(
-                    ConnectivityState::Idle,
-                    Arc::new(IdlePicker(self.ctx.helper.clone())),
-                );
-                if self.calls.active() > 0 {
-                    self.start_pass(&mut g);
-                }
-            } else {
+            if !closed.graceful {
                 g.last_error = Some(Status::new(Code::Unavailable, closed.message));
-                g.sticky = true;
-                self.ctx.publish(
-                    ConnectivityState::TransientFailure,
-                    Arc::new(FailPicker(Self::fail_status(&g))),
-                );
+            }
+            g.idle = true;
+            self.ctx.publish(
+                ConnectivityState::Idle,
+                Arc::new(IdlePicker(self.ctx.helper.clone())),
+            );
+            if self.calls.active() > 0 {
                 self.start_pass(&mut g);
             }
             return;

@@ -126,9 +126,12 @@ impl Watcher for RoundRobin {
             ConnectivityState::Idle => {
                 // Out of its backoff, or its connection ended: connect
                 // again (the backoff starts over after a READY).
+                // A lost connection is not a failure (gRFC A61): the
+                // subchannel counts as connecting again, so with no other
+                // READY the channel is CONNECTING and calls wait for the
+                // reconnection instead of failing.
                 if let Some(closed) = &change.closed {
                     if !closed.graceful {
-                        e.failing = true;
                         g.last_error = Some(Status::new(Code::Unavailable, closed.message.clone()));
                     }
                     self.ctx.request_resolution();
