@@ -20,8 +20,9 @@
  *             its 1 s deadline; nothing is lost, so nothing else happens).
  *   - reset:  TCP RST to client and server.       promised: OK or
  *             UNAVAILABLE (the calls on the broken connection, and
- *             fail-fast calls made while every connection is down: a lost
- *             connection counts as failing until it is READY again).
+ *             fail-fast calls made while every subchannel's new
+ *             connection has failed too; a lost connection alone is not a
+ *             failure: calls wait for the reconnection).
  *   - cut:    a chunk cut short, then FIN.        promised: OK or
  *             UNAVAILABLE (the client never sees a cut frame whole, so
  *             it sees a broken connection, not bad data: no INTERNAL).
