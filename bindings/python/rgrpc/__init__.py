@@ -126,6 +126,21 @@ def channel_snapshot(channel):
     return json.loads(take_buffer(out.value).decode("utf-8"))
 
 
+def shutdown():
+    """Stops rgrpc for good (rgrpc's own, like ``curl_global_cleanup``;
+    grpcio has no equivalent): closes every channel (their active calls end
+    CANCELLED), stops the library's threads and frees what it keeps for the
+    process, so a program that ends with it leaves nothing behind under a
+    leak checker. Call it at exit, when no other thread uses rgrpc.
+    Objects still held stay usable for reading and closing; anything that
+    needs the library afterwards (a new channel, a call) fails. Calling it
+    again does nothing. Raises RuntimeError where it would wait for itself
+    (from a callback the library runs)."""
+    rc = _lib.lib.rgrpc_shutdown()
+    if rc != _lib.Result.OK:
+        raise RuntimeError(_lib.result_str(rc))
+
+
 def keep_call_stats(on=True):
     """Keep each call's statistics after it ends, for :func:`call_stats`
     (rgrpc's own; off by default: reading them costs a library call per
@@ -259,6 +274,7 @@ __all__ = (
     "composite_channel_credentials", "insecure_channel", "intercept_channel",
     "local_channel_credentials", "metadata_call_credentials", "secure_channel",
     "ssl_channel_credentials", "install_as_grpc", "set_worker_threads", "channel_snapshot",
+    "shutdown",
     "call_stats", "keep_call_stats", "patch_grpcio", "unpatch_grpcio", "patched_grpcio",
     "is_patched", "GRPCIO_API_VERSION",
     "set_trace", "set_verbosity",

@@ -150,6 +150,7 @@ _PROTOTYPES = {
     "rgrpc_channel_free": (None, [_vp]),
     "rgrpc_channel_authority": (c_uint32, [_vp, c_char_p, c_size_t, POINTER(c_size_t)]),
     "rgrpc_channel_snapshot": (c_uint32, [_vp, _pvp]),
+    "rgrpc_shutdown": (c_uint32, []),
     "rgrpc_log_set_callback": (c_uint32, [LOG_CB, _vp, _vp]),
     "rgrpc_log_set_trace": (c_uint32, [c_char_p, _pvp]),
     "rgrpc_log_set_verbosity": (c_uint32, [c_uint32]),
@@ -309,6 +310,14 @@ def result_name(rc: int) -> str:
 
 def result_str(rc: int) -> str:
     return lib.rgrpc_result_str(rc).decode()
+
+
+def failure_code(rc: int):
+    """The status of a call whose operation the library refused with
+    ``rc``: CANCELLED after :func:`rgrpc.shutdown` (the library closed
+    its channels, as ``close()`` cancels calls), else INTERNAL."""
+    from ._api import StatusCode
+    return StatusCode.CANCELLED if rc == Result.SHUTDOWN else StatusCode.INTERNAL
 
 
 def _why(text, rc):

@@ -29,7 +29,7 @@ from ._api import StatusCode
 from ._call import (CallState, _Rendezvous, abort, failed_state, on_main_thread, raise_local,
                     run_callbacks)
 from ._invocation import LocalFailure, MultiCallable, deserialize, serialize, serialize_or_fail
-from ._lib import SEND_LAST, Result, call_error, lib, result_name
+from ._lib import SEND_LAST, Result, call_error, failure_code, lib, result_name
 from ._results import EMPTY, initial_metadata_of, read_metadata, status_info, take_buffer
 from ._runtime import DONE_TRAMPOLINE, register, unregister, workers
 
@@ -96,7 +96,7 @@ def _finish_stream(state, h, rc=Result.END_OF_STREAM):
         # Not a normal end (should not happen): do not wait for a status.
         why = call_error(p, rc)
         lib.rgrpc_call_cancel(p)
-        return state.complete(StatusCode.INTERNAL, "rgrpc: receiving failed: %s (%s)"
+        return state.complete(failure_code(rc), "rgrpc: receiving failed: %s (%s)"
                               % (why, result_name(rc)), EMPTY)
     st = c_void_p()
     rc = _rgrpc_call_finish(p, byref(st))
@@ -233,7 +233,7 @@ def _send(state, h, data, flags):
     if rc == _OK:
         return True
     if rc != _CALL_ENDED:
-        abort(state, StatusCode.INTERNAL, "rgrpc: sending failed: %s (%s)"
+        abort(state, failure_code(rc), "rgrpc: sending failed: %s (%s)"
               % (call_error(h.ptr, rc), result_name(rc)))
     return False
 
@@ -252,7 +252,7 @@ def _close_send(state):
         return
     rc = lib.rgrpc_call_close_send(h.ptr)
     if rc != _OK and rc != _CALL_ENDED:
-        abort(state, StatusCode.INTERNAL, "rgrpc: closing the request stream failed: %s (%s)"
+        abort(state, failure_code(rc), "rgrpc: closing the request stream failed: %s (%s)"
               % (call_error(h.ptr, rc), result_name(rc)))
 
 

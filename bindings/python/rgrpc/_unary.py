@@ -42,7 +42,7 @@ from ._call import (
     run_callbacks,
 )
 from ._invocation import LocalFailure, MultiCallable, deserialize, serialize_or_fail, start_error
-from ._lib import SEND_LAST, UNARY_DONE_CB, Result, call_error, lib, result_name
+from ._lib import SEND_LAST, UNARY_DONE_CB, Result, call_error, failure_code, lib, result_name
 from ._results import EMPTY, fetch_initial_metadata, initial_metadata_of, status_info, take_buffer
 from ._runtime import (
     DONE_TRAMPOLINE,
@@ -189,7 +189,7 @@ class _UnaryUnaryMultiCallable(MultiCallable, _api.UnaryUnaryMultiCallable):
             if rc != _OK and rc != _CALL_ENDED:  # (CALL_ENDED: the status says why)
                 why = call_error(p, rc)
                 lib.rgrpc_call_cancel(p)
-                raise inactive(StatusCode.INTERNAL, "rgrpc: sending failed: %s (%s)"
+                raise inactive(failure_code(rc), "rgrpc: sending failed: %s (%s)"
                                % (why, result_name(rc)))
             buf = c_void_p()
             response_bytes = None
