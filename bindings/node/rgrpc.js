@@ -54,6 +54,7 @@ const UnaryDoneCb = koffi.proto(
 // koffi should pass a Buffer or hand back a raw pointer).
 const c = {
   version: lib.func('const char *rgrpc_version(void)'),
+  shutdown: lib.func('rgrpc_result rgrpc_shutdown(void)'),
   resultName: lib.func('const char *rgrpc_result_name(uint32_t result)'),
   statusCodeName: lib.func('const char *rgrpc_status_code_name(uint32_t code)'),
   errorMessage: lib.func('const char *rgrpc_error_message(const rgrpc_error *error)'),
@@ -320,4 +321,14 @@ class Channel {
   }
 }
 
-module.exports = { Channel, Call, RpcError, libraryPath, version: () => c.version() };
+/**
+ * The library's global cleanup (rgrpc_shutdown): closes every channel (open
+ * calls end CANCELLED) and stops its threads. Final: later channels and
+ * calls fail. Call it at exit, when no call is running (also none started
+ * with unaryAsync); calling it again does nothing.
+ */
+function shutdown() {
+  check(c.shutdown(), 'rgrpc_shutdown');
+}
+
+module.exports = { Channel, Call, RpcError, libraryPath, shutdown, version: () => c.version() };

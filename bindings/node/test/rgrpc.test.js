@@ -149,3 +149,10 @@ test('unary calls in the background, completed by the library callback', async (
   await assert.rejects(ch.unaryAsync(SVC + 'UnaryCall', field(7, status)),
     (e) => e.code === 5 && e.details === 'gone');
 });
+
+// Last: shutdown is final for the process.
+test('shutdown ends the library; later channels are refused', () => {
+  rgrpc.shutdown();
+  rgrpc.shutdown(); // again: nothing happens
+  assert.throws(() => new rgrpc.Channel(target), (e) => e.result === 7022 && /shut down/.test(e.message));
+});
