@@ -975,7 +975,10 @@ typedef struct {
    * Transparent retries: streams opened again because the request had
    * not reached the server's application (a connection that failed
    * before it left, a stream the server refused or a GOAWAY cut off);
-   * not counted against `maxAttempts`. `attempts` counts both kinds.
+   * not counted against `maxAttempts`. `attempts` counts the streams
+   * both kinds opened; a retry after a connection failed before the
+   * request left follows a stream that never opened, so `attempts` may
+   * be less than 1 + `retries` + `transparent_retries`.
    */
   uint32_t transparent_retries;
 } rgrpc_call_stats;
