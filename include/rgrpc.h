@@ -730,7 +730,8 @@ typedef struct rgrpc_channel_credentials rgrpc_channel_credentials;
  * `rgrpc_channel_options_set_string`,
  * `rgrpc_channel_options_set_default_compression`,
  * `rgrpc_channel_options_last_error`,
- * `rgrpc_channel_options_known_key`, `rgrpc_channel_options_free`.
+ * `rgrpc_channel_options_known_key`, `rgrpc_channel_options_add_interceptor`,
+ * `rgrpc_channel_options_free`.
  */
 typedef struct rgrpc_channel_options rgrpc_channel_options;
 

@@ -60,7 +60,8 @@ use std::ffi::{c_char, CString};
 /// `rgrpc_channel_options_set_string`,
 /// `rgrpc_channel_options_set_default_compression`,
 /// `rgrpc_channel_options_last_error`,
-/// `rgrpc_channel_options_known_key`, `rgrpc_channel_options_free`.
+/// `rgrpc_channel_options_known_key`, `rgrpc_channel_options_add_interceptor`,
+/// `rgrpc_channel_options_free`.
 pub struct rgrpc_channel_options {
     _private: [u8; 0],
 }
