@@ -27,7 +27,9 @@ step "cargo test (unit, integration, header staleness; caller-driven runtime)"
 cargo test --workspace --locked
 
 step "Rust integration tests again on the multi-threaded runtime (RGRPC_WORKER_THREADS=2)"
-RGRPC_WORKER_THREADS=2 cargo test --locked -p rgrpc-core --tests
+# The whole workspace again (not `-p rgrpc-core`): the same package
+# selection resolves the same features, so nothing is compiled again.
+RGRPC_WORKER_THREADS=2 cargo test --workspace --locked --tests
 
 step "fuzz targets, 6 s each from the committed seeds (cargo-fuzz/libFuzzer; any crash fails)"
 scripts/fuzz.sh 6
