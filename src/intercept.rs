@@ -263,6 +263,29 @@ impl HookState {
         self.last_error = cstring(&format!("{what} (this is a {} hook)", kind_name(self.kind)));
         rgrpc_result::InvalidArgument
     }
+
+    /// Applies `f` to a START hook's call; refused with `what` otherwise.
+    fn change_start(&mut self, what: &str, f: impl FnOnce(&mut CallStart)) -> rgrpc_result {
+        match &mut self.payload {
+            Payload::Start(s, _) => {
+                f(s);
+                rgrpc_result::Ok
+            }
+            _ => self.wrong(what),
+        }
+    }
+
+    /// The metadata a START (request) or STATUS (trailers) hook changes.
+    fn metadata_mut(&mut self) -> Result<&mut Metadata, rgrpc_result> {
+        if let Payload::Message(..) = self.payload {
+            return Err(self.wrong("only START and STATUS hooks have metadata"));
+        }
+        match &mut self.payload {
+            Payload::Start(s, _) => Ok(&mut s.opts.metadata),
+            Payload::Status { trailers, .. } => Ok(trailers),
+            Payload::Message(..) => unreachable!("checked above"),
+        }
+    }
 }
 
 fn kind_name(k: rgrpc_hook_kind) -> &'static str {
@@ -387,10 +410,9 @@ pub extern "C" fn rgrpc_hook_add_metadata(
             h.last_error = cstring("value is NULL but value_len is not 0");
             return rgrpc_result::NullParameter;
         };
-        let md = match &mut h.payload {
-            Payload::Start(s, _) => &mut s.opts.metadata,
-            Payload::Status { trailers, .. } => trailers,
-            _ => return h.wrong("only START and STATUS hooks have metadata"),
+        let md = match h.metadata_mut() {
+            Ok(md) => md,
+            Err(e) => return e,
         };
         match md.add(key, v) {
             Ok(()) => rgrpc_result::Ok,
@@ -418,10 +440,9 @@ pub extern "C" fn rgrpc_hook_remove_metadata(
             Ok(k) => k,
             Err(e) => return e,
         };
-        let md = match &mut h.payload {
-            Payload::Start(s, _) => &mut s.opts.metadata,
-            Payload::Status { trailers, .. } => trailers,
-            _ => return h.wrong("only START and STATUS hooks have metadata"),
+        let md = match h.metadata_mut() {
+            Ok(md) => md,
+            Err(e) => return e,
         };
         let n = md.remove(key);
         if !removed.is_null() {
@@ -460,15 +481,12 @@ pub extern "C" fn rgrpc_hook_set_timeout_ms(
 ) -> rgrpc_result {
     boundary(|| {
         let h = try_mut_or_null!(rgrpc_hook, hook);
-        match &mut h.payload {
-            Payload::Start(s, _) => {
-                s.opts.deadline = u64::try_from(timeout_ms)
-                    .ok()
-                    .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-                rgrpc_result::Ok
-            }
-            _ => h.wrong("only a START hook may change the deadline"),
-        }
+        let deadline = u64::try_from(timeout_ms)
+            .ok()
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        h.change_start("only a START hook may change the deadline", |s| {
+            s.opts.deadline = deadline
+        })
     })
 }
 
@@ -487,13 +505,9 @@ pub extern "C" fn rgrpc_hook_set_compression(
             h.last_error = cstring(&format!("{compression} is not an rgrpc_compression value"));
             return rgrpc_result::InvalidArgument;
         };
-        match &mut h.payload {
-            Payload::Start(s, _) => {
-                s.opts.compression = Some(c);
-                rgrpc_result::Ok
-            }
-            _ => h.wrong("only a START hook may change compression"),
-        }
+        h.change_start("only a START hook may change compression", |s| {
+            s.opts.compression = Some(c)
+        })
     })
 }
 
@@ -504,13 +518,9 @@ pub extern "C" fn rgrpc_hook_set_compression(
 pub extern "C" fn rgrpc_hook_set_wait_for_ready(hook: *mut rgrpc_hook, wait: bool) -> rgrpc_result {
     boundary(|| {
         let h = try_mut_or_null!(rgrpc_hook, hook);
-        match &mut h.payload {
-            Payload::Start(s, _) => {
-                s.opts.wait_for_ready = Some(wait);
-                rgrpc_result::Ok
-            }
-            _ => h.wrong("only a START hook may change wait-for-ready"),
-        }
+        h.change_start("only a START hook may change wait-for-ready", |s| {
+            s.opts.wait_for_ready = Some(wait)
+        })
     })
 }
 

@@ -232,6 +232,9 @@ impl PartialEq for Interceptors {
     }
 }
 
+/// One kind of hook, called with the value it may change.
+type HookFn<T> = fn(&dyn Interceptor, &Arc<CallContext>, T, Reply<Result<T, Status>>);
+
 /// One call's interceptor state.
 pub(crate) struct Intercepted {
     chain: Arc<[Arc<dyn Interceptor>]>,
@@ -261,43 +264,50 @@ impl Intercepted {
         (&*self.chain[j], &self.ctx[j])
     }
 
-    pub(super) async fn start(&self, mut s: CallStart) -> Result<CallStart, Status> {
+    /// Passes `v` through the hooks that `wants` selects, first to last
+    /// (or last to first, `rev`); a hook's error ends the chain.
+    async fn chain<T>(
+        &self,
+        rev: bool,
+        wants: fn(&Hooks) -> bool,
+        hook: HookFn<T>,
+        mut v: T,
+    ) -> Result<T, Status> {
         for k in 0..self.chain.len() {
-            let (i, c) = self.at(k, false);
-            if !i.hooks().start {
+            let (i, c) = self.at(k, rev);
+            if !wants(&i.hooks()) {
                 continue;
             }
             let (tx, rx) = oneshot::channel();
-            i.start(c, s, Reply(tx));
-            s = rx.await.unwrap_or_else(|_| Err(dropped()))?;
+            hook(i, c, v, Reply(tx));
+            v = rx.await.unwrap_or_else(|_| Err(dropped()))?;
         }
-        Ok(s)
+        Ok(v)
     }
 
-    pub(super) async fn send_message(&self, mut m: Bytes) -> Result<Bytes, Status> {
-        for k in 0..self.chain.len() {
-            let (i, c) = self.at(k, false);
-            if !i.hooks().send_message {
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            i.send_message(c, m, Reply(tx));
-            m = rx.await.unwrap_or_else(|_| Err(dropped()))?;
-        }
-        Ok(m)
+    pub(super) async fn start(&self, s: CallStart) -> Result<CallStart, Status> {
+        self.chain(false, |h| h.start, |i, c, v, r| i.start(c, v, r), s)
+            .await
     }
 
-    pub(super) async fn recv_message(&self, mut m: Bytes) -> Result<Bytes, Status> {
-        for k in 0..self.chain.len() {
-            let (i, c) = self.at(k, true);
-            if !i.hooks().recv_message {
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            i.recv_message(c, m, Reply(tx));
-            m = rx.await.unwrap_or_else(|_| Err(dropped()))?;
-        }
-        Ok(m)
+    pub(super) async fn send_message(&self, m: Bytes) -> Result<Bytes, Status> {
+        self.chain(
+            false,
+            |h| h.send_message,
+            |i, c, v, r| i.send_message(c, v, r),
+            m,
+        )
+        .await
+    }
+
+    pub(super) async fn recv_message(&self, m: Bytes) -> Result<Bytes, Status> {
+        self.chain(
+            true,
+            |h| h.recv_message,
+            |i, c, v, r| i.recv_message(c, v, r),
+            m,
+        )
+        .await
     }
 
     pub(super) async fn status(&self, mut s: Status) -> Status {
