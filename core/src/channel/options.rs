@@ -46,6 +46,10 @@ pub struct ConnectionConfig {
     /// Close the connection after this long without calls
     /// (`grpc.client_idle_timeout_ms`, default 30 min; None = never).
     pub idle_timeout: Option<Duration>,
+    /// The largest HTTP/2 frame the server may send
+    /// (`grpc.http2.max_frame_size`, 16,384 to 16,777,215; default 256 KiB,
+    /// see `connection::MAX_FRAME`).
+    pub max_frame_size: u32,
 }
 
 impl Default for ConnectionConfig {
@@ -57,6 +61,7 @@ impl Default for ConnectionConfig {
             keepalive_permit_without_calls: false,
             max_pings_without_data: 2,
             idle_timeout: Some(Duration::from_secs(30 * 60)),
+            max_frame_size: crate::channel::connection::MAX_FRAME,
         }
     }
 }
@@ -262,7 +267,7 @@ pub const KEYS: &[OptionKey] = {
         key!("grpc.compression_enabled_algorithms_bitset", Int, false),
         key!("grpc.max_metadata_size", Int, true),
         key!("grpc.absolute_max_metadata_size", Int, true),
-        key!("grpc.http2.max_frame_size", Int, false),
+        key!("grpc.http2.max_frame_size", Int, true),
         key!("grpc.http2.lookahead_bytes", Int, false),
         key!("grpc.http2.bdp_probe", Int, false),
         key!("grpc.enable_http_proxy", Int, true),
@@ -459,6 +464,17 @@ impl ChannelOptions {
                     })?
             }
             "grpc.max_metadata_size" => self.max_metadata_size = Some(size(key, int(value)?)?),
+            "grpc.http2.max_frame_size" => {
+                // The range HTTP/2 allows (RFC 9113, SETTINGS_MAX_FRAME_SIZE).
+                let v = int(value)?;
+                lc.max_frame_size = u32::try_from(v)
+                    .ok()
+                    .filter(|v| (1 << 14..1 << 24).contains(v))
+                    .ok_or_else(|| OptionError::InvalidValue {
+                        key: key.into(),
+                        reason: format!("{v} (HTTP/2 allows 16384 to 16777215)"),
+                    })?
+            }
             "grpc.lb_policy_name" => {
                 let s = string(value)?;
                 if !crate::channel::policy::POLICIES.contains(&s.as_str()) {

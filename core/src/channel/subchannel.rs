@@ -20,7 +20,7 @@
 
 use super::backoff::Backoff;
 use super::calls::Calls;
-use super::connection::{secure, BoxedIo, CloseReason, Connection, Killer};
+use super::connection::{secure, BoxedIo, CloseReason, Connection, H2Settings, Killer};
 use super::keepalive::Keepalive;
 use super::nosigpipe::NoSigPipe;
 use super::options::ConnectionConfig;
@@ -340,7 +340,11 @@ impl Subchannel {
                 .await
                 .map_err(ConnectFailure::Handshake)?;
         }
-        secure(io, &a.transport, a.tls_name.as_ref(), a.max_header_list)
+        let h2s = H2Settings {
+            max_header_list: a.max_header_list,
+            max_frame: a.cfg.max_frame_size,
+        };
+        secure(io, &a.transport, a.tls_name.as_ref(), h2s)
             .await
             .map_err(ConnectFailure::Handshake)
     }

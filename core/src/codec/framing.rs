@@ -117,9 +117,42 @@ impl Decoder {
             l.data.extend_from_slice(&chunk[..n]);
             chunk = &chunk[n..];
         }
-        if !chunk.is_empty() {
-            self.buf.extend_from_slice(chunk);
+        if chunk.is_empty() {
+            return;
         }
+        if self.large.is_none() && self.buf.len() < HEADER_LEN {
+            // A large message whose prefix ends in this chunk goes straight
+            // to its own buffer: its first bytes are not copied twice.
+            let need = HEADER_LEN - self.buf.len();
+            if chunk.len() > need {
+                let mut p = [0; HEADER_LEN];
+                p[..self.buf.len()].copy_from_slice(&self.buf);
+                p[self.buf.len()..].copy_from_slice(&chunk[..need]);
+                let rest = &chunk[need..];
+                if let Some(mut l) = self.large_from(p, rest.len()) {
+                    l.data.extend_from_slice(rest);
+                    self.buf.clear();
+                    self.large = Some(l);
+                    return;
+                }
+            }
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The buffer for a message announced by prefix `p` when it is large,
+    /// acceptable (flag and limit; [`next_frame`](Self::next_frame) reports
+    /// the others) and longer than the `have` bytes at hand.
+    fn large_from(&self, p: [u8; HEADER_LEN], have: usize) -> Option<Large> {
+        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        let ok = p[0] <= 1 && self.max_len.is_none_or(|m| len <= m);
+        (ok && len >= pool::MIN_POOLED && len > have).then(|| Large {
+            // Room for at most 16 MiB up front: a length announced by the
+            // peer is only believed as far as bytes arrive.
+            data: pool::vec(len.min(16 << 20)),
+            len,
+            compressed: p[0] == 1,
+        })
     }
 
     /// True when bytes of an incomplete message are buffered.
@@ -154,20 +187,12 @@ impl Decoder {
             }
         }
         if self.buf.len() < HEADER_LEN + len {
-            if len >= pool::MIN_POOLED {
-                // Gathered in a buffer of its own from here on. Room for
-                // at most 16 MiB up front: a length announced by the peer is
-                // only believed as far as bytes arrive.
-                let room = len.min(16 << 20);
-                let mut data = pool::vec(room);
-                self.buf.advance(HEADER_LEN);
-                data.extend_from_slice(&self.buf);
+            let p = [flag, self.buf[1], self.buf[2], self.buf[3], self.buf[4]];
+            if let Some(mut l) = self.large_from(p, self.buf.len() - HEADER_LEN) {
+                // Gathered in a buffer of its own from here on.
+                l.data.extend_from_slice(&self.buf[HEADER_LEN..]);
                 self.buf.clear();
-                self.large = Some(Large {
-                    data,
-                    len,
-                    compressed: flag == 1,
-                });
+                self.large = Some(l);
             } else {
                 self.buf.reserve(HEADER_LEN + len - self.buf.len());
             }
@@ -270,6 +295,41 @@ mod tests {
                 .len(),
             HEADER_LEN
         );
+    }
+
+    #[test]
+    fn large_message_from_its_first_chunk() {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let wire = encode(&big, false);
+        // The prefix within the first chunk, split across the first two,
+        // alone in the first, and the whole message in one chunk.
+        for first in [3usize, 5, 6, 4096, wire.len()] {
+            let mut d = Decoder::new(Some(big.len()));
+            d.push(&wire[..first]);
+            let mut got = d.next_frame().unwrap();
+            for chunk in wire[first..].chunks(16384) {
+                assert!(got.is_none());
+                d.push(chunk);
+                got = d.next_frame().unwrap();
+            }
+            assert_eq!(got.expect("complete").data, big, "first chunk {first}");
+            assert!(!d.has_partial());
+        }
+        // What the shortcut does not take is still refused by next_frame.
+        let mut d = Decoder::new(Some(100_000));
+        d.push(&wire[..4096]);
+        assert_eq!(
+            d.next_frame(),
+            Err(DecodeError::TooLarge {
+                len: big.len(),
+                max: 100_000
+            })
+        );
+        let mut bad = wire[..4096].to_vec();
+        bad[0] = 2;
+        let mut d = Decoder::new(None);
+        d.push(&bad);
+        assert_eq!(d.next_frame(), Err(DecodeError::BadFlag(2)));
     }
 
     #[test]
