@@ -504,6 +504,9 @@ static void test_channel_options(void) {
   OPT_INT("grpc.enable_retries", 1, RGRPC_RESULT_OK);
   OPT_INT("grpc.per_rpc_retry_buffer_size", 65536, RGRPC_RESULT_OK);
   OPT_INT("grpc.http2.bdp_probe", 1, RGRPC_RESULT_UNSUPPORTED);
+  OPT_INT("grpc.http2.max_frame_size", 262144, RGRPC_RESULT_OK);
+  OPT_INT("grpc.http2.max_frame_size", 16383, RGRPC_RESULT_INVALID_OPTION_VALUE);
+  OPT_INT("grpc.http2.max_frame_size", 1 << 24, RGRPC_RESULT_INVALID_OPTION_VALUE);
 #undef OPT_INT
 #undef OPT_STR
 

@@ -18,13 +18,17 @@ use tokio::sync::Notify;
 pub const STREAM_WINDOW: u32 = 1 << 20;
 /// HTTP/2 receive window for the whole connection (bytes).
 pub const CONNECTION_WINDOW: u32 = 2 << 20;
-/// The largest frame the server may send (SETTINGS_MAX_FRAME_SIZE; the
-/// protocol's default is 16 KiB). Large frames let a large message be read
-/// from the socket straight into h2's buffer (see [`GoawayWatch`]'s reads)
-/// in few frames; at 512 KiB and above h2's read buffer no longer fits
-/// glibc's reuse and each large message faulted fresh pages in (measured:
-/// 390 page faults per 1 MiB call at 1 MiB frames, 7 at 256 KiB).
-pub(crate) const MAX_FRAME: u32 = 256 << 10;
+/// The largest frame the server may send by default
+/// (SETTINGS_MAX_FRAME_SIZE; `grpc.http2.max_frame_size` changes it): 16 KiB,
+/// HTTP/2's own default. Larger frames let a large message be read from
+/// the socket straight into h2's buffer (see [`GoawayWatch`]'s reads), but h2
+/// then allocates a buffer of a frame's size for nearly every frame it
+/// reads, and glibc hands such blocks back to the kernel and faults them in
+/// again whenever they meet the application's own blocks of similar size
+/// (bench/README.md: at 256 KiB frames a 1 MiB unary call costs 8 % less
+/// CPU, but a stream of 192-512 KiB messages 80 % more, with 20-60 page
+/// faults per message).
+pub(crate) const MAX_FRAME: u32 = 16 << 10;
 /// The header list size h2 itself enforces for a channel whose hard
 /// metadata limit is `hard`: four times it (at least 64 KiB), so that the
 /// call sees and reports (RESOURCE_EXHAUSTED, naming the limit) a block

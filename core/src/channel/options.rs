@@ -47,7 +47,7 @@ pub struct ConnectionConfig {
     /// (`grpc.client_idle_timeout_ms`, default 30 min; None = never).
     pub idle_timeout: Option<Duration>,
     /// The largest HTTP/2 frame the server may send
-    /// (`grpc.http2.max_frame_size`, 16,384 to 16,777,215; default 256 KiB,
+    /// (`grpc.http2.max_frame_size`, 16,384 to 16,777,215; default 16 KiB,
     /// see `connection::MAX_FRAME`).
     pub max_frame_size: u32,
 }
