@@ -3,6 +3,7 @@
 
 use crate::sync::lock;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Notify;
@@ -16,9 +17,32 @@ pub(crate) trait ActiveCall: Send + Sync {
 }
 
 struct Registry {
-    calls: HashMap<u64, Weak<dyn ActiveCall>>,
+    calls: HashMap<u64, Weak<dyn ActiveCall>, BuildHasherDefault<IdHasher>>,
     /// When the last call ended (meaningful while `calls` is empty).
     idle_since: Instant,
+    /// The idle timer waits for the last call to end (see [`Calls::idle`]).
+    waiting_for_empty: bool,
+}
+
+/// Hashes the registry's keys, ids counted up from 1 (no attacker chooses
+/// them): one multiplication instead of SipHash's rounds per call.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// The active calls of one channel.
@@ -29,7 +53,7 @@ pub(crate) struct Calls {
     /// Calls started and frames with headers or data sent (counted while
     /// keepalive is on): keepalive's sign of activity.
     activity: AtomicU64,
-    /// Woken whenever a call starts or ends.
+    /// Woken when the last call ends while the idle timer waits for it.
     changed: Notify,
     /// Counts for the channel's snapshot.
     pub(crate) started: AtomicU64,
@@ -43,8 +67,9 @@ impl Calls {
     pub(crate) fn new() -> Calls {
         Calls {
             reg: Mutex::new(Registry {
-                calls: HashMap::new(),
+                calls: HashMap::default(),
                 idle_since: Instant::now(),
+                waiting_for_empty: false,
             }),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -70,7 +95,6 @@ impl Calls {
         };
         self.started.fetch_add(1, Ordering::Relaxed);
         self.note_activity();
-        self.changed.notify_waiters();
         Ok(id)
     }
 
@@ -82,16 +106,20 @@ impl Calls {
         if had_stream {
             self.streams.fetch_sub(1, Ordering::Relaxed);
         }
-        {
+        let wake = {
             let mut reg = lock(&self.reg);
             if reg.calls.remove(&id).is_none() {
                 return;
             }
-            if reg.calls.is_empty() {
-                reg.idle_since = Instant::now();
+            if !reg.calls.is_empty() {
+                return;
             }
+            reg.idle_since = Instant::now();
+            std::mem::take(&mut reg.waiting_for_empty)
+        };
+        if wake {
+            self.changed.notify_waiters();
         }
-        self.changed.notify_waiters();
     }
 
     /// Refuses new calls and returns the active ones (to cancel); None
@@ -130,28 +158,31 @@ impl Calls {
         reg.calls.is_empty() && reg.idle_since.elapsed() >= t
     }
 
-    /// Completes when there have been no calls for `timeout`.
+    /// Completes when there have been no calls for `timeout`. Calls
+    /// starting and ending do not wake it (a wake-up of the channel's task
+    /// per call would cost a unary call more than the call's own work in
+    /// the runtime): it looks again when the timeout since the last call
+    /// has passed, and is woken only when it waits for the last call to end.
     pub(crate) async fn idle(&self, timeout: std::time::Duration) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let (busy, since) = {
-                let reg = lock(&self.reg);
-                (!reg.calls.is_empty(), reg.idle_since)
+            let since = {
+                let mut reg = lock(&self.reg);
+                let busy = !reg.calls.is_empty();
+                reg.waiting_for_empty = busy;
+                (!busy).then_some(reg.idle_since)
             };
-            if busy {
+            let Some(since) = since else {
                 changed.await;
                 continue;
-            }
+            };
             let deadline = since + timeout;
             if Instant::now() >= deadline {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = changed => {}
-            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
