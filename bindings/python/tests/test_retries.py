@@ -670,10 +670,12 @@ def test_rolling_restart_loses_no_call(make_server, pb, client, policy):
     # The one failure no client can prevent (see CALLERS): a call the
     # stopping grpcio server had received but not yet matched is ended by
     # the server itself with status CANCELLED and the message "CANCELLED"
-    # (seen on a slow host even with one thread). Anything else fails.
+    # (seen on a slow host even with one thread). With one caller at most
+    # one call is in flight when each of the three servers stops, so at
+    # most three such calls; any other failure fails the test.
     server_cancelled = [f for f in failures if f == ("CANCELLED", "CANCELLED")]
     assert [f for f in failures if f not in server_cancelled] == []
-    assert len(server_cancelled) <= 1, failures
+    assert len(server_cancelled) <= len(servers), failures
     assert len(answers) >= 100
 
 
